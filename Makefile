@@ -1,0 +1,52 @@
+# Everything installs into .venv in the project root; system packages come from apt where we can.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+COACH := $(VENV)/bin/coach
+STAMP := $(VENV)/.installed
+EXAMPLE := examples/example-call.wav
+SYSTEM_PACKAGES := espeak-ng sox
+
+.PHONY: install system-deps models run test test-fast bench example clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# espeak-ng speaks the example call and the test audio; sox is used by the benchmarks.
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "please install:$$missing" >&2; exit 1; fi; \
+	fi
+
+models: install
+	$(COACH) models
+
+$(EXAMPLE): | install system-deps
+	$(PY) -m coach.demo $(EXAMPLE)
+
+example: $(EXAMPLE)
+
+# The main job on the embedded default: the example call through the live pipeline.
+run: install system-deps models $(EXAMPLE)
+	$(COACH) analyze $(EXAMPLE)
+
+test: install system-deps models
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not model"
+
+# Benchmarks need ../shared (scripted calls, real recordings, the scorer); see docs/benchmarks.md.
+bench: install system-deps models
+	$(PY) benchmarks/asr_bench.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) examples/*.wav .pytest_cache bench-out

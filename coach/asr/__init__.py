@@ -1,0 +1,1 @@
+"""Streaming speech-to-text: voice activity, endpointing, and a shared Whisper model."""

@@ -1,0 +1,94 @@
+"""Cutting one party's speech into utterances from voice-activity probabilities.
+
+Pure logic on a stream of 32 ms speech probabilities, so it is tested on synthetic timelines.
+An utterance opens after ``min_speech`` of speech and closes after ``min_silence`` of silence;
+a run-on utterance is cut at the first short pause after ``max_utterance`` seconds, or at
+``hard_max_utterance`` whatever happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coach.asr.vad import WINDOW_SECONDS
+
+
+@dataclass(frozen=True)
+class EndpointSettings:
+    threshold: float = 0.5
+    min_speech: float = 0.25
+    min_silence: float = 0.5
+    max_utterance: float = 15.0
+    hard_max_utterance: float = 25.0
+    cut_pause: float = 0.15  # the pause that ends a run-on utterance
+
+    @property
+    def off_threshold(self) -> float:
+        return max(0.01, self.threshold - 0.15)
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    start: float
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    start: float
+    end: float  # end of the last speech window
+    cut: bool = False  # True when cut for length; the party is still talking
+
+
+class Endpointer:
+    def __init__(self, settings: EndpointSettings, start_time: float = 0.0) -> None:
+        self.settings = settings
+        self._t = start_time  # end time of the last window seen
+        self._speaking = False
+        self._candidate: float | None = None  # start of speech not yet long enough
+        self._candidate_speech = 0.0
+        self._start = 0.0
+        self._last_speech_end = 0.0
+
+    @property
+    def speaking(self) -> bool:
+        return self._speaking
+
+    @property
+    def utterance_start(self) -> float | None:
+        return self._start if self._speaking else None
+
+    @property
+    def last_speech_end(self) -> float:
+        return self._last_speech_end
+
+    def update(self, probabilities) -> list[SpeechStarted | SpeechEnded]:
+        s = self.settings
+        events: list[SpeechStarted | SpeechEnded] = []
+        for p in probabilities:
+            begin, self._t = self._t, self._t + WINDOW_SECONDS
+            if not self._speaking:
+                if p >= s.threshold:
+                    if self._candidate is None:
+                        self._candidate, self._candidate_speech = begin, 0.0
+                    self._candidate_speech += WINDOW_SECONDS
+                    self._last_speech_end = self._t
+                    if self._candidate_speech >= s.min_speech - 1e-9:
+                        self._speaking, self._start = True, self._candidate
+                        self._candidate = None
+                        events.append(SpeechStarted(self._start))
+                elif self._candidate is not None and self._t - self._last_speech_end >= s.min_silence:
+                    self._candidate = None  # a click or a breath, not speech
+                continue
+            if p >= s.off_threshold:  # hysteresis: speech goes on until p drops below this
+                self._last_speech_end = self._t
+            silence = self._t - self._last_speech_end
+            length = self._last_speech_end - self._start
+            if silence >= s.min_silence - 1e-9:
+                events.append(SpeechEnded(self._start, self._last_speech_end))
+                self._speaking = False
+            elif (length >= s.max_utterance and silence >= s.cut_pause) or self._t - self._start >= s.hard_max_utterance:
+                end = self._last_speech_end if silence > 0 else self._t
+                events.append(SpeechEnded(self._start, end, cut=True))
+                self._start = end  # the party goes on talking: a new utterance starts here
+                events.append(SpeechStarted(self._start))
+        return events

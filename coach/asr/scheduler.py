@@ -1,0 +1,88 @@
+"""The ASR scheduler: one shared speech model, its own executor, and a queue ordered by urgency.
+
+Every party of every call submits here. Finals go before interims, and among equals the job whose
+audio ended first goes first, so no call starves another. The model runs in a dedicated executor
+sized to it (``workers`` threads, each using ``cpu_threads``), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from coach.asr.transcriber import DecodeOptions, Transcription
+
+
+class Transcriber(Protocol):
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcription: ...
+
+
+@dataclass(order=True)
+class _Job:
+    priority: tuple[int, float, int]
+    audio: np.ndarray = field(compare=False)
+    options: DecodeOptions = field(compare=False)
+    future: asyncio.Future = field(compare=False)
+
+
+class AsrScheduler:
+    def __init__(self, transcriber: Transcriber, workers: int = 1) -> None:
+        self.transcriber = transcriber
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asr")
+        self._queue: list[_Job] = []
+        self._running = 0
+        self._seq = itertools.count()
+        self.busy_seconds = 0.0  # wall time spent inside the model, for the real-time factor
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def transcribe(self, audio: np.ndarray, options: DecodeOptions, *, final: bool, audio_end: float) -> Transcription:
+        loop = asyncio.get_running_loop()
+        job = _Job((0 if final else 1, audio_end, next(self._seq)), audio, options, loop.create_future())
+        heapq.heappush(self._queue, job)
+        self._pump(loop)
+        return await job.future  # cancelling the caller cancels the job if it has not started
+
+    def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
+        while self._running < self.workers and self._queue:
+            job = heapq.heappop(self._queue)
+            if job.future.cancelled():
+                continue
+            self._running += 1
+            work = loop.run_in_executor(self._executor, self._timed, job.audio, job.options)
+            work.add_done_callback(lambda done, job=job: self._finished(loop, job, done))
+
+    def _timed(self, audio: np.ndarray, options: DecodeOptions) -> Transcription:
+        import time
+
+        began = time.perf_counter()
+        try:
+            return self.transcriber.transcribe(audio, options)
+        finally:
+            self.busy_seconds += time.perf_counter() - began
+
+    def _finished(self, loop: asyncio.AbstractEventLoop, job: _Job, done: asyncio.Future) -> None:
+        self._running -= 1
+        if not job.future.done():
+            if done.cancelled():
+                job.future.cancel()
+            elif done.exception() is not None:
+                job.future.set_exception(done.exception())
+            else:
+                job.future.set_result(done.result())
+        self._pump(loop)
+
+    def close(self) -> None:
+        for job in self._queue:
+            job.future.cancel()
+        self._queue.clear()
+        self._executor.shutdown(wait=True, cancel_futures=True)

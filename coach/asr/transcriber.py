@@ -1,0 +1,125 @@
+"""One utterance of audio in, its text out: Whisper through CTranslate2, with the window sized to the audio.
+
+faster-whisper pads every call to a 30 s window, so a 3 s utterance pays for 30 s of encoder time.
+CTranslate2's encoder accepts fewer frames: here the utterance is padded with ``window_margin``
+seconds of *silence* (audio, before the log-mel, as Whisper itself pads) and only that much is
+encoded. Short windows can make Whisper loop, so output tokens are capped by duration, and a
+result that compresses too well or repeats itself is decoded again with the full 30 s window.
+
+Blocking: call :meth:`WhisperTranscriber.transcribe` from the ASR executor, never the event loop.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from coach.audio.frames import SAMPLE_RATE
+
+FULL_WINDOW = 30.0
+FRAMES_PER_SECOND = 100  # log-mel hop of 10 ms
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    beam_size: int = 5
+    window_margin: float = 4.0  # seconds of silence after the speech; <0 means the full 30 s window
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class Transcription:
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    window: float  # seconds of audio the encoder saw
+    retried: bool = False
+
+
+def compression_ratio(text: str) -> float:
+    raw = text.encode("utf-8")
+    return len(raw) / max(1, len(zlib.compress(raw))) if raw else 0.0
+
+
+def has_repetition_loop(text: str, n: int = 3, times: int = 3) -> bool:
+    """True when some n-gram of words occurs ``times`` or more in a row."""
+    words = text.lower().split()
+    for size in range(1, n + 1):
+        for i in range(len(words) - size * times + 1):
+            gram = words[i : i + size]
+            if all(words[i + k * size : i + (k + 1) * size] == gram for k in range(1, times)):
+                return True
+    return False
+
+
+class WhisperTranscriber:
+    """Wraps a faster-whisper ``WhisperModel``; shared by every party of every call."""
+
+    def __init__(self, model_path: str, compute_type: str = "int8", cpu_threads: int = 0, workers: int = 1) -> None:
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+
+        self._whisper = WhisperModel(
+            model_path, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, num_workers=workers
+        )
+        self._model = self._whisper.model
+        self._features = self._whisper.feature_extractor
+        self._tokenizers: dict[str, Tokenizer] = {}
+        self._Tokenizer = Tokenizer
+
+    def _tokenizer(self, language: str):
+        if language not in self._tokenizers:
+            multilingual = self._model.is_multilingual
+            self._tokenizers[language] = self._Tokenizer(
+                self._whisper.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else None
+            )
+        return self._tokenizers[language]
+
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcription:
+        duration = audio.size / SAMPLE_RATE
+        window = FULL_WINDOW if options.window_margin < 0 else window_for(duration, options.window_margin)
+        result = self._decode(audio, window, options)
+        if window < FULL_WINDOW and (result.compression_ratio > 2.0 or has_repetition_loop(result.text)):
+            retry = self._decode(audio, FULL_WINDOW, options)
+            result = Transcription(**{**retry.__dict__, "retried": True})
+        return result
+
+    def _decode(self, audio: np.ndarray, window: float, options: DecodeOptions) -> Transcription:
+        import ctranslate2
+
+        samples = int(window * SAMPLE_RATE)
+        padded = np.zeros(samples, dtype=np.float32)
+        padded[: min(samples, audio.size)] = audio[:samples]
+        frames = int(window * FRAMES_PER_SECOND)
+        features = self._features(padded, padding=0)[:, :frames]
+        if features.shape[1] < frames:
+            features = np.pad(features, ((0, 0), (0, frames - features.shape[1])), constant_values=features.min())
+        encoded = self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])))
+        tokenizer = self._tokenizer(options.language)
+        prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+        duration = audio.size / SAMPLE_RATE
+        max_new = min(220, int(10 + 8 * duration))  # ~8 tokens a second of speech is generous
+        out = self._model.generate(
+            encoded,
+            [prompt],
+            beam_size=options.beam_size,
+            max_length=len(prompt) + max_new,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            no_repeat_ngram_size=0,
+        )[0]
+        tokens = [t for t in out.sequences_ids[0] if t < tokenizer.eot]
+        text = tokenizer.decode(tokens).strip()
+        avg_logprob = out.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else -math.inf
+        return Transcription(text, avg_logprob, out.no_speech_prob, compression_ratio(text), window)
+
+
+def window_for(duration: float, margin: float) -> float:
+    """Encoder window (s) for ``duration`` s of speech: speech plus margin, whole seconds, at most 30 s."""
+    return float(min(FULL_WINDOW, max(2.0, math.ceil(duration + margin))))

@@ -1,0 +1,128 @@
+"""The ``coach`` command: ``analyze`` a recording, provision ``models``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from coach.config import Settings
+from coach.errors import AudioInputError, CoachError, ModelError
+
+log = logging.getLogger("coach")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coach", description="Real-time call coaching for contact centres.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the coach is doing")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    analyze = commands.add_parser(
+        "analyze", help="run a recorded call through the live pipeline", description="Run a recorded call "
+        "through the same streaming pipeline as a live call and print its events."
+    )
+    analyze.add_argument("recording", type=Path, help="WAV, FLAC, MP3 or OGG; stereo = agent left, customer right")
+    analyze.add_argument("--jsonl", action="store_true", help="print the event stream as JSON lines")
+    analyze.add_argument("--agent-channel", type=int, choices=(0, 1), default=0, help="channel of the agent in a stereo file (default 0, left)")
+    analyze.add_argument("--model", help="speech model: 'base' (offline default), a faster-whisper name, or a folder")
+    analyze.add_argument("--no-interims", action="store_true", help="final segments only (less CPU)")
+
+    models = commands.add_parser("models", help="provision and verify the speech model", description="Resolve the "
+        "speech model (assembling and verifying the offline default if needed) and say where it is.")
+    models.add_argument("--model", help="speech model: 'base' (offline default), a faster-whisper name, or a folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings()
+        if getattr(args, "model", None):
+            settings.asr.model = args.model
+        if args.command == "models":
+            return run_models(settings)
+        return asyncio.run(run_analyze(args, settings))
+    except CoachError as exc:
+        print(f"coach: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("coach: interrupted", file=sys.stderr)
+        return 130
+
+
+def run_models(settings: Settings) -> int:
+    from coach.models import resolve_speech_model
+
+    model = resolve_speech_model(settings.asr.model, settings.models_dir)
+    print(f"speech model: {model.path} ({model.source}{', sha256 verified' if model.sha256 else ''})")
+    return 0
+
+
+def load_transcriber(settings: Settings):
+    """Resolve, verify and load the speech model; one line of error when it cannot be done."""
+    from coach.asr.transcriber import WhisperTranscriber
+    from coach.models import resolve_speech_model
+
+    model = resolve_speech_model(settings.asr.model, settings.models_dir)
+    try:
+        return WhisperTranscriber(model.path, settings.asr.compute_type, settings.asr.cpu_threads, settings.asr.workers)
+    except (RuntimeError, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"cannot load speech model {model.path} ({reason}): is it a CTranslate2 Whisper model?") from None
+
+
+async def iterate_in_thread(blocks: Iterator) -> AsyncIterator:
+    """Pull a blocking iterator from a worker thread, one item at a time."""
+    done = object()
+    while (item := await asyncio.to_thread(next, blocks, done)) is not done:
+        yield item
+
+
+async def run_analyze(args, settings: Settings) -> int:
+    from coach.asr.scheduler import AsrScheduler
+    from coach.audio.files import call_layout, probe, read_blocks
+    from coach.output import JsonlSink, TranscriptView
+    from coach.pipeline import CallPipeline, run_recording
+
+    if args.no_interims:
+        settings.asr.interims = False
+    info = probe(args.recording)
+    layout = call_layout(info, args.agent_channel)
+    transcriber = await asyncio.to_thread(load_transcriber, settings)
+    scheduler = AsrScheduler(transcriber, settings.asr.workers)
+    sink = JsonlSink() if args.jsonl else TranscriptView(duration=info.duration)
+    finals = 0
+
+    def emit(event) -> None:
+        nonlocal finals
+        finals += bool(getattr(event, "final", False) and getattr(event, "text", ""))
+        sink(event)
+
+    vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
+    pipeline = CallPipeline(layout, scheduler, settings.asr, emit, vad_executor)
+    try:
+        await run_recording(pipeline, iterate_in_thread(read_blocks(args.recording)), on_progress=sink.progress)
+    finally:
+        sink.close()
+        scheduler.close()
+        vad_executor.shutdown(wait=True)
+    if pipeline.consumed == 0:
+        raise AudioInputError(f"{args.recording} holds no audio samples")
+    if info.duration and pipeline.consumed < info.duration - 0.5:
+        raise AudioInputError(
+            f"{args.recording} is truncated: its header says {info.duration:.1f} s but only "
+            f"{pipeline.consumed:.1f} s could be decoded (the output covers that part)"
+        )
+    if finals == 0:
+        raise AudioInputError(f"no speech found in {args.recording} ({pipeline.consumed:.1f} s of silence or noise)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Settings, read from the environment (prefix ``COACH_``) when a command or the app starts.
+
+Nested groups use ``__``: ``COACH_ASR__BEAM_SIZE=1``. Nothing is read at import time: callers
+build ``Settings()`` themselves (the CLI per command, the server in ``create_app()``).
+"""
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_models_dir() -> Path:
+    return Path.home() / ".cache" / "coach" / "models"
+
+
+class AsrSettings(BaseModel):
+    """Speech-to-text: the model, how it is run, and how speech is cut into utterances."""
+
+    model: str = Field("base", description="'base' (offline default), a faster-whisper model name, or a path")
+    compute_type: str = "int8"
+    cpu_threads: int = Field(0, description="threads per model call; 0 = all cores")
+    workers: int = Field(1, ge=1, description="model calls that may run at once")
+    language: str = "en"
+    beam_size: int = Field(5, ge=1, description="beam for final segments")
+    interim_beam_size: int = Field(1, ge=1, description="beam for interim hypotheses")
+    interims: bool = True
+    interim_every: float = Field(1.0, gt=0, description="seconds of speech between interim hypotheses")
+    window_margin: float = Field(4.0, ge=0, description="silence (s) added after the speech in the encoder window")
+    vad_threshold: float = Field(0.5, gt=0, lt=1)
+    min_speech: float = Field(0.25, ge=0, description="speech (s) needed to open an utterance")
+    min_silence: float = Field(0.5, gt=0, description="silence (s) that ends an utterance")
+    speech_pad: float = Field(0.2, ge=0, description="audio (s) kept either side of the speech")
+    max_utterance: float = Field(15.0, gt=1, description="an utterance is cut at the next pause after this long")
+    hard_max_utterance: float = Field(25.0, gt=1, description="an utterance is cut here even without a pause")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="COACH_", env_nested_delimiter="__", extra="ignore")
+
+    models_dir: Path = Field(default_factory=_default_models_dir)
+    asr: AsrSettings = AsrSettings()

