@@ -7,8 +7,6 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from coach.config import Settings
@@ -71,31 +69,24 @@ def load_transcriber(settings: Settings):
 
     model = resolve_speech_model(settings.asr.model, settings.models_dir)
     try:
-        return WhisperTranscriber(model.path, settings.asr.compute_type, settings.asr.cpu_threads, settings.asr.workers)
+        return WhisperTranscriber(model.path, settings.asr.compute_type, settings.asr.cpu_threads, settings.asr.worker_count)
     except (RuntimeError, ValueError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(f"cannot load speech model {model.path} ({reason}): is it a CTranslate2 Whisper model?") from None
 
 
-async def iterate_in_thread(blocks: Iterator) -> AsyncIterator:
-    """Pull a blocking iterator from a worker thread, one item at a time."""
-    done = object()
-    while (item := await asyncio.to_thread(next, blocks, done)) is not done:
-        yield item
-
-
 async def run_analyze(args, settings: Settings) -> int:
     from coach.asr.scheduler import AsrScheduler
-    from coach.audio.files import call_layout, probe, read_blocks
+    from coach.audio.files import call_layout, probe
     from coach.output import JsonlSink, TranscriptView
-    from coach.pipeline import CallPipeline, run_recording
+    from coach.pipeline import analyze_recording
 
     if args.no_interims:
         settings.asr.interims = False
     info = probe(args.recording)
     layout = call_layout(info, args.agent_channel)
     transcriber = await asyncio.to_thread(load_transcriber, settings)
-    scheduler = AsrScheduler(transcriber, settings.asr.workers)
+    scheduler = AsrScheduler(transcriber, settings.asr.worker_count)
     sink = JsonlSink() if args.jsonl else TranscriptView(duration=info.duration)
     finals = 0
 
@@ -104,23 +95,20 @@ async def run_analyze(args, settings: Settings) -> int:
         finals += bool(getattr(event, "final", False) and getattr(event, "text", ""))
         sink(event)
 
-    vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
-    pipeline = CallPipeline(layout, scheduler, settings.asr, emit, vad_executor)
     try:
-        await run_recording(pipeline, iterate_in_thread(read_blocks(args.recording)), on_progress=sink.progress)
+        consumed = await analyze_recording(args.recording, layout, scheduler, settings.asr, emit, sink.progress)
     finally:
         sink.close()
         scheduler.close()
-        vad_executor.shutdown(wait=True)
-    if pipeline.consumed == 0:
+    if consumed == 0:
         raise AudioInputError(f"{args.recording} holds no audio samples")
-    if info.duration and pipeline.consumed < info.duration - 0.5:
+    if info.duration and consumed < info.duration - 0.5:
         raise AudioInputError(
             f"{args.recording} is truncated: its header says {info.duration:.1f} s but only "
-            f"{pipeline.consumed:.1f} s could be decoded (the output covers that part)"
+            f"{consumed:.1f} s could be decoded (the output covers that part)"
         )
     if finals == 0:
-        raise AudioInputError(f"no speech found in {args.recording} ({pipeline.consumed:.1f} s of silence or noise)")
+        raise AudioInputError(f"no speech found in {args.recording} ({consumed:.1f} s of silence or noise)")
     return 0
 
 

@@ -4,7 +4,9 @@ Nested groups use ``__``: ``COACH_ASR__BEAM_SIZE=1``. Nothing is read at import 
 build ``Settings()`` themselves (the CLI per command, the server in ``create_app()``).
 """
 
+import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,20 +21,30 @@ class AsrSettings(BaseModel):
 
     model: str = Field("base", description="'base' (offline default), a faster-whisper model name, or a path")
     compute_type: str = "int8"
-    cpu_threads: int = Field(0, description="threads per model call; 0 = all cores")
-    workers: int = Field(1, ge=1, description="model calls that may run at once")
+    cpu_threads: int = Field(1, ge=0, description="threads per model call (1 is the most CPU-efficient); 0 = all cores")
+    workers: int = Field(0, ge=0, description="model calls that may run at once; 0 = one per core")
     language: str = "en"
     beam_size: int = Field(5, ge=1, description="beam for final segments")
     interim_beam_size: int = Field(1, ge=1, description="beam for interim hypotheses")
     interims: bool = True
-    interim_every: float = Field(1.0, gt=0, description="seconds of speech between interim hypotheses")
-    window_margin: float = Field(4.0, ge=0, description="silence (s) added after the speech in the encoder window")
+    final_mode: Literal["join", "redecode"] = Field(
+        "join", description="final = the utterance's chunks joined (each word decoded once), or a fresh decode"
+    )
+    window_margin: float = Field(4.0, description="silence (s) after the speech in the encoder window; <0: 30 s")
+    chunk_margin: float = Field(4.0, description="the same for chunks of an utterance")
+    min_chunk: float = Field(1.5, gt=0, description="a chunk ends at a pause once this long (s)")
+    max_chunk: float = Field(4.0, gt=0, description="a chunk without a pause is cut here (s)")
     vad_threshold: float = Field(0.5, gt=0, lt=1)
     min_speech: float = Field(0.25, ge=0, description="speech (s) needed to open an utterance")
     min_silence: float = Field(0.5, gt=0, description="silence (s) that ends an utterance")
     speech_pad: float = Field(0.2, ge=0, description="audio (s) kept either side of the speech")
     max_utterance: float = Field(15.0, gt=1, description="an utterance is cut at the next pause after this long")
     hard_max_utterance: float = Field(25.0, gt=1, description="an utterance is cut here even without a pause")
+
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
 
 class Settings(BaseSettings):

@@ -8,8 +8,10 @@ job is awaited before more audio is pushed, so ``at`` is the same on any machine
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from concurrent.futures import Executor
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -19,6 +21,8 @@ from coach.asr.vad import StreamingVad
 from coach.audio.frames import SAMPLE_RATE, CallLayout
 from coach.config import AsrSettings
 from coach.events import Event
+
+T = TypeVar("T")
 
 
 class CallPipeline:
@@ -62,10 +66,39 @@ class CallPipeline:
         await asyncio.gather(*(party.aclose() for party in self.parties.values()))
 
 
-async def run_recording(
-    pipeline: CallPipeline, blocks, frame_seconds: float = 0.064, on_progress: Callable[[float], None] | None = None
+async def iterate_in_thread(blocks: Iterator[T]) -> AsyncIterator[T]:
+    """Pull a blocking iterator (file decoding) from a worker thread, one item at a time."""
+    done = object()
+    while (item := await asyncio.to_thread(next, blocks, done)) is not done:
+        yield item  # type: ignore[misc]
+
+
+async def analyze_recording(
+    path: Path,
+    layout: CallLayout,
+    scheduler: AsrScheduler,
+    settings: AsrSettings,
+    emit: Callable[[Event], None],
+    on_progress: Callable[[float], None] | None = None,
+    frame_seconds: float = 0.064,
+) -> float:
+    """Run a recording through a :class:`CallPipeline` frame by frame, as if live, in lockstep
+    with the ASR. Returns the seconds of audio consumed."""
+    from coach.audio.files import read_blocks
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad") as vad_executor:
+        pipeline = CallPipeline(layout, scheduler, settings, emit, vad_executor)
+        await feed_in_lockstep(pipeline, iterate_in_thread(read_blocks(path)), on_progress, frame_seconds)
+    return pipeline.consumed
+
+
+async def feed_in_lockstep(
+    pipeline: CallPipeline,
+    blocks: AsyncIterator[np.ndarray],
+    on_progress: Callable[[float], None] | None = None,
+    frame_seconds: float = 0.064,
 ) -> None:
-    """Feed decoded blocks to ``pipeline`` frame by frame, as if live, in lockstep with the ASR."""
+    """Push blocks frame by frame, waiting for every transcription before the next frame, then end the call."""
     frame = int(frame_seconds * SAMPLE_RATE)
     try:
         async for block in blocks:

@@ -21,6 +21,10 @@ class EndpointSettings:
     max_utterance: float = 15.0
     hard_max_utterance: float = 25.0
     cut_pause: float = 0.15  # the pause that ends a run-on utterance
+    # chunks: stretches of an open utterance, cut at short pauses, transcribed as the party speaks
+    chunk_pause: float = 0.15  # a pause this long inside speech may end a chunk...
+    min_chunk: float = 1.5  # ...once the chunk is this long
+    max_chunk: float = 4.0  # a chunk is cut at its quietest moment if it runs this long without a pause
 
     @property
     def off_threshold(self) -> float:
@@ -30,6 +34,15 @@ class EndpointSettings:
 @dataclass(frozen=True)
 class SpeechStarted:
     start: float
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    """A chunk of the open utterance is complete. ``start`` and ``end`` are cut points (the middle of
+    a pause, or the quietest moment): consecutive chunks share them, so no audio is heard twice."""
+
+    start: float
+    end: float
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,8 @@ class Endpointer:
         self._candidate_speech = 0.0
         self._start = 0.0
         self._last_speech_end = 0.0
+        self._chunk_start = 0.0
+        self._recent: list[tuple[float, float]] = []  # (window end, probability) of the last second
 
     @property
     def speaking(self) -> bool:
@@ -61,11 +76,14 @@ class Endpointer:
     def last_speech_end(self) -> float:
         return self._last_speech_end
 
-    def update(self, probabilities) -> list[SpeechStarted | SpeechEnded]:
+    def update(self, probabilities) -> list[SpeechStarted | SpeechPaused | SpeechEnded]:
         s = self.settings
-        events: list[SpeechStarted | SpeechEnded] = []
+        events: list[SpeechStarted | SpeechPaused | SpeechEnded] = []
         for p in probabilities:
             begin, self._t = self._t, self._t + WINDOW_SECONDS
+            self._recent.append((self._t, float(p)))
+            if len(self._recent) > int(1.0 / WINDOW_SECONDS):
+                del self._recent[0]
             if not self._speaking:
                 if p >= s.threshold:
                     if self._candidate is None:
@@ -74,6 +92,7 @@ class Endpointer:
                     self._last_speech_end = self._t
                     if self._candidate_speech >= s.min_speech - 1e-9:
                         self._speaking, self._start = True, self._candidate
+                        self._chunk_start = self._start
                         self._candidate = None
                         events.append(SpeechStarted(self._start))
                 elif self._candidate is not None and self._t - self._last_speech_end >= s.min_silence:
@@ -89,6 +108,21 @@ class Endpointer:
             elif (length >= s.max_utterance and silence >= s.cut_pause) or self._t - self._start >= s.hard_max_utterance:
                 end = self._last_speech_end if silence > 0 else self._t
                 events.append(SpeechEnded(self._start, end, cut=True))
-                self._start = end  # the party goes on talking: a new utterance starts here
+                self._start = self._chunk_start = end  # the party goes on talking: a new utterance starts here
                 events.append(SpeechStarted(self._start))
+            elif (chunk := self._chunk_cut(silence)) is not None:
+                events.append(SpeechPaused(self._chunk_start, chunk))
+                self._chunk_start = chunk
         return events
+
+    def _chunk_cut(self, silence: float) -> float | None:
+        """Where the open chunk should end now, if it should."""
+        s = self.settings
+        length = self._last_speech_end - self._chunk_start
+        if silence >= s.chunk_pause - 1e-9 and length >= s.min_chunk:
+            return self._last_speech_end + silence / 2  # the middle of the pause: no word on either side is split
+        if self._t - self._chunk_start >= s.max_chunk:
+            # no pause: cut where the voice was weakest in the last second, most likely between words
+            quietest_end, _ = min(self._recent, key=lambda item: item[1])
+            return max(self._chunk_start + s.min_chunk, quietest_end - WINDOW_SECONDS / 2)
+        return None

@@ -1,28 +1,27 @@
-"""One party's live transcript: voice activity -> utterances -> interim and final transcript events.
+"""One party's live transcript: voice activity -> utterances and chunks -> interim and final events.
 
-While a party speaks, an interim hypothesis of the open utterance is asked for about every
-``interim_every`` seconds (never two at once for one party); when the utterance ends, its final.
-Results come back from the shared :class:`AsrScheduler` and are emitted with ``at`` = the call
-audio consumed at that moment.
+While a party speaks, each chunk of the open utterance (cut at a short pause, 1.5-4 s long) is
+transcribed once and the interim hypothesis grows by its words; when the utterance ends, its final
+follows. Results come back from the shared :class:`AsrScheduler` and are emitted with ``at`` = the
+call audio consumed at that moment.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from concurrent.futures import Executor
 
 import numpy as np
 
-from coach.asr.endpointer import Endpointer, EndpointSettings, SpeechEnded, SpeechStarted
+from coach.asr.endpointer import Endpointer, EndpointSettings, SpeechEnded, SpeechPaused, SpeechStarted
 from coach.asr.scheduler import AsrScheduler
 from coach.asr.transcriber import DecodeOptions, Transcription
 from coach.asr.vad import StreamingVad
 from coach.audio.frames import SAMPLE_RATE
 from coach.config import AsrSettings
 from coach.events import TranscriptEvent
-
-MIN_INTERIM_SPEECH = 1.0  # seconds of speech before the first interim
 
 
 class RollingAudio:
@@ -70,7 +69,27 @@ def accept(result: Transcription) -> bool:
     return not (result.no_speech_prob > 0.6 and result.avg_logprob < -1.0)
 
 
+@dataclass
+class _Utterance:
+    id: str
+    start: float
+    chunk_from: float  # where the chunk being spoken now began
+    text: str = ""  # the chunks transcribed so far, joined in order
+    last_chunk: asyncio.Task | None = None  # the next chunk's result waits for this one
+    chunks: list[asyncio.Task] = field(default_factory=list)
+    finalised: bool = False
+    shown: bool = False  # an interim of it reached the sink
+
+
+def _join(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
 class PartyTranscriber:
+    """Interims are built from chunks (stretches of speech cut at short pauses), each transcribed
+    once. The final is either those chunks joined (``final_mode="join"``: every word decoded once) or
+    a fresh decode of the whole utterance (``"redecode"``: more context, more CPU)."""
+
     def __init__(
         self,
         speaker: str,
@@ -95,18 +114,19 @@ class PartyTranscriber:
                 min_silence=settings.min_silence,
                 max_utterance=settings.max_utterance,
                 hard_max_utterance=settings.hard_max_utterance,
+                min_chunk=settings.min_chunk,
+                max_chunk=settings.max_chunk,
             )
         )
         self.audio = RollingAudio()
-        self._utterances = 0
-        self._current: str | None = None  # id of the open utterance
-        self._interim_due = 0.0
-        self._interim_pending: asyncio.Task | None = None
-        self._shown_interim: set[str] = set()
-        self._finalised: set[str] = set()
+        self._count = 0
+        self._open: _Utterance | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._join_mode = settings.final_mode == "join"
         self._final = DecodeOptions(settings.beam_size, settings.window_margin, settings.language)
-        self._interim = DecodeOptions(settings.interim_beam_size, settings.window_margin, settings.language)
+        chunk_beam = settings.beam_size if self._join_mode else settings.interim_beam_size
+        self._chunk = DecodeOptions(chunk_beam, settings.chunk_margin, settings.language)
+        self._tail = DecodeOptions(settings.beam_size, settings.chunk_margin, settings.language)
 
     @property
     def pending(self) -> set[asyncio.Task]:
@@ -119,55 +139,74 @@ class PartyTranscriber:
         probabilities = await loop.run_in_executor(self._vad_executor, self._vad.feed, samples)
         for change in self.endpointer.update(probabilities):
             if isinstance(change, SpeechStarted):
-                self._utterances += 1
-                self._current = f"{self.speaker}-{self._utterances}"
-                self._interim_due = change.start + MIN_INTERIM_SPEECH
+                self._count += 1
+                self._open = _Utterance(f"{self.speaker}-{self._count}", change.start, change.start)
+            elif isinstance(change, SpeechPaused):
+                self._chunk_done(change.start, change.end)
             else:
                 self._finalise(change)
-        self._maybe_interim()
         self._forget_old_audio()
 
     def finish(self) -> None:
         """The call ended: close the open utterance, if any."""
         start = self.endpointer.utterance_start
-        if start is not None and self._current is not None:
+        if start is not None and self._open is not None:
             self._finalise(SpeechEnded(start, max(start, self.endpointer.last_speech_end)))
 
-    def _finalise(self, ended: SpeechEnded) -> None:
-        utterance = self._current or f"{self.speaker}-{self._utterances}"
-        self._current = None
-        self._finalised.add(utterance)
+    def _clip(self, start: float, end: float, utt: _Utterance | None = None) -> np.ndarray:
+        """Audio of [start, end], padded at the utterance's outer edges only (chunks meet exactly)."""
         pad = self.settings.speech_pad
-        audio = self.audio.slice(ended.start - pad, ended.end + pad)
-        self._spawn(self._transcribe(utterance, ended.start, ended.end, audio, final=True))
+        first = utt is None or start <= utt.start
+        last = utt is None
+        return self.audio.slice(start - pad if first else start, end + pad if last else end)
 
-    def _maybe_interim(self) -> None:
-        s = self.settings
-        if not (s.interims and self.endpointer.speaking and self._current):
+    def _chunk_done(self, start: float, end: float) -> None:
+        utt = self._open
+        if utt is None or not (self._join_mode or self.settings.interims):
             return
-        now = self.audio.end
-        if now < self._interim_due or (self._interim_pending and not self._interim_pending.done()):
-            return
-        start = self.endpointer.utterance_start or 0.0
-        self._interim_due = now + s.interim_every
-        audio = self.audio.slice(start - s.speech_pad, now)
-        self._interim_pending = self._spawn(self._transcribe(self._current, start, now, audio, final=False))
+        utt.chunk_from = end
+        prev = utt.last_chunk
+        task = self._spawn(self._transcribe_chunk(utt, start, end, self._clip(start, end, utt), prev))
+        utt.last_chunk = task
+        utt.chunks.append(task)
 
-    async def _transcribe(self, utterance: str, start: float, end: float, audio: np.ndarray, *, final: bool) -> None:
-        options = self._final if final else self._interim
-        result = await self._scheduler.transcribe(audio, options, final=final, audio_end=end)
-        if not final and utterance in self._finalised:
-            return  # the final is on its way; this interim is stale
-        ok = accept(result)
-        if final and not ok and utterance in self._shown_interim:
-            ok, result = True, Transcription("", result.avg_logprob, result.no_speech_prob, 0.0, result.window)
-        if not ok:
-            return
-        if not final:
-            self._shown_interim.add(utterance)
+    async def _transcribe_chunk(self, utt: _Utterance, start: float, end: float, audio: np.ndarray, prev) -> None:
+        result = await self._scheduler.transcribe(audio, self._chunk, final=self._join_mode, audio_end=end)
+        if prev is not None:
+            await asyncio.wait({prev})  # keep the chunks in spoken order
+        if accept(result):
+            utt.text = _join(utt.text, result.text)
+        if self.settings.interims and not utt.finalised and utt.text:
+            utt.shown = True
+            self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, utt.start, end, utt.text, False))
+
+    def _finalise(self, ended: SpeechEnded) -> None:
+        utt = self._open or _Utterance(f"{self.speaker}-{self._count}", ended.start, ended.start)
+        self._open = None
+        utt.finalised = True
+        if self._join_mode and utt.chunks:
+            tail = self._clip(utt.chunk_from, ended.end) if ended.end - utt.chunk_from >= 0.1 else None
+            self._spawn(self._final_from_chunks(utt, ended, tail))
         else:
-            self._shown_interim.discard(utterance)
-        self._emit(TranscriptEvent(self._clock(), self.speaker, utterance, start, end, result.text, final))
+            for chunk in utt.chunks:  # a fresh decode of the whole utterance replaces them
+                chunk.cancel()
+            self._spawn(self._final_redecode(utt, ended, self._clip(ended.start, ended.end)))
+
+    async def _final_from_chunks(self, utt: _Utterance, ended: SpeechEnded, tail: np.ndarray | None) -> None:
+        text = ""
+        if tail is not None:
+            result = await self._scheduler.transcribe(tail, self._tail, final=True, audio_end=ended.end)
+            text = result.text if accept(result) else ""
+        await asyncio.wait({utt.last_chunk})
+        self._emit_final(utt, ended, _join(utt.text, text))
+
+    async def _final_redecode(self, utt: _Utterance, ended: SpeechEnded, audio: np.ndarray) -> None:
+        result = await self._scheduler.transcribe(audio, self._final, final=True, audio_end=ended.end)
+        self._emit_final(utt, ended, result.text if accept(result) else "")
+
+    def _emit_final(self, utt: _Utterance, ended: SpeechEnded, text: str) -> None:
+        if text or utt.shown:  # an empty final withdraws an interim that turned out to be noise
+            self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, ended.start, ended.end, text, True))
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)

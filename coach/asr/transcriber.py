@@ -63,11 +63,11 @@ class WhisperTranscriber:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
-        self._whisper = WhisperModel(
+        self.whisper = WhisperModel(
             model_path, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, num_workers=workers
         )
-        self._model = self._whisper.model
-        self._features = self._whisper.feature_extractor
+        self._model = self.whisper.model
+        self._features = self.whisper.feature_extractor
         self._tokenizers: dict[str, Tokenizer] = {}
         self._Tokenizer = Tokenizer
 
@@ -75,7 +75,7 @@ class WhisperTranscriber:
         if language not in self._tokenizers:
             multilingual = self._model.is_multilingual
             self._tokenizers[language] = self._Tokenizer(
-                self._whisper.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else None
+                self.whisper.hf_tokenizer, multilingual, task="transcribe", language=language if multilingual else None
             )
         return self._tokenizers[language]
 

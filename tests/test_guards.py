@@ -1,0 +1,27 @@
+"""Guards against Whisper's failure modes on short windows."""
+
+from coach.asr.streaming import accept
+from coach.asr.transcriber import Transcription, compression_ratio, has_repetition_loop, window_for
+
+
+def test_repetition_loops_are_caught():
+    assert has_repetition_loop("thank you thank you thank you")
+    assert has_repetition_loop("I I I want a refund")
+    assert not has_repetition_loop("I want a refund, I want it now")
+
+
+def test_looping_text_compresses_too_well():
+    assert compression_ratio("the bill the bill " * 20) > 2.0
+    assert compression_ratio("My bill this month is twice what it normally is.") < 2.0
+
+
+def test_window_is_sized_to_the_speech_plus_margin_and_capped():
+    assert window_for(3.2, 4.0) == 8.0
+    assert window_for(0.3, 0.0) == 2.0
+    assert window_for(29.0, 4.0) == 30.0
+
+
+def test_made_up_text_on_noise_is_dropped():
+    assert not accept(Transcription("Thank you.", -1.4, 0.9, 1.0, 5.0))
+    assert accept(Transcription("Thank you.", -0.3, 0.9, 1.0, 5.0))
+    assert not accept(Transcription("", -0.1, 0.0, 0.0, 5.0))

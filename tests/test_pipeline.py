@@ -1,0 +1,102 @@
+"""A call through the streaming pipeline with fake models: what the event stream promises."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from coach.asr.scheduler import AsrScheduler
+from coach.audio.frames import CallLayout
+from coach.config import AsrSettings
+from coach.pipeline import CallPipeline, feed_in_lockstep
+from tests.fakes import EnergyVad, ToneTranscriber, silence, tone
+
+
+def stereo(agent: np.ndarray, customer: np.ndarray) -> np.ndarray:
+    n = max(agent.size, customer.size)
+    out = np.zeros((n, 2), np.float32)
+    out[: agent.size, 0], out[: customer.size, 1] = agent, customer
+    return out
+
+
+async def blocks_of(audio: np.ndarray, seconds: float = 1.0):
+    step = int(seconds * 16000)
+    for i in range(0, audio.shape[0], step):
+        yield audio[i : i + step]
+
+
+async def analyze(audio: np.ndarray, layout=CallLayout.stereo(), **settings):
+    events = []
+    transcriber = ToneTranscriber()
+    scheduler = AsrScheduler(transcriber, workers=2)
+    with ThreadPoolExecutor(1) as vad_executor:
+        pipeline = CallPipeline(layout, scheduler, AsrSettings(**settings), events.append, vad_executor, EnergyVad)
+        await feed_in_lockstep(pipeline, blocks_of(audio))
+    scheduler.close()
+    return [e.to_dict() for e in events], transcriber
+
+
+# the agent says three phrases with short pauses (one utterance, three chunks); the customer then answers
+AGENT = np.concatenate([silence(0.5), tone(300, 2.0), silence(0.25), tone(400, 2.0), silence(0.25), tone(500, 2.0), silence(3.5)])
+CUSTOMER = np.concatenate([silence(7.5), tone(600, 1.0), silence(1.0)])
+
+
+async def test_each_party_gets_interims_while_speaking_then_one_final():
+    events, _ = await analyze(stereo(AGENT, CUSTOMER))
+    agent = [e for e in events if e["speaker"] == "agent"]
+    interims = [e for e in agent if not e["final"]]
+    finals = [e for e in agent if e["final"]]
+    assert len(finals) == 1
+    words = finals[0]["text"].split()
+    assert [w for i, w in enumerate(words) if i == 0 or words[i - 1] != w] == ["w3", "w4", "w5"]  # in order, no repeats
+    assert all(7 <= words.count(w) <= 9 for w in ("w3", "w4", "w5"))  # 2 s each: nothing heard twice or lost
+    assert interims and interims[0]["at"] < 3.5  # words on screen while the agent is still talking
+    assert all(e["id"] == finals[0]["id"] for e in interims)
+    assert all(i["at"] <= finals[0]["at"] for i in interims)
+    customer = [e for e in events if e["speaker"] == "customer" and e["final"]]
+    assert len(customer) == 1 and set(customer[0]["text"].split()) == {"w6"}
+
+
+async def test_finals_arrive_soon_after_the_speech_ends():
+    events, _ = await analyze(stereo(AGENT, CUSTOMER), min_silence=0.5)
+    for final in (e for e in events if e["final"]):
+        assert 0 < final["at"] - final["end"] <= 0.7
+
+
+async def test_at_is_audio_time_and_never_goes_back():
+    events, _ = await analyze(stereo(AGENT, CUSTOMER))
+    ats = [e["at"] for e in events]
+    assert ats == sorted(ats)
+    assert ats[-1] <= AGENT.size / 16000 + 1e-6
+
+
+async def test_redecode_mode_transcribes_the_whole_utterance_again_for_the_final():
+    events, transcriber = await analyze(stereo(AGENT, CUSTOMER), final_mode="redecode", interim_beam_size=1, beam_size=5)
+    final = next(e for e in events if e["final"] and e["speaker"] == "agent")
+    assert final["text"].split()[:8] == ["w3"] * 8
+    longest = max(seconds for seconds, options in transcriber.calls if options.beam_size == 5)
+    assert longest >= 6.0  # the final saw the whole utterance
+
+
+async def test_without_interims_only_finals_are_emitted():
+    events, _ = await analyze(stereo(AGENT, CUSTOMER), interims=False)
+    assert events and all(e["final"] for e in events)
+
+
+async def test_mono_call_is_one_mixed_party():
+    mono = (AGENT + np.pad(CUSTOMER, (0, AGENT.size - CUSTOMER.size)))[:, None]
+    events, _ = await analyze(mono, layout=CallLayout.mono())
+    assert {e["speaker"] for e in events} == {"mixed"}
+
+
+async def test_a_call_that_ends_mid_sentence_still_gets_its_final():
+    cut = stereo(np.concatenate([silence(0.5), tone(300, 2.0)]), silence(2.5))
+    events, _ = await analyze(cut)
+    finals = [e for e in events if e["final"]]
+    assert len(finals) == 1 and finals[0]["text"].startswith("w3")
+
+
+async def test_a_call_with_nobody_speaking_emits_nothing():
+    events, _ = await analyze(stereo(silence(5.0), silence(5.0)))
+    assert events == []
