@@ -6,6 +6,7 @@ in memory whole and ``coach analyze`` consumes it the way a live call arrives.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,32 @@ def _ffmpeg_reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
+def _wav_declared_seconds(path: Path) -> float | None:
+    """What a RIFF/WAVE header says the data lasts; FFmpeg measures the file instead, which hides truncation."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            byte_rate = None
+            while chunk := f.read(8):
+                if len(chunk) < 8:
+                    return None
+                name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if name == b"fmt ":
+                    fmt = f.read(size + size % 2)
+                    byte_rate = struct.unpack("<I", fmt[8:12])[0] if len(fmt) >= 12 else None
+                elif name == b"data":
+                    if not byte_rate or size in (0, 0xFFFFFFFF):  # streamed WAVs leave the size unset
+                        return None
+                    return size / byte_rate
+                else:
+                    f.seek(size + size % 2, 1)
+    except OSError:
+        return None
+    return None
+
+
 def probe(path: Path) -> RecordingInfo:
     """Read the header: channel count, rate and duration. Refuses what the coach cannot use."""
     container = _open(path)
@@ -58,6 +85,9 @@ def probe(path: Path) -> RecordingInfo:
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             duration = container.duration / 1_000_000
+        declared = _wav_declared_seconds(path)
+        if declared is not None:
+            duration = declared
         info = RecordingInfo(path, channels, stream.codec_context.sample_rate, duration)
     finally:
         container.close()

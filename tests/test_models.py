@@ -1,0 +1,58 @@
+"""Speech model provisioning: the offline default assembles and verifies itself; failures say what to do."""
+
+import subprocess
+import sys
+
+import pytest
+
+from coach import models
+from coach.errors import ModelError
+from coach.models import OFFLINE_DEFAULT_SHA256, ensure_offline_default, resolve_speech_model, sha256_of
+
+
+def test_offline_default_is_assembled_from_its_packages_and_verified(tmp_path):
+    model = resolve_speech_model("base", tmp_path)
+    assert model.source == "offline default"
+    folder = tmp_path / models.OFFLINE_DEFAULT_DIR
+    assert sha256_of(folder / "model.bin") == OFFLINE_DEFAULT_SHA256
+    assert {"config.json", "tokenizer.json", "vocabulary.txt"} <= {p.name for p in folder.iterdir()}
+
+
+def test_a_damaged_model_file_is_detected_and_rebuilt(tmp_path):
+    folder = ensure_offline_default(tmp_path)
+    with open(folder / "model.bin", "r+b") as f:  # flip bytes in the middle of the weights
+        f.seek(50_000_000)
+        f.write(b"\x00" * 16)
+    ensure_offline_default(tmp_path)
+    assert sha256_of(folder / "model.bin") == OFFLINE_DEFAULT_SHA256
+
+
+def test_parts_that_do_not_add_up_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "OFFLINE_DEFAULT_SHA256", "0" * 64)
+    with pytest.raises(ModelError, match="corrupt.*pip install --force-reinstall"):
+        ensure_offline_default(tmp_path)
+    assert not (tmp_path / models.OFFLINE_DEFAULT_DIR / "model.bin").exists()
+
+
+def test_a_folder_without_a_model_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelError, match="has no model.bin"):
+        resolve_speech_model(str(tmp_path), tmp_path / "cache")
+
+
+def test_an_unreachable_hub_model_is_one_clear_error(tmp_path, monkeypatch):
+    import faster_whisper.utils
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(faster_whisper.utils, "download_model", offline)
+    with pytest.raises(ModelError, match="cannot fetch speech model 'small'.*offline default 'base'"):
+        resolve_speech_model("small", tmp_path)
+
+
+def test_the_cli_reports_a_missing_model_in_one_line(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "coach", "models", "--model", str(tmp_path / "nope")],
+                         capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1 and "does not exist" in run.stderr and "Traceback" not in run.stderr
