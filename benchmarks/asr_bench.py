@@ -135,7 +135,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     ap.add_argument("--limit", type=int, default=None, help="only the first N calls of each set")
     ap.add_argument("--sets", nargs="+", default=["synth", "harper"], choices=["synth", "harper"])
-    ap.add_argument("--systems", nargs="+", default=["streaming", "streaming-30s", "offline", "redecode"])
+    ap.add_argument("--systems", nargs="*", default=["streaming", "streaming-30s", "offline", "redecode"])
     ap.add_argument("--redecode-seconds", type=float, default=30.0)
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VAL,...",
                     help="an extra streaming system with other ASR settings, e.g. 'greedy:beam_size=1'")

@@ -27,8 +27,8 @@ class AsrSettings(BaseModel):
     beam_size: int = Field(5, ge=1, description="beam for final segments")
     interim_beam_size: int = Field(1, ge=1, description="beam for interim hypotheses")
     interims: bool = True
-    final_mode: Literal["join", "redecode"] = Field(
-        "join", description="final = the utterance's chunks joined (each word decoded once), or a fresh decode"
+    final_mode: Literal["redecode", "join"] = Field(
+        "redecode", description="final = a fresh decode of the whole utterance, or its chunks joined (cheaper, less accurate)"
     )
     window_margin: float = Field(4.0, description="silence (s) after the speech in the encoder window; <0: 30 s")
     chunk_margin: float = Field(4.0, description="the same for chunks of an utterance")

@@ -37,9 +37,10 @@ class CallPipeline:
     ) -> None:
         self.layout = layout
         self.consumed = 0.0  # seconds of call audio taken in
+        self._vad_executor = vad_executor
+        self.vads = {speaker: vad_factory() for speaker, _ in layout.parties}
         self.parties = {
-            speaker: PartyTranscriber(speaker, scheduler, settings, emit, self._clock, vad_factory(), vad_executor)
-            for speaker, _ in layout.parties
+            speaker: PartyTranscriber(speaker, scheduler, settings, emit, self._clock) for speaker, _ in layout.parties
         }
 
     def _clock(self) -> float:
@@ -48,8 +49,14 @@ class CallPipeline:
     async def push(self, block: np.ndarray) -> None:
         """Take ``(samples, channels)`` float32 audio at 16 kHz, in call order."""
         self.consumed += block.shape[0] / SAMPLE_RATE
-        for speaker, samples in self.layout.split(block).items():
-            await self.parties[speaker].feed(samples)
+        audio = self.layout.split(block)
+        loop = asyncio.get_running_loop()
+        speech = await loop.run_in_executor(self._vad_executor, self._voice_activity, audio)  # one hop for all parties
+        for speaker, samples in audio.items():
+            self.parties[speaker].take(samples, speech[speaker])
+
+    def _voice_activity(self, audio: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {speaker: self.vads[speaker].feed(samples) for speaker, samples in audio.items()}
 
     async def drain(self) -> None:
         """Wait until every transcription asked for so far has been emitted."""
@@ -80,7 +87,7 @@ async def analyze_recording(
     settings: AsrSettings,
     emit: Callable[[Event], None],
     on_progress: Callable[[float], None] | None = None,
-    frame_seconds: float = 0.064,
+    frame_seconds: float = 0.096,
 ) -> float:
     """Run a recording through a :class:`CallPipeline` frame by frame, as if live, in lockstep
     with the ASR. Returns the seconds of audio consumed."""
@@ -96,7 +103,7 @@ async def feed_in_lockstep(
     pipeline: CallPipeline,
     blocks: AsyncIterator[np.ndarray],
     on_progress: Callable[[float], None] | None = None,
-    frame_seconds: float = 0.064,
+    frame_seconds: float = 0.096,
 ) -> None:
     """Push blocks frame by frame, waiting for every transcription before the next frame, then end the call."""
     frame = int(frame_seconds * SAMPLE_RATE)

@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from concurrent.futures import Executor
 
 import numpy as np
 
 from coach.asr.endpointer import Endpointer, EndpointSettings, SpeechEnded, SpeechPaused, SpeechStarted
 from coach.asr.scheduler import AsrScheduler
 from coach.asr.transcriber import DecodeOptions, Transcription
-from coach.asr.vad import StreamingVad
 from coach.audio.frames import SAMPLE_RATE
 from coach.config import AsrSettings
 from coach.events import TranscriptEvent
@@ -97,16 +95,12 @@ class PartyTranscriber:
         settings: AsrSettings,
         emit: Callable[[TranscriptEvent], None],
         clock: Callable[[], float],
-        vad: StreamingVad,
-        vad_executor: Executor,
     ) -> None:
         self.speaker = speaker
         self.settings = settings
         self._scheduler = scheduler
         self._emit = emit
         self._clock = clock
-        self._vad = vad
-        self._vad_executor = vad_executor
         self.endpointer = Endpointer(
             EndpointSettings(
                 threshold=settings.vad_threshold,
@@ -132,11 +126,9 @@ class PartyTranscriber:
     def pending(self) -> set[asyncio.Task]:
         return self._tasks
 
-    async def feed(self, samples: np.ndarray) -> None:
-        """Take the next frame of this party's audio (16 kHz float32)."""
+    def take(self, samples: np.ndarray, probabilities: np.ndarray) -> None:
+        """Take the next frame of this party's audio (16 kHz float32) and its speech probabilities."""
         self.audio.append(samples)
-        loop = asyncio.get_running_loop()
-        probabilities = await loop.run_in_executor(self._vad_executor, self._vad.feed, samples)
         for change in self.endpointer.update(probabilities):
             if isinstance(change, SpeechStarted):
                 self._count += 1
