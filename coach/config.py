@@ -31,6 +31,8 @@ class AsrSettings(BaseModel):
         "redecode", description="final = a fresh decode of the whole utterance, or its chunks joined (cheaper, less accurate)"
     )
     window_margin: float = Field(4.0, description="silence (s) after the speech in the encoder window; <0: 30 s")
+    min_window: float = Field(2.0, ge=1, le=30, description="the shortest encoder window (s)")
+    timestamps: bool = Field(False, description="decode finals in Whisper's timestamp mode")
     chunk_margin: float = Field(4.0, description="the same for chunks of an utterance")
     min_chunk: float = Field(1.5, gt=0, description="a chunk ends at a pause once this long (s)")
     max_chunk: float = Field(4.0, gt=0, description="a chunk without a pause is cut here (s)")

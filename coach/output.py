@@ -69,7 +69,8 @@ class TranscriptView:
 
     def _clear_footer(self) -> None:
         if self.live and self._footer_lines:
-            self.out.write("\x1b[1A\x1b[2K" * (self._footer_lines - 1) + "\r\x1b[2K")
+            # clear the line the cursor is on (the bar), then each interim line above it
+            self.out.write("\r\x1b[2K" + "\x1b[1A\x1b[2K" * (self._footer_lines - 1))
             self._footer_lines = 0
 
     def _redraw(self) -> None:

@@ -117,7 +117,9 @@ class PartyTranscriber:
         self._open: _Utterance | None = None
         self._tasks: set[asyncio.Task] = set()
         self._join_mode = settings.final_mode == "join"
-        self._final = DecodeOptions(settings.beam_size, settings.window_margin, settings.language)
+        self._final = DecodeOptions(
+            settings.beam_size, settings.window_margin, settings.language, settings.min_window, settings.timestamps
+        )
         chunk_beam = settings.beam_size if self._join_mode else settings.interim_beam_size
         self._chunk = DecodeOptions(chunk_beam, settings.chunk_margin, settings.language)
         self._tail = DecodeOptions(settings.beam_size, settings.chunk_margin, settings.language)

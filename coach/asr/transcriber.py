@@ -28,6 +28,8 @@ class DecodeOptions:
     beam_size: int = 5
     window_margin: float = 4.0  # seconds of silence after the speech; <0 means the full 30 s window
     language: str = "en"
+    min_window: float = 2.0  # the shortest encoder window, seconds
+    timestamps: bool = False  # decode in timestamp mode (as offline transcription does); the timestamps are dropped
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class WhisperTranscriber:
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcription:
         duration = audio.size / SAMPLE_RATE
-        window = FULL_WINDOW if options.window_margin < 0 else window_for(duration, options.window_margin)
+        window = FULL_WINDOW if options.window_margin < 0 else window_for(duration, options.window_margin, options.min_window)
         result = self._decode(audio, window, options)
         if window < FULL_WINDOW and (result.compression_ratio > 2.0 or has_repetition_loop(result.text)):
             retry = self._decode(audio, FULL_WINDOW, options)
@@ -100,7 +102,7 @@ class WhisperTranscriber:
             features = np.pad(features, ((0, 0), (0, frames - features.shape[1])), constant_values=features.min())
         encoded = self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])))
         tokenizer = self._tokenizer(options.language)
-        prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+        prompt = list(tokenizer.sot_sequence) + ([] if options.timestamps else [tokenizer.no_timestamps])
         duration = audio.size / SAMPLE_RATE
         max_new = min(220, int(10 + 8 * duration))  # ~8 tokens a second of speech is generous
         out = self._model.generate(
@@ -113,6 +115,7 @@ class WhisperTranscriber:
             suppress_blank=True,
             suppress_tokens=[-1],
             no_repeat_ngram_size=0,
+            max_initial_timestamp_index=50,
         )[0]
         tokens = [t for t in out.sequences_ids[0] if t < tokenizer.eot]
         text = tokenizer.decode(tokens).strip()
@@ -120,6 +123,6 @@ class WhisperTranscriber:
         return Transcription(text, avg_logprob, out.no_speech_prob, compression_ratio(text), window)
 
 
-def window_for(duration: float, margin: float) -> float:
+def window_for(duration: float, margin: float, shortest: float = 2.0) -> float:
     """Encoder window (s) for ``duration`` s of speech: speech plus margin, whole seconds, at most 30 s."""
-    return float(min(FULL_WINDOW, max(2.0, math.ceil(duration + margin))))
+    return float(min(FULL_WINDOW, max(shortest, math.ceil(duration + margin))))
