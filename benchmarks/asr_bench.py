@@ -5,7 +5,8 @@
 
 Systems, each over the synthesized calls of ``shared/calls`` and the real Harper Valley calls:
 - ``streaming``: the coach's pipeline (``coach analyze --jsonl``, in process), interims on;
-- ``streaming-30s``: the same with every encoder window padded to 30 s (what sizing the window buys);
+- ``streaming-finals``: the same with interims off (``--no-interims``);
+- ``streaming-30s``: finals only, every encoder window padded to 30 s (what sizing the window buys);
 - ``offline``: ``WhisperModel.transcribe`` of each whole channel (beam 5, VAD), the accuracy reference;
 - ``redecode``: whisper_streaming's approach (re-transcribe the last <=15 s every 1 s of audio, beam 5,
   word timestamps), cost only, on the first ``--redecode-seconds`` of one call.
@@ -135,7 +136,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out")
     ap.add_argument("--limit", type=int, default=None, help="only the first N calls of each set")
     ap.add_argument("--sets", nargs="+", default=["synth", "harper"], choices=["synth", "harper"])
-    ap.add_argument("--systems", nargs="*", default=["streaming", "streaming-30s", "offline", "redecode"])
+    ap.add_argument("--systems", nargs="*", default=["offline", "streaming", "streaming-finals", "streaming-30s", "redecode"])
     ap.add_argument("--redecode-seconds", type=float, default=30.0)
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VAL,...",
                     help="an extra streaming system with other ASR settings, e.g. 'greedy:beam_size=1'")
@@ -172,10 +173,12 @@ def main() -> int:
             stream_dir = args.out / "streams" / name / system
             if system == "streaming":
                 r = asyncio.run(run_streaming(truths, settings, transcriber, stream_dir))
-            elif system == "streaming-30s":
-                s30 = settings.model_copy(deep=True)
-                s30.asr.window_margin = -1
-                r = asyncio.run(run_streaming(truths, s30, transcriber, stream_dir))
+            elif system in ("streaming-finals", "streaming-30s"):
+                finals = settings.model_copy(deep=True)
+                finals.asr.interims = False
+                if system == "streaming-30s":
+                    finals.asr.window_margin = -1  # every encoder window padded to 30 s, as faster-whisper does
+                r = asyncio.run(run_streaming(truths, finals, transcriber, stream_dir))
             elif system in variants:
                 sv = settings.model_copy(deep=True)
                 for key, value in variants[system].items():

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,17 +31,24 @@ class AsrSettings(BaseModel):
         "redecode", description="final = a fresh decode of the whole utterance, or its chunks joined (cheaper, less accurate)"
     )
     window_margin: float = Field(4.0, description="silence (s) after the speech in the encoder window; <0: 30 s")
-    min_window: float = Field(2.0, ge=1, le=30, description="the shortest encoder window (s)")
-    timestamps: bool = Field(False, description="decode finals in Whisper's timestamp mode")
-    chunk_margin: float = Field(4.0, description="the same for chunks of an utterance")
-    min_chunk: float = Field(1.5, gt=0, description="a chunk ends at a pause once this long (s)")
-    max_chunk: float = Field(4.0, gt=0, description="a chunk without a pause is cut here (s)")
+    min_window: float = Field(10.0, ge=1, le=30, description="the shortest encoder window (s)")
+    chunk_margin: float = Field(2.0, description="the same for chunks of an utterance")
+    min_chunk: float = Field(3.0, gt=0, description="a chunk ends at a pause once this long (s)")
+    max_chunk: float = Field(6.0, gt=0, description="a chunk without a pause is cut here (s)")
     vad_threshold: float = Field(0.5, gt=0, lt=1)
     min_speech: float = Field(0.25, ge=0, description="speech (s) needed to open an utterance")
-    min_silence: float = Field(0.5, gt=0, description="silence (s) that ends an utterance")
-    speech_pad: float = Field(0.2, ge=0, description="audio (s) kept either side of the speech")
-    max_utterance: float = Field(15.0, gt=1, description="an utterance is cut at the next pause after this long")
-    hard_max_utterance: float = Field(25.0, gt=1, description="an utterance is cut here even without a pause")
+    min_silence: float = Field(0.7, gt=0, description="silence (s) that ends an utterance")
+    speech_pad: float = Field(0.4, ge=0, description="audio (s) kept either side of the speech")
+    max_utterance: float = Field(28.0, gt=1, description="an utterance is cut at the next pause after this long")
+    hard_max_utterance: float = Field(29.0, gt=1, description="an utterance is cut here even without a pause")
+
+    @model_validator(mode="after")
+    def _fits_the_window(self) -> "AsrSettings":
+        if self.hard_max_utterance + 2 * self.speech_pad > 30:
+            raise ValueError("hard_max_utterance plus the speech pad on both sides must fit Whisper's 30 s window")
+        if self.max_utterance > self.hard_max_utterance:
+            raise ValueError("max_utterance must not exceed hard_max_utterance")
+        return self
 
 
     @property

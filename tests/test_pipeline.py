@@ -51,7 +51,7 @@ async def test_each_party_gets_interims_while_speaking_then_one_final():
     words = finals[0]["text"].split()
     assert [w for i, w in enumerate(words) if i == 0 or words[i - 1] != w] == ["w3", "w4", "w5"]  # in order, no repeats
     assert all(7 <= words.count(w) <= 9 for w in ("w3", "w4", "w5"))  # 2 s each: nothing heard twice or lost
-    assert interims and interims[0]["at"] < 3.5  # words on screen while the agent is still talking
+    assert interims and interims[0]["at"] < 7.0  # words on screen while the agent is still talking (until 7.0 s)
     assert all(e["id"] == finals[0]["id"] for e in interims)
     assert all(i["at"] <= finals[0]["at"] for i in interims)
     customer = [e for e in events if e["speaker"] == "customer" and e["final"]]

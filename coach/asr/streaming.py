@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -117,12 +117,11 @@ class PartyTranscriber:
         self._open: _Utterance | None = None
         self._tasks: set[asyncio.Task] = set()
         self._join_mode = settings.final_mode == "join"
-        self._final = DecodeOptions(
-            settings.beam_size, settings.window_margin, settings.language, settings.min_window, settings.timestamps
-        )
+        self._final = DecodeOptions(settings.beam_size, settings.window_margin, settings.language, settings.min_window)
+        # in join mode chunks are the final text, decoded as finals are; otherwise cheap interims
         chunk_beam = settings.beam_size if self._join_mode else settings.interim_beam_size
-        self._chunk = DecodeOptions(chunk_beam, settings.chunk_margin, settings.language)
-        self._tail = DecodeOptions(settings.beam_size, settings.chunk_margin, settings.language)
+        self._chunk = replace(self._final, beam_size=chunk_beam, window_margin=settings.chunk_margin)
+        self._tail = replace(self._final, window_margin=settings.chunk_margin)
 
     @property
     def pending(self) -> set[asyncio.Task]:

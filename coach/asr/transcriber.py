@@ -29,7 +29,6 @@ class DecodeOptions:
     window_margin: float = 4.0  # seconds of silence after the speech; <0 means the full 30 s window
     language: str = "en"
     min_window: float = 2.0  # the shortest encoder window, seconds
-    timestamps: bool = False  # decode in timestamp mode (as offline transcription does); the timestamps are dropped
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ class WhisperTranscriber:
             features = np.pad(features, ((0, 0), (0, frames - features.shape[1])), constant_values=features.min())
         encoded = self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])))
         tokenizer = self._tokenizer(options.language)
-        prompt = list(tokenizer.sot_sequence) + ([] if options.timestamps else [tokenizer.no_timestamps])
+        prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
         duration = audio.size / SAMPLE_RATE
         max_new = min(220, int(10 + 8 * duration))  # ~8 tokens a second of speech is generous
         out = self._model.generate(
@@ -115,7 +114,6 @@ class WhisperTranscriber:
             suppress_blank=True,
             suppress_tokens=[-1],
             no_repeat_ngram_size=0,
-            max_initial_timestamp_index=50,
         )[0]
         tokens = [t for t in out.sequences_ids[0] if t < tokenizer.eot]
         text = tokenizer.decode(tokens).strip()
