@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -62,8 +63,6 @@ class AsrScheduler:
             work.add_done_callback(lambda done, job=job: self._finished(loop, job, done))
 
     def _timed(self, audio: np.ndarray, options: DecodeOptions) -> Transcription:
-        import time
-
         began = time.perf_counter()
         try:
             return self.transcriber.transcribe(audio, options)

@@ -118,9 +118,10 @@ class PartyTranscriber:
         self._tasks: set[asyncio.Task] = set()
         self._join_mode = settings.final_mode == "join"
         self._final = DecodeOptions(settings.beam_size, settings.window_margin, settings.language, settings.min_window)
-        # in join mode chunks are the final text, decoded as finals are; otherwise cheap interims
+        # in join mode chunks are the final text, decoded with the final's beam; otherwise cheap interims.
+        # Chunks are windowed tightly (chunk + margin): the long shortest-window only pays off for finals.
         chunk_beam = settings.beam_size if self._join_mode else settings.interim_beam_size
-        self._chunk = replace(self._final, beam_size=chunk_beam, window_margin=settings.chunk_margin)
+        self._chunk = replace(self._final, beam_size=chunk_beam, window_margin=settings.chunk_margin, min_window=2.0)
         self._tail = replace(self._final, window_margin=settings.chunk_margin)
 
     @property
