@@ -6,6 +6,8 @@ COACH := $(VENV)/bin/coach
 STAMP := $(VENV)/.installed
 EXAMPLE := examples/example-call.wav
 SYSTEM_PACKAGES := espeak-ng sox
+# ../shared/tools/synth_call.py speaks the scripted calls with these
+BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k
 
 .PHONY: install system-deps models run test test-fast bench example clean
 
@@ -17,9 +19,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-# espeak-ng speaks the example call and the test audio; sox is used by the benchmarks.
+# espeak-ng speaks the example call and the test audio; sox and festival the benchmark calls.
 system-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(SYSTEM_PACKAGES) $(EXTRA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -45,7 +47,8 @@ test-fast: install
 	$(PY) -m pytest -q -m "not model"
 
 # Benchmarks need ../shared (scripted calls, real recordings, the scorer); see docs/benchmarks.md.
-bench: install system-deps models
+bench: install models
+	$(MAKE) system-deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"
 	$(PY) benchmarks/asr_bench.py $(BENCH_ARGS)
 
 clean:

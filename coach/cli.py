@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        settings = Settings()
+        settings = load_settings()
         if getattr(args, "model", None):
             settings.asr.model = args.model
         if args.command == "models":
@@ -52,6 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("coach: interrupted", file=sys.stderr)
         return 130
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value is a one-line error naming the variable."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "COACH_" + "__".join(str(part).upper() for part in first["loc"])
+        raise CoachError(f"invalid setting {name}: {first['msg']}") from None
 
 
 def run_models(settings: Settings) -> int:

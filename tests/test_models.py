@@ -56,3 +56,11 @@ def test_the_cli_reports_a_missing_model_in_one_line(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 1
     assert run.stderr.count("\n") == 1 and "does not exist" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_bad_setting_names_the_variable(tmp_path):
+    import os
+
+    env = {**os.environ, "COACH_ASR__MIN_SILENCE": "soon"}
+    run = subprocess.run([sys.executable, "-m", "coach", "models"], capture_output=True, text=True, env=env)
+    assert run.returncode == 1 and "COACH_ASR__MIN_SILENCE" in run.stderr and "Traceback" not in run.stderr
