@@ -26,6 +26,10 @@ class AsrSettings(BaseModel):
     language: str = "en"
     beam_size: int = Field(5, ge=1, description="beam for final segments")
     interim_beam_size: int = Field(1, ge=1, description="beam for interim hypotheses")
+    context: Literal["call", "party", "none"] = Field(
+        "call", description="prompt finals with the call's last words (both parties), the party's own, or nothing"
+    )
+    context_words: int = Field(40, ge=0, le=150, description="how many of the last words to prompt with")
     interims: bool = True
     final_mode: Literal["redecode", "join"] = Field(
         "redecode", description="final = a fresh decode of the whole utterance, or its chunks joined (cheaper, less accurate)"

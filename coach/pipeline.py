@@ -16,7 +16,7 @@ from typing import TypeVar
 import numpy as np
 
 from coach.asr.scheduler import AsrScheduler
-from coach.asr.streaming import PartyTranscriber
+from coach.asr.streaming import Conversation, PartyTranscriber
 from coach.asr.vad import StreamingVad
 from coach.audio.frames import SAMPLE_RATE, CallLayout
 from coach.config import AsrSettings
@@ -39,8 +39,10 @@ class CallPipeline:
         self.consumed = 0.0  # seconds of call audio taken in
         self._vad_executor = vad_executor
         self.vads = {speaker: vad_factory() for speaker, _ in layout.parties}
+        self.conversation = Conversation(settings.context_words)  # both parties' last words: context for the next
         self.parties = {
-            speaker: PartyTranscriber(speaker, scheduler, settings, emit, self._clock) for speaker, _ in layout.parties
+            speaker: PartyTranscriber(speaker, scheduler, settings, emit, self._clock, self.conversation)
+            for speaker, _ in layout.parties
         }
 
     def _clock(self) -> float:

@@ -29,9 +29,11 @@ class ToneTranscriber:
 
     def __init__(self) -> None:
         self.calls: list[tuple[float, DecodeOptions]] = []
+        self.contexts: list[str] = []
 
-    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcription:
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions, context: str = "") -> Transcription:
         self.calls.append((audio.size / RATE, options))
+        self.contexts.append(context)
         words = []
         for i in range(0, audio.size - RATE // 4 + 1, RATE // 4):
             piece = audio[i : i + RATE // 4]

@@ -22,6 +22,22 @@ def test_window_is_sized_to_the_speech_plus_margin_and_capped():
 
 
 def test_made_up_text_on_noise_is_dropped():
-    assert not accept(Transcription("Thank you.", -1.4, 0.9, 1.0, 5.0))
-    assert accept(Transcription("Thank you.", -0.3, 0.9, 1.0, 5.0))
-    assert not accept(Transcription("", -0.1, 0.0, 0.0, 5.0))
+    assert not accept(Transcription("Thank you.", -1.4, 0.9, 1.0, 5.0), seconds=4.0)
+    assert accept(Transcription("Thank you.", -0.3, 0.9, 1.0, 5.0), seconds=4.0)
+    assert not accept(Transcription("", -0.1, 0.0, 0.0, 5.0), seconds=4.0)
+
+
+def test_a_short_burst_heard_with_little_confidence_is_dropped_but_long_speech_is_kept():
+    unsure = Transcription("that it's your favourite thing", -1.1, 0.1, 1.0, 10.0)
+    assert not accept(unsure, seconds=1.5)
+    assert accept(unsure, seconds=6.0)
+
+
+def test_conversation_gives_the_last_words_in_order():
+    from coach.asr.streaming import Conversation
+
+    talk = Conversation(max_words=6)
+    talk.add("agent", "which account is it")
+    talk.add("customer", "my checking account")
+    assert talk.recent() == "account is it my checking account"
+    assert talk.recent("agent") == "which account is it"

@@ -100,3 +100,10 @@ async def test_a_call_that_ends_mid_sentence_still_gets_its_final():
 async def test_a_call_with_nobody_speaking_emits_nothing():
     events, _ = await analyze(stereo(silence(5.0), silence(5.0)))
     assert events == []
+
+
+async def test_finals_are_prompted_with_what_was_said_before_in_the_call():
+    events, transcriber = await analyze(stereo(AGENT, CUSTOMER), interims=False, context="call")
+    agent_final = next(e for e in events if e["final"] and e["speaker"] == "agent")
+    assert transcriber.contexts[0] == ""  # nothing said yet
+    assert transcriber.contexts[-1] == agent_final["text"][-len(transcriber.contexts[-1]) :]  # the customer hears the agent's words

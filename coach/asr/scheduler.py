@@ -21,7 +21,7 @@ from coach.asr.transcriber import DecodeOptions, Transcription
 
 
 class Transcriber(Protocol):
-    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcription: ...
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions, context: str = "") -> Transcription: ...
 
 
 @dataclass(order=True)
@@ -29,6 +29,7 @@ class _Job:
     priority: tuple[int, float, int]
     audio: np.ndarray = field(compare=False)
     options: DecodeOptions = field(compare=False)
+    context: str = field(compare=False)
     future: asyncio.Future = field(compare=False)
 
 
@@ -46,9 +47,11 @@ class AsrScheduler:
     def pending(self) -> int:
         return len(self._queue)
 
-    async def transcribe(self, audio: np.ndarray, options: DecodeOptions, *, final: bool, audio_end: float) -> Transcription:
+    async def transcribe(
+        self, audio: np.ndarray, options: DecodeOptions, *, final: bool, audio_end: float, context: str = ""
+    ) -> Transcription:
         loop = asyncio.get_running_loop()
-        job = _Job((0 if final else 1, audio_end, next(self._seq)), audio, options, loop.create_future())
+        job = _Job((0 if final else 1, audio_end, next(self._seq)), audio, options, context, loop.create_future())
         heapq.heappush(self._queue, job)
         self._pump(loop)
         return await job.future  # cancelling the caller cancels the job if it has not started
@@ -59,13 +62,13 @@ class AsrScheduler:
             if job.future.cancelled():
                 continue
             self._running += 1
-            work = loop.run_in_executor(self._executor, self._timed, job.audio, job.options)
+            work = loop.run_in_executor(self._executor, self._timed, job.audio, job.options, job.context)
             work.add_done_callback(lambda done, job=job: self._finished(loop, job, done))
 
-    def _timed(self, audio: np.ndarray, options: DecodeOptions) -> Transcription:
+    def _timed(self, audio: np.ndarray, options: DecodeOptions, context: str) -> Transcription:
         began = time.perf_counter()
         try:
-            return self.transcriber.transcribe(audio, options)
+            return self.transcriber.transcribe(audio, options, context)
         finally:
             self.busy_seconds += time.perf_counter() - began
 

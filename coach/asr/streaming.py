@@ -9,6 +9,7 @@ call audio consumed at that moment.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -60,11 +61,39 @@ class RollingAudio:
         return self._chunks[0]
 
 
-def accept(result: Transcription) -> bool:
-    """False for what Whisper makes up from noise: no speech and no confidence, or nothing at all."""
+SHORT_UTTERANCE = 2.0  # seconds: a noise burst is short, and Whisper makes words of it with little confidence
+
+
+def accept(result: Transcription, seconds: float) -> bool:
+    """False for what Whisper makes up from noise: nothing, no speech and no confidence, or a short
+    burst heard with little confidence."""
     if not result.text:
         return False
-    return not (result.no_speech_prob > 0.6 and result.avg_logprob < -1.0)
+    if result.no_speech_prob > 0.6 and result.avg_logprob < -1.0:
+        return False
+    return not (seconds < SHORT_UTTERANCE and result.avg_logprob < -1.0)
+
+
+class Conversation:
+    """The last words said in the call, in order, for Whisper's previous-text prompt."""
+
+    def __init__(self, max_words: int = 40) -> None:
+        self.max_words = max_words
+        self._said: deque[tuple[str, str]] = deque(maxlen=max_words)  # (speaker, text): enough for max_words
+
+    def add(self, speaker: str, text: str) -> None:
+        if text:
+            self._said.append((speaker, text))
+
+    def recent(self, speaker: str | None = None) -> str:
+        """The last ``max_words`` words, of everyone or of one speaker."""
+        words: list[str] = []
+        for who, text in reversed(self._said):
+            if speaker is None or who == speaker:
+                words[:0] = text.split()
+                if len(words) >= self.max_words:
+                    break
+        return " ".join(words[-self.max_words :])
 
 
 @dataclass
@@ -95,8 +124,10 @@ class PartyTranscriber:
         settings: AsrSettings,
         emit: Callable[[TranscriptEvent], None],
         clock: Callable[[], float],
+        conversation: Conversation | None = None,
     ) -> None:
         self.speaker = speaker
+        self.conversation = conversation or Conversation(settings.context_words)
         self.settings = settings
         self._scheduler = scheduler
         self._emit = emit
@@ -168,7 +199,7 @@ class PartyTranscriber:
         result = await self._scheduler.transcribe(audio, self._chunk, final=self._join_mode, audio_end=end)
         if prev is not None:
             await asyncio.wait({prev})  # keep the chunks in spoken order
-        if accept(result):
+        if accept(result, audio.size / SAMPLE_RATE):
             utt.text = _join(utt.text, result.text)
         if self.settings.interims and not utt.finalised and utt.text:
             utt.shown = True
@@ -190,15 +221,24 @@ class PartyTranscriber:
         text = ""
         if tail is not None:
             result = await self._scheduler.transcribe(tail, self._tail, final=True, audio_end=ended.end)
-            text = result.text if accept(result) else ""
+            text = result.text if accept(result, ended.end - ended.start) else ""
         await asyncio.wait({utt.last_chunk})
         self._emit_final(utt, ended, _join(utt.text, text))
 
     async def _final_redecode(self, utt: _Utterance, ended: SpeechEnded, audio: np.ndarray) -> None:
-        result = await self._scheduler.transcribe(audio, self._final, final=True, audio_end=ended.end)
-        self._emit_final(utt, ended, result.text if accept(result) else "")
+        result = await self._scheduler.transcribe(
+            audio, self._final, final=True, audio_end=ended.end, context=self._context()
+        )
+        self._emit_final(utt, ended, result.text if accept(result, ended.end - ended.start + 2 * self.settings.speech_pad) else "")
+
+    def _context(self) -> str:
+        mode = self.settings.context
+        if mode == "none":
+            return ""
+        return self.conversation.recent(self.speaker if mode == "party" else None)
 
     def _emit_final(self, utt: _Utterance, ended: SpeechEnded, text: str) -> None:
+        self.conversation.add(self.speaker, text)
         if text or utt.shown:  # an empty final withdraws an interim that turned out to be noise
             self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, ended.start, ended.end, text, True))
 

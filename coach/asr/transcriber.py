@@ -21,6 +21,7 @@ from coach.audio.frames import SAMPLE_RATE
 
 FULL_WINDOW = 30.0
 FRAMES_PER_SECOND = 100  # log-mel hop of 10 ms
+MAX_CONTEXT_TOKENS = 100  # of previous text in the prompt (Whisper allows 223)
 
 
 @dataclass(frozen=True)
@@ -80,16 +81,19 @@ class WhisperTranscriber:
             )
         return self._tokenizers[language]
 
-    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcription:
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions, context: str = "") -> Transcription:
+        """``context``: what was said just before (Whisper's previous-text prompt); it costs one
+        forward pass, not a decoding step per token."""
         duration = audio.size / SAMPLE_RATE
         window = FULL_WINDOW if options.window_margin < 0 else window_for(duration, options.window_margin, options.min_window)
-        result = self._decode(audio, window, options)
-        if window < FULL_WINDOW and (result.compression_ratio > 2.0 or has_repetition_loop(result.text)):
-            retry = self._decode(audio, FULL_WINDOW, options)
+        result = self._decode(audio, window, options, context)
+        if result.compression_ratio > 2.0 or has_repetition_loop(result.text):
+            # a loop: try the full window, and without the context that may have led it astray
+            retry = self._decode(audio, FULL_WINDOW, options, "")
             result = Transcription(**{**retry.__dict__, "retried": True})
         return result
 
-    def _decode(self, audio: np.ndarray, window: float, options: DecodeOptions) -> Transcription:
+    def _decode(self, audio: np.ndarray, window: float, options: DecodeOptions, context: str = "") -> Transcription:
         import ctranslate2
 
         samples = int(window * SAMPLE_RATE)
@@ -102,6 +106,9 @@ class WhisperTranscriber:
         encoded = self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])))
         tokenizer = self._tokenizer(options.language)
         prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+        if context:
+            previous = tokenizer.encode(" " + context.strip())[-MAX_CONTEXT_TOKENS:]
+            prompt = [tokenizer.sot_prev, *previous, *prompt]
         duration = audio.size / SAMPLE_RATE
         max_new = min(220, int(10 + 8 * duration))  # ~8 tokens a second of speech is generous
         out = self._model.generate(
