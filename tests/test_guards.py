@@ -1,7 +1,7 @@
 """Guards against Whisper's failure modes on short windows."""
 
 from coach.asr.streaming import accept
-from coach.asr.transcriber import Transcription, compression_ratio, has_repetition_loop, window_for
+from coach.asr.transcriber import Transcription, compression_ratio, has_repeated_phrase, has_repetition_loop, window_for
 
 
 def test_repetition_loops_are_caught():
@@ -41,3 +41,9 @@ def test_conversation_gives_the_last_words_in_order():
     talk.add("customer", "my checking account")
     assert talk.recent() == "account is it my checking account"
     assert talk.recent("agent") == "which account is it"
+
+
+def test_a_phrase_said_twice_in_one_utterance_is_suspect():
+    assert has_repeated_phrase("Give me one moment. Give me one moment.")
+    assert has_repeated_phrase("Hello, this is Harper bank. How can I help? Hello, this is Harper")
+    assert not has_repeated_phrase("I would like to reset my password, please reset it today")

@@ -58,6 +58,18 @@ def has_repetition_loop(text: str, n: int = 3, times: int = 3) -> bool:
     return False
 
 
+def has_repeated_phrase(text: str, n: int = 4) -> bool:
+    """True when some run of ``n`` words occurs twice: in one utterance, mostly Whisper filling silence."""
+    words = [w.strip(".,!?;:").lower() for w in text.split()]
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(words) - n + 1):
+        gram = tuple(words[i : i + n])
+        if gram in seen:
+            return True
+        seen.add(gram)
+    return False
+
+
 class WhisperTranscriber:
     """Wraps a faster-whisper ``WhisperModel``; shared by every party of every call."""
 
@@ -87,7 +99,7 @@ class WhisperTranscriber:
         duration = audio.size / SAMPLE_RATE
         window = FULL_WINDOW if options.window_margin < 0 else window_for(duration, options.window_margin, options.min_window)
         result = self._decode(audio, window, options, context)
-        if result.compression_ratio > 2.0 or has_repetition_loop(result.text):
+        if result.compression_ratio > 2.0 or has_repetition_loop(result.text) or has_repeated_phrase(result.text):
             # a loop: try the full window, and without the context that may have led it astray
             retry = self._decode(audio, FULL_WINDOW, options, "")
             result = Transcription(**{**retry.__dict__, "retried": True})
