@@ -63,7 +63,10 @@ class CallPipeline:
     async def drain(self) -> None:
         """Wait until every transcription asked for so far has been emitted."""
         while pending := [t for party in self.parties.values() for t in party.pending]:
-            await asyncio.gather(*pending)
+            done, _ = await asyncio.wait(pending)  # a cancelled interim is fine; a failed job is not
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()
 
     async def finish(self) -> None:
         """The call ended: finalise open utterances and wait for every result."""

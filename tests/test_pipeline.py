@@ -107,3 +107,34 @@ async def test_finals_are_prompted_with_what_was_said_before_in_the_call():
     agent_final = next(e for e in events if e["final"] and e["speaker"] == "agent")
     assert transcriber.contexts[0] == ""  # nothing said yet
     assert transcriber.contexts[-1] == agent_final["text"][-len(transcriber.contexts[-1]) :]  # the customer hears the agent's words
+
+
+class SlowToneTranscriber(ToneTranscriber):
+    """Takes a while, so that live audio keeps arriving while it works."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def transcribe(self, audio, options, context=""):
+        import time
+
+        time.sleep(self.seconds)  # stands for model compute in the ASR thread, not for synchronisation
+        return super().transcribe(audio, options, context)
+
+
+async def test_live_feeding_that_outruns_the_model_still_gets_every_final():
+    # the call drops while the agent is mid-sentence and an interim is still being worked on
+    audio = stereo(AGENT[: int(6.6 * 16000)], CUSTOMER[: int(6.6 * 16000)])
+    events = []
+    scheduler = AsrScheduler(SlowToneTranscriber(0.05), workers=1)
+    with ThreadPoolExecutor(1) as vad_executor:
+        pipeline = CallPipeline(CallLayout.stereo(), scheduler, AsrSettings(), events.append, vad_executor, EnergyVad)
+        for i in range(0, audio.shape[0], 1536):  # 96 ms frames, pushed without waiting for transcripts
+            await pipeline.push(audio[i : i + 1536])
+        await pipeline.finish()
+        await pipeline.aclose()
+    scheduler.close()
+    finals = {e.speaker: e.text for e in events if e.final}
+    words = finals["agent"].split()
+    assert [w for i, w in enumerate(words) if i == 0 or words[i - 1] != w] == ["w3", "w4", "w5"]
