@@ -1,6 +1,6 @@
 """One party's live transcript: voice activity -> utterances and chunks -> interim and final events.
 
-While a party speaks, each chunk of the open utterance (cut at a short pause, 1.5-4 s long) is
+While a party speaks, each chunk of the open utterance (cut at a short pause, 3-6 s long) is
 transcribed once and the interim hypothesis grows by its words; when the utterance ends, its final
 follows. Results come back from the shared :class:`AsrScheduler` and are emitted with ``at`` = the
 call audio consumed at that moment.
