@@ -37,6 +37,7 @@ class AsrSettings(BaseModel):
     window_margin: float = Field(4.0, description="silence (s) after the speech in the encoder window; <0: 30 s")
     min_window: float = Field(10.0, ge=1, le=30, description="the shortest encoder window (s)")
     chunk_margin: float = Field(2.0, description="the same for chunks of an utterance")
+    chunk_pause: float = Field(0.15, gt=0, description="the pause (s) that may end a chunk")
     min_chunk: float = Field(3.0, gt=0, description="a chunk ends at a pause once this long (s)")
     max_chunk: float = Field(6.0, gt=0, description="a chunk without a pause is cut here (s)")
     vad_threshold: float = Field(0.5, gt=0, lt=1)

@@ -139,6 +139,7 @@ class PartyTranscriber:
                 min_silence=settings.min_silence,
                 max_utterance=settings.max_utterance,
                 hard_max_utterance=settings.hard_max_utterance,
+                chunk_pause=settings.chunk_pause,
                 min_chunk=settings.min_chunk,
                 max_chunk=settings.max_chunk,
             )
@@ -149,11 +150,12 @@ class PartyTranscriber:
         self._tasks: set[asyncio.Task] = set()
         self._join_mode = settings.final_mode == "join"
         self._final = DecodeOptions(settings.beam_size, settings.window_margin, settings.language, settings.min_window)
-        # in join mode chunks are the final text, decoded with the final's beam; otherwise cheap interims.
-        # Chunks are windowed tightly (chunk + margin): the long shortest-window only pays off for finals.
-        chunk_beam = settings.beam_size if self._join_mode else settings.interim_beam_size
-        self._chunk = replace(self._final, beam_size=chunk_beam, window_margin=settings.chunk_margin, min_window=2.0)
-        self._tail = replace(self._final, window_margin=settings.chunk_margin)
+        if self._join_mode:  # chunks are the final text: decoded as finals are
+            self._chunk = self._tail = replace(self._final, window_margin=settings.chunk_margin)
+        else:  # chunks are cheap interims, windowed tightly (chunk + margin)
+            self._chunk = replace(
+                self._final, beam_size=settings.interim_beam_size, window_margin=settings.chunk_margin, min_window=2.0
+            )
 
     @property
     def pending(self) -> set[asyncio.Task]:
@@ -196,7 +198,12 @@ class PartyTranscriber:
         utt.chunks.append(task)
 
     async def _transcribe_chunk(self, utt: _Utterance, start: float, end: float, audio: np.ndarray, prev) -> None:
-        result = await self._scheduler.transcribe(audio, self._chunk, final=self._join_mode, audio_end=end)
+        context = ""
+        if self._join_mode:  # final text: the words before it, this utterance's included, are its context
+            if prev is not None:
+                await asyncio.wait({prev})
+            context = self._context(utt.text)
+        result = await self._scheduler.transcribe(audio, self._chunk, final=self._join_mode, audio_end=end, context=context)
         if prev is not None:
             await asyncio.wait({prev})  # keep the chunks in spoken order
         if accept(result, audio.size / SAMPLE_RATE):
@@ -219,10 +226,12 @@ class PartyTranscriber:
 
     async def _final_from_chunks(self, utt: _Utterance, ended: SpeechEnded, tail: np.ndarray | None) -> None:
         text = ""
-        if tail is not None:
-            result = await self._scheduler.transcribe(tail, self._tail, final=True, audio_end=ended.end)
-            text = result.text if accept(result, ended.end - ended.start) else ""
         await asyncio.wait({utt.last_chunk})
+        if tail is not None:
+            result = await self._scheduler.transcribe(
+                tail, self._tail, final=True, audio_end=ended.end, context=self._context(utt.text)
+            )
+            text = result.text if accept(result, tail.size / SAMPLE_RATE) else ""
         self._emit_final(utt, ended, _join(utt.text, text))
 
     async def _final_redecode(self, utt: _Utterance, ended: SpeechEnded, audio: np.ndarray) -> None:
@@ -231,11 +240,13 @@ class PartyTranscriber:
         )
         self._emit_final(utt, ended, result.text if accept(result, ended.end - ended.start + 2 * self.settings.speech_pad) else "")
 
-    def _context(self) -> str:
+    def _context(self, so_far: str = "") -> str:
+        """The last words before this audio: the call's (or the party's) and ``so_far`` of this utterance."""
         mode = self.settings.context
         if mode == "none":
             return ""
-        return self.conversation.recent(self.speaker if mode == "party" else None)
+        words = _join(self.conversation.recent(self.speaker if mode == "party" else None), so_far).split()
+        return " ".join(words[-self.settings.context_words :])
 
     def _emit_final(self, utt: _Utterance, ended: SpeechEnded, text: str) -> None:
         self.conversation.add(self.speaker, text)
