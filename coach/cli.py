@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("coach: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader stopped (`coach analyze x.wav --jsonl | head`): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def load_settings() -> Settings:

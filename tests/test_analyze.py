@@ -123,3 +123,11 @@ def test_unreadable_files_are_one_line_errors(tmp_path, content, message):
     bad.write_bytes(content)
     run = coach("analyze", bad)
     assert run.returncode == 1 and message in run.stderr and run.stderr.count("\n") == 1
+
+
+def test_a_reader_that_stops_early_is_no_error(short_call):
+    path, _ = short_call
+    run = subprocess.run(f"{sys.executable} -m coach analyze {path} --jsonl | head -1", shell=True,
+                         capture_output=True, text=True, timeout=300)
+    assert json.loads(run.stdout)["type"] == "transcript"
+    assert "Traceback" not in run.stderr and "Error" not in run.stderr
