@@ -36,4 +36,26 @@ class TranscriptEvent:
         return {"type": out.pop("type"), **out}
 
 
-Event = TranscriptEvent
+@dataclass(frozen=True, slots=True)
+class SignalEvent:
+    """A moment that matters (a label of ``spec/signals.md``), about the speech from ``start`` to ``end``."""
+
+    at: float
+    label: str
+    speaker: str  # who it is about; "call" for dead air
+    start: float
+    end: float
+    score: float
+    evidence: str
+
+    type: Literal["signal"] = "signal"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("at", "start", "end"):
+            out[key] = _round(out[key])
+        out["score"] = round(out["score"], 3)
+        return {"type": out.pop("type"), **out}
+
+
+Event = TranscriptEvent | SignalEvent

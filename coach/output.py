@@ -7,7 +7,7 @@ import shutil
 import sys
 from typing import TextIO
 
-from coach.events import Event, TranscriptEvent
+from coach.events import Event, SignalEvent
 
 LABELS = {"agent": "AGENT", "customer": "CUSTOMER", "mixed": "CALL"}
 
@@ -47,7 +47,10 @@ class TranscriptView:
         self._footer_lines = 0
 
     def __call__(self, event: Event) -> None:
-        if not isinstance(event, TranscriptEvent):
+        if isinstance(event, SignalEvent):
+            self._clear_footer()
+            self.out.write(f"{clock(event.at)}  {'!':9} {event.label.replace('_', ' ')}: {event.evidence}\n")
+            self._redraw()
             return
         if not event.final:
             self.interims[event.speaker] = event.text

@@ -20,7 +20,8 @@ from coach.asr.streaming import Conversation, PartyTranscriber
 from coach.asr.vad import StreamingVad
 from coach.audio.frames import SAMPLE_RATE, CallLayout
 from coach.config import AsrSettings
-from coach.events import Event
+from coach.detect.timing import PartyActivity, TimingDetector
+from coach.events import Event, TranscriptEvent
 
 T = TypeVar("T")
 
@@ -37,13 +38,16 @@ class CallPipeline:
     ) -> None:
         self.layout = layout
         self.consumed = 0.0  # seconds of call audio taken in
+        self._emit = emit
         self._vad_executor = vad_executor
         self.vads = {speaker: vad_factory() for speaker, _ in layout.parties}
         self.conversation = Conversation(settings.context_words)  # both parties' last words: context for the next
         self.parties = {
-            speaker: PartyTranscriber(speaker, scheduler, settings, emit, self._clock, self.conversation)
+            speaker: PartyTranscriber(speaker, scheduler, settings, self._transcribed, self._clock, self.conversation)
             for speaker, _ in layout.parties
         }
+        # timing cues need to know who is who: not on a mono (mixed) recording
+        self.timing = TimingDetector() if {"agent", "customer"} <= self.parties.keys() else None
 
     def _clock(self) -> float:
         return self.consumed
@@ -56,6 +60,18 @@ class CallPipeline:
         speech = await loop.run_in_executor(self._vad_executor, self._voice_activity, audio)  # one hop for all parties
         for speaker, samples in audio.items():
             self.parties[speaker].take(samples, speech[speaker])
+        if self.timing:
+            for signal in self.timing.update(self.consumed, self._activity("agent"), self._activity("customer")):
+                self._emit(signal)
+
+    def _activity(self, speaker: str) -> PartyActivity:
+        ep = self.parties[speaker].endpointer
+        return PartyActivity(ep.speaking, ep.utterance_start, ep.last_speech_end)
+
+    def _transcribed(self, event: TranscriptEvent) -> None:
+        if self.timing and event.final:
+            self.timing.heard(event.speaker, event.text, event.at)
+        self._emit(event)
 
     def _voice_activity(self, audio: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {speaker: self.vads[speaker].feed(samples) for speaker, samples in audio.items()}
