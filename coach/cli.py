@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--model", help="speech model: 'base' (offline default), a faster-whisper name, or a folder")
     analyze.add_argument("--no-interims", action="store_true", help="final segments only (less CPU)")
 
+    playbook = commands.add_parser("playbook", help="check the playbook", description="Validate a playbook "
+        "(default: COACH_PLAYBOOK, else models/playbook.yaml) and summarise it.")
+    playbook_commands = playbook.add_subparsers(dest="playbook_command", required=True, metavar="ACTION")
+    check = playbook_commands.add_parser("check", help="validate the playbook")
+    check.add_argument("path", nargs="?", type=Path, help="playbook YAML (default: the configured one)")
+
     models = commands.add_parser("models", help="provision and verify the speech model", description="Resolve the "
         "speech model (assembling and verifying the offline default if needed) and say where it is.")
     models.add_argument("--model", help="speech model: 'base' (offline default), a faster-whisper name, or a folder")
@@ -45,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             settings.asr.model = args.model
         if args.command == "models":
             return run_models(settings)
+        if args.command == "playbook":
+            return run_playbook_check(args.path or settings.playbook)
         return asyncio.run(run_analyze(args, settings))
     except CoachError as exc:
         print(f"coach: error: {exc}", file=sys.stderr)
@@ -68,6 +76,16 @@ def load_settings() -> Settings:
         first = exc.errors()[0]
         name = "COACH_" + "__".join(str(part).upper() for part in first["loc"])
         raise CoachError(f"invalid setting {name}: {first['msg']}") from None
+
+
+def run_playbook_check(path: Path) -> int:
+    from coach.playbook import load_playbook
+
+    book = load_playbook(path)
+    kinds = sorted({rule.kind for rule in book.prompts.values()})
+    counts = ", ".join(f"{sum(r.kind == k for r in book.prompts.values())} {k}" for k in kinds)
+    print(f"{path}: OK, {len(book.prompts)} prompts ({counts})")
+    return 0
 
 
 def run_models(settings: Settings) -> int:
@@ -96,11 +114,13 @@ async def run_analyze(args, settings: Settings) -> int:
     from coach.audio.files import call_layout, probe
     from coach.output import JsonlSink, TranscriptView
     from coach.pipeline import analyze_recording
+    from coach.playbook import PromptPolicy, load_playbook
 
     if args.no_interims:
         settings.asr.interims = False
     info = probe(args.recording)
     layout = call_layout(info, args.agent_channel)
+    policy = PromptPolicy(load_playbook(settings.playbook))
     transcriber = await asyncio.to_thread(load_transcriber, settings)
     scheduler = AsrScheduler(transcriber, settings.asr.worker_count)
     sink = JsonlSink() if args.jsonl else TranscriptView(duration=info.duration)
@@ -112,7 +132,7 @@ async def run_analyze(args, settings: Settings) -> int:
         sink(event)
 
     try:
-        consumed = await analyze_recording(args.recording, layout, scheduler, settings.asr, emit, sink.progress)
+        consumed = await analyze_recording(args.recording, layout, scheduler, settings.asr, emit, sink.progress, policy=policy)
     finally:
         sink.close()
         scheduler.close()

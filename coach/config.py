@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from coach.playbook import DEFAULT_PLAYBOOK
+
 
 def _default_models_dir() -> Path:
     return Path.home() / ".cache" / "coach" / "models"
@@ -65,4 +67,5 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COACH_", env_nested_delimiter="__", extra="ignore")
 
     models_dir: Path = Field(default_factory=_default_models_dir)
+    playbook: Path = Field(default_factory=lambda: DEFAULT_PLAYBOOK)
     asr: AsrSettings = AsrSettings()

@@ -8,8 +8,13 @@ from typing import Any, Literal
 Speaker = Literal["agent", "customer", "mixed"]
 
 
-def _round(value: float) -> float:
-    return round(value, 2)
+def _wire(event: Any) -> dict[str, Any]:
+    """An event as its JSON object: ``type`` first, times rounded to 10 ms."""
+    out = asdict(event)
+    for key in ("at", "start", "end"):
+        if key in out:
+            out[key] = round(out[key], 2)
+    return {"type": out.pop("type"), **out}
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +33,10 @@ class TranscriptEvent:
     type: Literal["transcript"] = "transcript"
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("at", "start", "end"):
-            out[key] = _round(out[key])
+        out = _wire(self)
         if not self.final or self.sentiment is None:
             out.pop("sentiment")
-        return {"type": out.pop("type"), **out}
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +54,41 @@ class SignalEvent:
     type: Literal["signal"] = "signal"
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("at", "start", "end"):
-            out[key] = _round(out[key])
+        out = _wire(self)
         out["score"] = round(out["score"], 3)
-        return {"type": out.pop("type"), **out}
+        return out
 
 
-Event = TranscriptEvent | SignalEvent
+@dataclass(frozen=True, slots=True)
+class PromptEvent:
+    """What the agent sees: a stop sign or a de-escalation prompt from the playbook."""
+
+    at: float
+    kind: str  # "stop_sign" or "deescalate"
+    title: str
+    text: str
+    signals: list[str]
+    priority: int
+    id: int  # a later prompt_cleared event names it
+
+    type: Literal["prompt"] = "prompt"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _wire(self)
+
+
+@dataclass(frozen=True, slots=True)
+class PromptClearedEvent:
+    """A prompt no longer applies (the agent stopped talking): take it off the screen."""
+
+    at: float
+    id: int
+    kind: str
+
+    type: Literal["prompt_cleared"] = "prompt_cleared"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _wire(self)
+
+
+Event = TranscriptEvent | SignalEvent | PromptEvent | PromptClearedEvent

@@ -7,7 +7,7 @@ import shutil
 import sys
 from typing import TextIO
 
-from coach.events import Event, SignalEvent
+from coach.events import Event, PromptEvent, SignalEvent, TranscriptEvent
 
 LABELS = {"agent": "AGENT", "customer": "CUSTOMER", "mixed": "CALL"}
 
@@ -47,10 +47,16 @@ class TranscriptView:
         self._footer_lines = 0
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, SignalEvent):
+        if isinstance(event, SignalEvent | PromptEvent):
             self._clear_footer()
-            self.out.write(f"{clock(event.at)}  {'!':9} {event.label.replace('_', ' ')}: {event.evidence}\n")
+            if isinstance(event, SignalEvent):
+                self.out.write(f"{clock(event.at)}  {'!':9} {event.label.replace('_', ' ')}: {event.evidence}\n")
+            else:
+                label = "STOP" if event.kind == "stop_sign" else "PROMPT"
+                self.out.write(f"{clock(event.at)}  {label:9} {event.title}: {event.text}\n")
             self._redraw()
+            return
+        if not isinstance(event, TranscriptEvent):
             return
         if not event.final:
             self.interims[event.speaker] = event.text

@@ -21,7 +21,8 @@ from coach.asr.vad import StreamingVad
 from coach.audio.frames import SAMPLE_RATE, CallLayout
 from coach.config import AsrSettings
 from coach.detect.timing import PartyActivity, TimingDetector
-from coach.events import Event, TranscriptEvent
+from coach.events import Event, SignalEvent, TranscriptEvent
+from coach.playbook import PromptPolicy
 
 T = TypeVar("T")
 
@@ -35,6 +36,7 @@ class CallPipeline:
         emit: Callable[[Event], None],
         vad_executor: Executor,
         vad_factory: Callable[[], StreamingVad] = StreamingVad,
+        policy: PromptPolicy | None = None,
     ) -> None:
         self.layout = layout
         self.consumed = 0.0  # seconds of call audio taken in
@@ -48,6 +50,7 @@ class CallPipeline:
         }
         # timing cues need to know who is who: not on a mono (mixed) recording
         self.timing = TimingDetector() if {"agent", "customer"} <= self.parties.keys() else None
+        self.policy = policy
 
     def _clock(self) -> float:
         return self.consumed
@@ -61,8 +64,18 @@ class CallPipeline:
         for speaker, samples in audio.items():
             self.parties[speaker].take(samples, speech[speaker])
         if self.timing:
-            for signal in self.timing.update(self.consumed, self._activity("agent"), self._activity("customer")):
-                self._emit(signal)
+            agent = self._activity("agent")
+            self._signalled(self.timing.update(self.consumed, agent, self._activity("customer")))
+            if self.policy:
+                for cleared in self.policy.on_activity(self.consumed, agent.speaking):
+                    self._emit(cleared)
+
+    def _signalled(self, signals: list[SignalEvent]) -> None:
+        for signal in signals:
+            self._emit(signal)
+        if self.policy and signals:
+            for prompt in self.policy.on_signals(signals):
+                self._emit(prompt)
 
     def _activity(self, speaker: str) -> PartyActivity:
         ep = self.parties[speaker].endpointer
@@ -109,13 +122,14 @@ async def analyze_recording(
     emit: Callable[[Event], None],
     on_progress: Callable[[float], None] | None = None,
     frame_seconds: float = 0.096,
+    policy: PromptPolicy | None = None,
 ) -> float:
     """Run a recording through a :class:`CallPipeline` frame by frame, as if live, in lockstep
     with the ASR. Returns the seconds of audio consumed."""
     from coach.audio.files import read_blocks
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad") as vad_executor:
-        pipeline = CallPipeline(layout, scheduler, settings, emit, vad_executor)
+        pipeline = CallPipeline(layout, scheduler, settings, emit, vad_executor, policy=policy)
         await feed_in_lockstep(pipeline, iterate_in_thread(read_blocks(path)), on_progress, frame_seconds)
     return pipeline.consumed
 

@@ -138,3 +138,24 @@ async def test_live_feeding_that_outruns_the_model_still_gets_every_final():
     finals = {e.speaker: e.text for e in events if e.final}
     words = finals["agent"].split()
     assert [w for i, w in enumerate(words) if i == 0 or words[i - 1] != w] == ["w3", "w4", "w5"]
+
+
+async def test_a_monologue_puts_up_a_stop_sign_while_the_agent_talks_and_takes_it_down_after():
+    from coach.playbook import PromptPolicy, load_playbook
+
+    phrase = np.concatenate([tone(300, 4.7), silence(0.3)])
+    agent = np.concatenate([silence(3.0), np.tile(phrase, 8), silence(3.0)])  # 40 s of talk, 3 s to 43 s
+    customer = np.concatenate([tone(600, 2.0), silence(agent.size / 16000 - 2.0)])
+    events = []
+    scheduler = AsrScheduler(ToneTranscriber(), workers=2)
+    with ThreadPoolExecutor(1) as vad_executor:
+        pipeline = CallPipeline(CallLayout.stereo(), scheduler, AsrSettings(interims=False), events.append,
+                                vad_executor, EnergyVad, policy=PromptPolicy(load_playbook()))
+        await feed_in_lockstep(pipeline, blocks_of(stereo(agent, customer)))
+    scheduler.close()
+    wire = [e.to_dict() for e in events]
+    sign = next(e for e in wire if e["type"] == "prompt")
+    assert sign["kind"] == "stop_sign" and sign["signals"] == ["over_explaining"]
+    assert 32.5 <= sign["at"] <= 34.0  # 30 s into the agent's turn, which began at 3 s
+    cleared = next(e for e in wire if e["type"] == "prompt_cleared")
+    assert cleared["id"] == sign["id"] and 43.0 <= cleared["at"] <= 44.5  # once the agent has stopped
