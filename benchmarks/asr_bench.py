@@ -36,6 +36,7 @@ from coach.audio.files import call_layout, probe, read_blocks  # noqa: E402
 from coach.cli import load_transcriber  # noqa: E402
 from coach.config import Settings  # noqa: E402
 from coach.pipeline import analyze_recording  # noqa: E402
+from coach.playbook import PromptPolicy, load_playbook  # noqa: E402
 
 
 def synth_calls(shared: Path, out: Path, limit: int | None) -> Path:
@@ -71,7 +72,9 @@ async def run_streaming(truths: list[Path], settings: Settings, transcriber, out
             layout = call_layout(probe(audio), 0)
             events: list[dict] = []
             began = cpu()
-            consumed = await analyze_recording(audio, layout, scheduler, settings.asr, lambda e: events.append(e.to_dict()))
+            policy = PromptPolicy(load_playbook(settings.playbook))  # as `coach analyze` runs it
+            consumed = await analyze_recording(audio, layout, scheduler, settings.asr, lambda e: events.append(e.to_dict()),
+                                               policy=policy)
             total_cpu += cpu() - began
             total_audio += consumed
             lags += [e["at"] - e["end"] for e in events if e.get("final") and e.get("text")]
