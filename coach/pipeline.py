@@ -21,6 +21,7 @@ from coach.asr.vad import StreamingVad
 from coach.audio.frames import SAMPLE_RATE, CallLayout
 from coach.config import AsrSettings
 from coach.detect.timing import PartyActivity, TimingDetector
+from coach.detect.triggers import TriggerDetector
 from coach.events import Event, SignalEvent, TranscriptEvent
 from coach.playbook import PromptPolicy
 
@@ -50,6 +51,7 @@ class CallPipeline:
         }
         # timing cues need to know who is who: not on a mono (mixed) recording
         self.timing = TimingDetector() if {"agent", "customer"} <= self.parties.keys() else None
+        self.triggers = TriggerDetector()
         self.policy = policy
 
     def _clock(self) -> float:
@@ -82,9 +84,12 @@ class CallPipeline:
         return PartyActivity(ep.speaking, ep.utterance_start, ep.last_speech_end)
 
     def _transcribed(self, event: TranscriptEvent) -> None:
-        if self.timing and event.final:
-            self.timing.heard(event.speaker, event.text, event.at)
         self._emit(event)
+        if not event.final:
+            return
+        if self.timing:
+            self.timing.heard(event.speaker, event.text, event.at)
+        self._signalled(self.triggers.on_final(event))
 
     def _voice_activity(self, audio: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {speaker: self.vads[speaker].feed(samples) for speaker, samples in audio.items()}

@@ -1,0 +1,70 @@
+"""Trigger phrases: each label fires on a fresh phrasing and stays quiet on its hard negative."""
+
+import pytest
+
+from coach.detect.triggers import TriggerDetector
+from coach.events import TranscriptEvent
+
+
+def labels(speaker, text):
+    event = TranscriptEvent(10.0, speaker, f"{speaker}-1", 7.0, 9.5, text, True)
+    return {s.label for s in TriggerDetector().on_final(event)}
+
+
+@pytest.mark.parametrize(
+    "speaker, text, label",
+    [
+        ("customer", "Honestly, just get me your supervisor right now.", "escalation_request"),
+        ("customer", "Is there anybody higher up I could have a word with?", "escalation_request"),
+        ("customer", "I'd like this escalated, today.", "escalation_request"),
+        ("customer", "Forget it, I'm closing the account and taking my money elsewhere.", "churn_threat"),
+        ("customer", "I'm seriously thinking of moving to a different insurer.", "churn_threat"),
+        ("customer", "This is the fourth time I've phoned about the same thing.", "repeat_contact"),
+        ("customer", "I've already been through all of this with your colleague.", "repeat_contact"),
+        ("customer", "You lot are completely useless.", "abuse"),
+        ("customer", "Expect a letter from my solicitor.", "legal_or_public_threat"),
+        ("customer", "I'll be leaving a review on Trustpilot about this.", "legal_or_public_threat"),
+        ("customer", "Please, just let me finish a sentence.", "not_listening"),
+        ("customer", "I don't need the whole history lesson.", "not_listening"),
+        ("agent", "I'm afraid there's nobody higher than me here.", "no_manager_lie"),
+        ("agent", "Sir, you need to calm down.", "dismissive_phrase"),
+        ("agent", "Refunds aren't something we handle on this line.", "dismissive_phrase"),
+        ("agent", "You should have checked the terms before booking.", "blame_language"),
+        ("agent", "You didn't send us the signed form.", "blame_language"),
+    ],
+)
+def test_a_fresh_phrasing_fires(speaker, text, label):
+    assert label in labels(speaker, text)
+
+
+@pytest.mark.parametrize(
+    "speaker, text",
+    [
+        ("customer", "Your manager called me last week and was great."),
+        ("customer", "I don't want to cancel, I just want the fee gone."),
+        ("customer", "I called to set up a new account."),
+        ("customer", "Damn, that's a lot of money."),
+        ("agent", "My supervisor is in a meeting; can she call you back at three?"),
+        ("agent", "I can't do that, but here is what I can do."),
+        ("agent", "I understand you've been waiting a long time."),
+        ("customer", "Hi, I'd like to check my balance please."),
+    ],
+)
+def test_a_hard_negative_stays_quiet(speaker, text):
+    assert labels(speaker, text) == set()
+
+
+def test_a_rule_only_hears_its_own_party():
+    assert labels("agent", "I want to speak to your supervisor") == set()  # an agent quoting a customer
+    assert labels("customer", "calm down") == set()
+
+
+def test_the_evidence_is_the_words_that_matched():
+    event = TranscriptEvent(10.0, "customer", "customer-1", 7.0, 9.5, "Right. Put me through to a manager, now.", True)
+    (signal,) = TriggerDetector().on_final(event)
+    assert signal.evidence == "Put me through to a manager" and signal.at == 10.0
+
+
+def test_leaving_a_review_is_a_public_threat_not_churn():
+    assert labels("customer", "I'll be leaving a review on Trustpilot about this.") == {"legal_or_public_threat"}
+    assert labels("customer", "I'm cancelling the appointment for Tuesday.") == set()
