@@ -91,4 +91,18 @@ class PromptClearedEvent:
         return _wire(self)
 
 
-Event = TranscriptEvent | SignalEvent | PromptEvent | PromptClearedEvent
+@dataclass(frozen=True, slots=True)
+class RiskEvent:
+    """The call's risk, 0-100, whenever it changes, with the signals that drive it (heaviest first)."""
+
+    at: float
+    score: int
+    drivers: list[str]
+
+    type: Literal["risk"] = "risk"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _wire(self)
+
+
+Event = TranscriptEvent | SignalEvent | PromptEvent | PromptClearedEvent | RiskEvent

@@ -21,6 +21,7 @@ from coach.asr.vad import StreamingVad
 from coach.audio.frames import SAMPLE_RATE, CallLayout
 from coach.config import AsrSettings
 from coach.detect.timing import PartyActivity, TimingDetector
+from coach.detect.risk import RiskMeter
 from coach.detect.triggers import TriggerDetector
 from coach.events import Event, SignalEvent, TranscriptEvent
 from coach.playbook import PromptPolicy
@@ -52,6 +53,7 @@ class CallPipeline:
         # timing cues need to know who is who: not on a mono (mixed) recording
         self.timing = TimingDetector() if {"agent", "customer"} <= self.parties.keys() else None
         self.triggers = TriggerDetector()
+        self.risk = RiskMeter()
         self.policy = policy
 
     def _clock(self) -> float:
@@ -65,6 +67,8 @@ class CallPipeline:
         speech = await loop.run_in_executor(self._vad_executor, self._voice_activity, audio)  # one hop for all parties
         for speaker, samples in audio.items():
             self.parties[speaker].take(samples, speech[speaker])
+        for risk in self.risk.on_time(self.consumed):
+            self._emit(risk)
         if self.timing:
             agent = self._activity("agent")
             self._signalled(self.timing.update(self.consumed, agent, self._activity("customer")))
@@ -78,6 +82,8 @@ class CallPipeline:
         if self.policy and signals:
             for prompt in self.policy.on_signals(signals):
                 self._emit(prompt)
+        for risk in self.risk.on_signals(signals):
+            self._emit(risk)
 
     def _activity(self, speaker: str) -> PartyActivity:
         ep = self.parties[speaker].endpointer
