@@ -48,6 +48,7 @@ def test_a_fresh_phrasing_fires(speaker, text, label):
         ("agent", "I can't do that, but here is what I can do."),
         ("agent", "I understand you've been waiting a long time."),
         ("customer", "Hi, I'd like to check my balance please."),
+        ("customer", "My attorney is the executor of my father's will, so he sent the papers."),
     ],
 )
 def test_a_hard_negative_stays_quiet(speaker, text):

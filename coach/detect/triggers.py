@@ -59,7 +59,10 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:f\w*ck (?:you|off)|screw you|go to hell|shut up|piss off|bloody idiot|damn idiots?)\b",
     )),
     Rule("legal_or_public_threat", "customer", _rx(
-        r"\b(?:my |a )?(?:lawyer|solicitor|attorney)s?\b|\blegal action\b|\b(?:sue|suing)\b|\bsmall claims\b|\bsee you in court\b",
+        # a lawyer mentioned is not a threat ("my lawyer is handling the estate"): it needs the framing of one
+        r"\b(?:hear from|speak to|talk to|call|calling|contact|contacting|get|getting|involve|involving|bring in|letter from|forward this to) (?:my|a|our) (?:lawyer|solicitor|attorney)s?\b",
+        r"\b(?:lawyer|solicitor|attorney)s? (?:will|is going to|are going to|'ll)\b|\b(?:lawyer|solicitor|attorney)s? involved\b",
+        r"\blegal action\b|\b(?:sue|suing)\b|\bsmall claims\b|\bsee you in court\b",
         r"\b(?:ombudsman|regulator|trading standards|better business bureau|attorney general|consumer (?:board|protection|rights))\b",
         r"\b(?:complaint|report(?:ing)? (?:you|this)) (?:with|to) the\b",
         r"\b(?:post|posting|put|putting|share|sharing|write|writing|leave|leaving)\b[^.?!]{0,30}\b(?:online|everywhere|social media|twitter|facebook|tiktok|reddit|trustpilot|yelp|a review)\b",
