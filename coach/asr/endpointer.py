@@ -8,6 +8,7 @@ a run-on utterance is cut at the first short pause after ``max_utterance`` secon
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 from coach.asr.vad import WINDOW_SECONDS
@@ -62,7 +63,7 @@ class Endpointer:
         self._start = 0.0
         self._last_speech_end = 0.0
         self._chunk_start = 0.0
-        self._recent: list[tuple[float, float]] = []  # (window end, probability) of the last second
+        self._recent: deque[tuple[float, float]] = deque(maxlen=round(1.0 / WINDOW_SECONDS))  # the last second
 
     @property
     def speaking(self) -> bool:
@@ -81,9 +82,7 @@ class Endpointer:
         events: list[SpeechStarted | SpeechPaused | SpeechEnded] = []
         for p in probabilities:
             begin, self._t = self._t, self._t + WINDOW_SECONDS
-            self._recent.append((self._t, float(p)))
-            if len(self._recent) > int(1.0 / WINDOW_SECONDS):
-                del self._recent[0]
+            self._recent.append((self._t, float(p)))  # (window end, probability)
             if not self._speaking:
                 if p >= s.threshold:
                     if self._candidate is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -41,11 +40,6 @@ class AsrScheduler:
         self._queue: list[_Job] = []
         self._running = 0
         self._seq = itertools.count()
-        self.busy_seconds = 0.0  # wall time spent inside the model, for the real-time factor
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
 
     async def transcribe(
         self, audio: np.ndarray, options: DecodeOptions, *, final: bool, audio_end: float, context: str = ""
@@ -62,15 +56,8 @@ class AsrScheduler:
             if job.future.cancelled():
                 continue
             self._running += 1
-            work = loop.run_in_executor(self._executor, self._timed, job.audio, job.options, job.context)
+            work = loop.run_in_executor(self._executor, self.transcriber.transcribe, job.audio, job.options, job.context)
             work.add_done_callback(lambda done, job=job: self._finished(loop, job, done))
-
-    def _timed(self, audio: np.ndarray, options: DecodeOptions, context: str) -> Transcription:
-        began = time.perf_counter()
-        try:
-            return self.transcriber.transcribe(audio, options, context)
-        finally:
-            self.busy_seconds += time.perf_counter() - began
 
     def _finished(self, loop: asyncio.AbstractEventLoop, job: _Job, done: asyncio.Future) -> None:
         self._running -= 1

@@ -238,7 +238,7 @@ class PartyTranscriber:
         result = await self._scheduler.transcribe(
             audio, self._final, final=True, audio_end=ended.end, context=self._context()
         )
-        self._emit_final(utt, ended, result.text if accept(result, ended.end - ended.start + 2 * self.settings.speech_pad) else "")
+        self._emit_final(utt, ended, result.text if accept(result, audio.size / SAMPLE_RATE) else "")
 
     def _context(self, so_far: str = "") -> str:
         """The last words before this audio: the call's (or the party's) and ``so_far`` of this utterance."""

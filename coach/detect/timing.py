@@ -62,12 +62,11 @@ class TimingDetector:
             self._hold_until = at + self.s.hold_grace
 
     def update(self, now: float, agent: PartyActivity, customer: PartyActivity) -> list[SignalEvent]:
-        signals = [
+        return [
             *self._over_explaining(now, agent, customer),
             *self._interruption(now, agent, customer),
             *self._dead_air(now, agent, customer),
         ]
-        return signals
 
     def _over_explaining(self, now: float, agent: PartyActivity, customer: PartyActivity) -> list[SignalEvent]:
         customer_active = customer.speaking or (
