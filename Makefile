@@ -4,19 +4,22 @@ VENV := .venv
 PY := $(VENV)/bin/python
 COACH := $(VENV)/bin/coach
 STAMP := $(VENV)/.installed
+TORCH := 2.13.0
 EXAMPLE := examples/example-call.wav
 SYSTEM_PACKAGES := espeak-ng sox
 # ../shared/tools/synth_call.py speaks the scripted calls with these
 BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k
 
-.PHONY: install system-deps models run test test-fast bench example clean
+.PHONY: install system-deps models train run test test-fast bench example clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	# torch first, pinned: 2.13.0 (CPU) is the build this project runs on; an unpinned torch pulls GBs of CUDA
+	$(PY) -m pip install --quiet torch==$(TORCH)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
 # espeak-ng speaks the example call and the test audio; sox and festival the benchmark calls.
@@ -30,6 +33,10 @@ system-deps:
 
 models: install
 	$(COACH) models
+
+# The sentiment head and trigger heads in models/heads/, from models/data/ and models/exemplars.yaml (deterministic).
+train: install
+	$(COACH) train
 
 $(EXAMPLE): | install system-deps
 	$(PY) -m coach.demo $(EXAMPLE)

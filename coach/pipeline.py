@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +23,7 @@ from coach.audio.frames import SAMPLE_RATE, CallLayout
 from coach.config import AsrSettings
 from coach.detect.timing import PartyActivity, TimingDetector
 from coach.detect.risk import RiskMeter
+from coach.detect.text import TextAnalyzer
 from coach.detect.triggers import TriggerDetector
 from coach.events import Event, SignalEvent, TranscriptEvent
 from coach.playbook import PromptPolicy
@@ -39,6 +41,7 @@ class CallPipeline:
         vad_executor: Executor,
         vad_factory: Callable[[], StreamingVad] = StreamingVad,
         policy: PromptPolicy | None = None,
+        text: TextAnalyzer | None = None,
     ) -> None:
         self.layout = layout
         self.consumed = 0.0  # seconds of call audio taken in
@@ -55,6 +58,9 @@ class CallPipeline:
         self.triggers = TriggerDetector()
         self.risk = RiskMeter()
         self.policy = policy
+        self.text = text  # sentiment and trigger similarity; None: phrase rules only
+        self._reading: asyncio.Task | None = None  # the last final being read: finals go out in order
+        self._tasks: set[asyncio.Task] = set()
 
     def _clock(self) -> float:
         return self.consumed
@@ -90,19 +96,36 @@ class CallPipeline:
         return PartyActivity(ep.speaking, ep.utterance_start, ep.last_speech_end)
 
     def _transcribed(self, event: TranscriptEvent) -> None:
-        self._emit(event)
         if not event.final:
-            return
+            self._emit(event)
+        elif self.text is None or not event.text:
+            self._final(event, [])
+        else:  # the final goes out with its sentiment, read off the loop in the text model's executor
+            task = asyncio.get_running_loop().create_task(self._read_final(event, self._reading))
+            self._reading = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _read_final(self, event: TranscriptEvent, before: asyncio.Task | None) -> None:
+        reading = await self.text.read(event.speaker, event.text)
+        if before is not None:
+            await asyncio.wait({before})
+        self._final(replace(event, at=self.consumed, sentiment=reading.sentiment), reading.matches)
+
+    def _final(self, event: TranscriptEvent, matches) -> None:
+        self._emit(event)
         if self.timing:
             self.timing.heard(event.speaker, event.text, event.at)
-        self._signalled(self.triggers.on_final(event))
+        self._signalled(self.triggers.on_final(event, matches))
+        for risk in self.risk.on_sentiment(event):
+            self._emit(risk)
 
     def _voice_activity(self, audio: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {speaker: self.vads[speaker].feed(samples) for speaker, samples in audio.items()}
 
     async def drain(self) -> None:
         """Wait until every transcription asked for so far has been emitted."""
-        while pending := [t for party in self.parties.values() for t in party.pending]:
+        while pending := [t for party in self.parties.values() for t in party.pending] + list(self._tasks):
             done, _ = await asyncio.wait(pending)  # a cancelled interim is fine; a failed job is not
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
@@ -116,6 +139,9 @@ class CallPipeline:
 
     async def aclose(self) -> None:
         await asyncio.gather(*(party.aclose() for party in self.parties.values()))
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def iterate_in_thread(blocks: Iterator[T]) -> AsyncIterator[T]:
@@ -134,13 +160,14 @@ async def analyze_recording(
     on_progress: Callable[[float], None] | None = None,
     frame_seconds: float = 0.096,
     policy: PromptPolicy | None = None,
+    text: TextAnalyzer | None = None,
 ) -> float:
     """Run a recording through a :class:`CallPipeline` frame by frame, as if live, in lockstep
     with the ASR. Returns the seconds of audio consumed."""
     from coach.audio.files import read_blocks
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad") as vad_executor:
-        pipeline = CallPipeline(layout, scheduler, settings, emit, vad_executor, policy=policy)
+        pipeline = CallPipeline(layout, scheduler, settings, emit, vad_executor, policy=policy, text=text)
         await feed_in_lockstep(pipeline, iterate_in_thread(read_blocks(path)), on_progress, frame_seconds)
     return pipeline.consumed
 

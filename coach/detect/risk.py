@@ -3,20 +3,25 @@
 Each signal adds its weight; the weight fades with a half-life of ``half_life`` seconds, so a call
 that recovers drifts back down. The signals still weighing most are reported as the drivers.
 Weights follow the field: what makes a supervisor listen in (legal threats, abuse, a request for a
-manager, a customer about to leave, an agent denying a manager exists) weighs most.
+manager, a customer about to leave, an agent denying a manager exists) weighs most. A customer
+segment heard as clearly negative adds weight too (driver ``negative_sentiment``), in proportion
+to how negative it is, so a call that sours without a trigger phrase still climbs the board.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coach.events import RiskEvent, SignalEvent
+from coach.events import RiskEvent, SignalEvent, TranscriptEvent
 
 WEIGHTS = {
     "legal_or_public_threat": 35, "abuse": 35, "escalation_request": 30, "no_manager_lie": 30,
     "churn_threat": 30, "not_listening": 20, "dismissive_phrase": 15, "blame_language": 15,
     "over_explaining": 15, "repeat_contact": 12, "interruption": 10, "dead_air": 8,
 }
+NEGATIVE_SENTIMENT = "negative_sentiment"
+SENTIMENT_WEIGHT = 15  # a customer segment at sentiment -1
+SENTIMENT_FLOOR = -0.3  # milder than this adds nothing
 
 
 @dataclass
@@ -49,6 +54,14 @@ class RiskMeter:
         for s in added:
             self._weights.append(_Weight(s.label, s.at, WEIGHTS[s.label] * s.score))
         return self._send(added[-1].at, force=True)
+
+    def on_sentiment(self, event: TranscriptEvent) -> list[RiskEvent]:
+        """A final customer segment with its sentiment: clearly negative ones add to the risk."""
+        if event.speaker != "customer" or event.sentiment is None or event.sentiment >= SENTIMENT_FLOOR:
+            return []
+        weight = SENTIMENT_WEIGHT * (SENTIMENT_FLOOR - event.sentiment) / (1 + SENTIMENT_FLOOR)
+        self._weights.append(_Weight(NEGATIVE_SENTIMENT, event.at, weight))
+        return self._send(event.at)
 
     def on_time(self, now: float) -> list[RiskEvent]:
         """As the call goes on, the score fades; send it when it has moved by ``step``."""

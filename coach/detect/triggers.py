@@ -5,7 +5,8 @@ hard negatives ("your manager helped me last week" is not a request for one; "I 
 cancel" is not a churn threat). The matched words are the evidence shown to QA and team leads.
 
 Rules catch the phrasings a contact centre hears every day; the indirect ones ("is there anyone
-who can actually do something?") are for the exemplar-similarity half of this detector (next).
+who can actually do something?") are caught by meaning (``coach/detect/exemplars.py``): the
+detector takes both, a rule first, and a label's veto silences both.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from coach.detect.exemplars import ExemplarMatch
 from coach.events import SignalEvent, TranscriptEvent
 
 RULE_SCORE = 0.8
@@ -103,13 +105,19 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+def rule_flags(speaker: str, text: str, rules: tuple[Rule, ...] = RULES) -> bool:
+    """True when a phrase rule would flag this line of ``speaker``."""
+    return any(r.speaker == speaker and r.pattern.search(text) and not (r.veto and r.veto.search(text)) for r in rules)
+
+
 class TriggerDetector:
-    """Final transcripts in, trigger signals out: one per label per utterance."""
+    """Final transcripts in, trigger signals out: one per label per utterance, a rule's or an exemplar's."""
 
     def __init__(self, rules: tuple[Rule, ...] = RULES) -> None:
         self.rules = rules
+        self._vetoes = {rule.label: rule.veto for rule in rules if rule.veto is not None}
 
-    def on_final(self, event: TranscriptEvent) -> list[SignalEvent]:
+    def on_final(self, event: TranscriptEvent, matches: list[ExemplarMatch] = ()) -> list[SignalEvent]:
         signals = []
         for rule in self.rules:
             if rule.speaker != event.speaker:
@@ -119,4 +127,10 @@ class TriggerDetector:
                 continue
             signals.append(SignalEvent(event.at, rule.label, event.speaker, event.start, event.end, RULE_SCORE,
                                        match.group(0).strip()))
+        fired = {s.label for s in signals}
+        for m in matches:
+            veto = self._vetoes.get(m.label)
+            if m.label in fired or (veto is not None and veto.search(event.text)):
+                continue
+            signals.append(SignalEvent(event.at, m.label, event.speaker, event.start, event.end, m.score, m.evidence))
         return signals

@@ -1,0 +1,73 @@
+"""Re-run the text detectors (sentiment, trigger rules and exemplars, risk) over the final segments of
+streams already written by ``asr_bench.py``, without transcribing again, and score the result.
+
+A quick loop for the detectors alone: the transcripts and the timing signals (which come from voice
+activity) are kept as they were; trigger signals, sentiment and risk are recomputed. Prompts are not
+(they need the live activity timeline): take coverage figures from ``asr_bench.py``.
+
+    python benchmarks/replay_detectors.py bench-out/streams/synth/streaming-finals bench-out/truth-synth
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMING_LABELS = {"over_explaining", "interruption", "dead_air"}  # from voice activity: kept as they were
+sys.path.insert(0, str(ROOT))
+
+from coach.config import Settings  # noqa: E402
+from coach.detect.risk import RiskMeter  # noqa: E402
+from coach.detect.text import load_text_analyzer  # noqa: E402
+from coach.detect.triggers import TriggerDetector  # noqa: E402
+from coach.events import SignalEvent, TranscriptEvent  # noqa: E402
+
+
+def replay(stream: Path, analyzer, out: Path) -> None:
+    events = [json.loads(line) for line in stream.read_text().splitlines()]
+    triggers, risk = TriggerDetector(), RiskMeter()
+    written = []
+    for e in events:
+        if e["type"] in ("risk", "prompt", "prompt_cleared") or (e["type"] == "signal" and e["label"] not in TIMING_LABELS):
+            continue
+        if e["type"] == "signal":
+            written.append(e)
+            written += [r.to_dict() for r in risk.on_signals([SignalEvent(**{k: v for k, v in e.items() if k != "type"})])]
+            continue
+        if e["type"] != "transcript" or not e.get("final") or not e["text"]:
+            written.append(e)
+            continue
+        reading = analyzer.read_now(e["speaker"], e["text"]) if analyzer else None
+        final = TranscriptEvent(e["at"], e["speaker"], e["id"], e["start"], e["end"], e["text"], True,
+                                reading.sentiment if reading else None)
+        written.append(final.to_dict())
+        signals = triggers.on_final(final, reading.matches if reading else [])
+        written += [s.to_dict() for s in signals]
+        written += [r.to_dict() for r in risk.on_signals(signals)]
+        written += [r.to_dict() for r in risk.on_sentiment(final)]
+    out.write_text("".join(json.dumps(e) + "\n" for e in written))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("streams", type=Path)
+    ap.add_argument("truth", type=Path)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench-out" / "replay")
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--rules-only", action="store_true")
+    args = ap.parse_args()
+    settings = Settings()
+    analyzer = None if args.rules_only else load_text_analyzer(settings.text, settings.models_dir)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for stream in sorted(args.streams.glob("*.jsonl")):
+        replay(stream, analyzer, args.out / stream.name)
+    subprocess.run([sys.executable, str(args.shared / "tools" / "score_calls.py"), str(args.truth), str(args.out)], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

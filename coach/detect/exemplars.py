@@ -1,0 +1,174 @@
+"""Trigger detection by meaning: sentences whose embedding lies among the project's exemplars of a label.
+
+Phrase rules catch the words a contact centre hears every day; people also say the same thing in
+ways no rule lists ("is there anyone above you who can actually do something?"). Each label of
+``models/exemplars.yaml`` has examples of how people say it and near-misses that must not fire
+("your manager helped me last week"). ``make train`` fits, per speaker, a softmax over ``none`` and
+that speaker's labels on the embeddings of the examples, against the near-misses, the other
+labels and ordinary lines of calls (the neutral and positive lines of ``models/data/sentiment.csv``,
+less any that a phrase rule would flag); each label's threshold is the one with the best
+cross-validated F0.5 (never fitted to test calls), together with a floor on the similarity of the
+label's nearest example, so a line the head has never seen the like of does not fire. The nearest
+example is reported as the evidence.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from coach.errors import ModelError
+
+MODELS = Path(__file__).resolve().parent.parent.parent / "models"
+DEFAULT_EXEMPLARS = MODELS / "exemplars.yaml"
+DEFAULT_TRIGGERS = MODELS / "heads" / "triggers.json"
+DEFAULT_UTTERANCES = MODELS / "data" / "sentiment.csv"
+BACKGROUND_MOODS = ("neutral", "positive")
+
+
+class ExemplarSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    speaker: str = Field(pattern="^(customer|agent)$")
+    examples: list[str] = Field(min_length=1)
+    not_: list[str] = Field(default_factory=list, alias="not")
+
+
+@dataclass(frozen=True)
+class ExemplarMatch:
+    label: str
+    score: float  # the head's probability of the label
+    sentence: str
+    exemplar: str  # the nearest example of the label: why it fired
+    similarity: float
+
+    @property
+    def evidence(self) -> str:
+        return f'"{self.sentence}" ~ "{self.exemplar}" (similarity {self.similarity:.2f})'
+
+
+def load_exemplars(path: Path = DEFAULT_EXEMPLARS) -> dict[str, ExemplarSet]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ModelError(f"cannot read exemplars {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ModelError(f"exemplars {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"exemplars {path}: expected a mapping of label to examples")
+    try:
+        return {str(label): ExemplarSet.model_validate(entry) for label, entry in data.items()}
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ModelError(f"exemplars {path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def load_background(path: Path, flagged: Callable[[str, str], bool]) -> dict[str, list[str]]:
+    """Ordinary lines of calls by speaker (neutral and positive), less any a phrase rule flags."""
+    lines: dict[str, list[str]] = {"customer": [], "agent": []}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["mood"] in BACKGROUND_MOODS and row["speaker"] in lines and not flagged(row["speaker"], row["text"]):
+                lines[row["speaker"]].append(row["text"])
+    return lines
+
+
+_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a segment; a piece of one or two words joins its neighbour (``"No. Not at all."``)."""
+    pieces: list[str] = []
+    for piece in _SENTENCE_END.split(text.strip()):
+        if pieces and (len(piece.split()) <= 2 or len(pieces[-1].split()) <= 2):
+            pieces[-1] = f"{pieces[-1]} {piece}"
+        elif piece:
+            pieces.append(piece)
+    return pieces
+
+
+@dataclass
+class SpeakerHead:
+    """A softmax over ``none`` and one speaker's labels, trained on the exemplars' embeddings."""
+
+    classes: list[str]  # "none" first
+    weights: np.ndarray  # (classes, dimensions)
+    bias: np.ndarray
+    thresholds: dict[str, float]  # the label's probability at least this
+    floors: dict[str, float]  # and its nearest example at least this similar
+
+
+class ExemplarIndex:
+    def __init__(self, sets: dict[str, ExemplarSet], heads: dict[str, SpeakerHead], embed: Callable[[list[str]], np.ndarray]) -> None:
+        self.sets = sets
+        self.heads = heads
+        self._examples = {label: embed(s.examples) for label, s in sets.items()}
+
+    def match(self, speaker: str, sentences: list[str], embeddings: np.ndarray) -> list[ExemplarMatch]:
+        """The labels these sentences of ``speaker`` fire, each with its likeliest sentence and nearest example."""
+        from coach.detect.sentiment import softmax
+
+        head = self.heads.get(speaker)
+        if head is None or not sentences:
+            return []
+        probabilities = softmax(embeddings @ head.weights.T + head.bias)  # (sentences, classes)
+        found = []
+        for c, label in enumerate(head.classes):
+            if label not in head.thresholds or label not in self._examples:
+                continue
+            nearest = (embeddings @ self._examples[label].T)  # (sentences, examples)
+            fires = (probabilities[:, c] >= head.thresholds[label]) & (nearest.max(axis=1) >= head.floors.get(label, 0.0))
+            if not fires.any():
+                continue
+            i = int(np.argmax(np.where(fires, probabilities[:, c], -1.0)))
+            j = int(nearest[i].argmax())
+            found.append(ExemplarMatch(label, float(probabilities[i, c]), sentences[i], self.sets[label].examples[j], float(nearest[i, j])))
+        return found
+
+
+def load_heads(path: Path = DEFAULT_TRIGGERS) -> dict[str, SpeakerHead]:
+    try:
+        data = json.loads(Path(path).read_text())
+        return {
+            speaker: SpeakerHead(h["classes"], np.asarray(h["weights"], np.float32), np.asarray(h["bias"], np.float32),
+                                 {label: float(t) for label, t in h["thresholds"].items()},
+                                 {label: float(t) for label, t in h["floors"].items()})
+            for speaker, h in data["speakers"].items()
+        }
+    except FileNotFoundError:
+        raise ModelError(f"trigger heads {path} not found: run `make train` to build them") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"trigger heads {path} are unreadable ({exc}): run `make train`") from None
+
+
+def cached_embed(embed: Callable[[list[str]], np.ndarray], model_name: str, cache_dir: Path) -> Callable[[list[str]], np.ndarray]:
+    """Embed a fixed list of texts once per model and content; later starts read it from ``cache_dir``."""
+
+    def embed_cached(texts: list[str]) -> np.ndarray:
+        key = hashlib.sha256("\n".join([model_name, *texts]).encode()).hexdigest()[:24]
+        path = cache_dir / f"embeddings-{key}.npy"
+        try:
+            return np.load(path)
+        except (OSError, ValueError):
+            pass
+        vectors = np.concatenate([embed(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".partial.npy")
+            np.save(tmp, vectors)
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only cache only costs time
+        return vectors
+
+    return embed_cached

@@ -1,0 +1,173 @@
+"""Sentiment labels, exemplar matching, training and the pipeline's text step, with fake embeddings."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from coach.asr.scheduler import AsrScheduler
+from coach.audio.frames import CallLayout
+from coach.config import AsrSettings
+from coach.detect.exemplars import ExemplarIndex, ExemplarSet, SpeakerHead, split_sentences
+from coach.detect.risk import RiskMeter
+from coach.detect.sentiment import SentimentHead, label_values
+from coach.detect.text import TextAnalyzer, TextReading
+from coach.errors import ModelError
+from coach.events import TranscriptEvent
+from coach.pipeline import CallPipeline, feed_in_lockstep
+from coach.train import auc, fit_softmax
+from tests.fakes import EnergyVad, ToneTranscriber, silence, tone
+from tests.test_pipeline import blocks_of, stereo
+
+
+def bag_of_words(texts: list[str]) -> np.ndarray:
+    """A toy sentence embedding: hashed words, unit length."""
+    out = np.zeros((len(texts), 64), np.float32)
+    for i, text in enumerate(texts):
+        for word in text.lower().replace("?", " ").replace(".", " ").replace(",", " ").split():
+            out[i, sum(map(ord, word)) % 64] += 1.0
+        out[i] /= max(np.linalg.norm(out[i]), 1e-9)
+    return out
+
+
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        ({0: "negative", 1: "neutral", 2: "positive"}, [-1, 0, 1]),
+        ({0: "NEG", 1: "POS"}, [-1, 1]),
+        ({0: "1 star", 1: "2 stars", 2: "3 stars", 3: "4 stars", 4: "5 stars"}, [-1, -0.5, 0, 0.5, 1]),
+        ({0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}, [-1, 0, 1]),
+        ({0: "anger", 1: "joy", 2: "neutral", 3: "sadness"}, [-1, 1, 0, -1]),
+    ],
+)
+def test_any_classifiers_labels_map_to_a_sentiment_value(labels, expected):
+    assert label_values(labels).tolist() == pytest.approx(expected)
+
+
+def test_a_classifier_with_no_sentiment_labels_is_refused_clearly():
+    with pytest.raises(ModelError, match="cannot tell which labels"):
+        label_values({0: "sports", 1: "politics"})
+
+
+def test_sentences_of_a_segment_keep_short_replies_with_the_sentence_before():
+    assert split_sentences("No. Not at all. I want a manager. Now!") == ["No. Not at all.", "I want a manager. Now!"]
+    assert split_sentences("Is there anyone above you? Honestly.") == ["Is there anyone above you? Honestly."]
+
+
+SETS = {
+    "escalation_request": ExemplarSet.model_validate({
+        "speaker": "customer",
+        "examples": ["put your supervisor on the phone", "I want to talk to someone above you"],
+        "not": ["your supervisor called me last week"],
+    }),
+    "churn_threat": ExemplarSet.model_validate({"speaker": "customer", "examples": ["I am cancelling my account"]}),
+}
+
+
+def prototype_head(background: list[str], floor: float = 0.3) -> SpeakerHead:
+    """A head whose classes are the mean embeddings of their lines: enough to test the matching rules."""
+    groups = {"none": SETS["escalation_request"].not_ + background}
+    groups.update({label: s.examples for label, s in SETS.items()})
+    weights = np.stack([bag_of_words(lines).mean(axis=0) * 8 for lines in groups.values()])
+    labels = [label for label in groups if label != "none"]
+    return SpeakerHead(list(groups), weights, np.zeros(len(groups), np.float32), dict.fromkeys(labels, 0.5), dict.fromkeys(labels, floor))
+
+
+def test_a_sentence_fires_the_label_its_head_gives_with_the_nearest_example_as_evidence():
+    index = ExemplarIndex(SETS, {"customer": prototype_head(["my account number is four two"])}, bag_of_words)
+    sentences = ["Right.", "Can I talk to someone above you please"]
+    matches = index.match("customer", sentences, bag_of_words(sentences))
+    assert [m.label for m in matches] == ["escalation_request"]
+    assert matches[0].sentence == sentences[1] and matches[0].exemplar == "I want to talk to someone above you"
+    assert "someone above you" in matches[0].evidence and 0.5 <= matches[0].score <= 1
+
+
+def test_a_near_miss_or_a_line_like_no_example_stays_quiet():
+    index = ExemplarIndex(SETS, {"customer": prototype_head([])}, bag_of_words)
+    near_miss = ["your supervisor called me last week"]
+    assert index.match("customer", near_miss, bag_of_words(near_miss)) == []
+    assert index.match("agent", ["put your supervisor on the phone"], bag_of_words(["put your supervisor on the phone"])) == []
+    strict = ExemplarIndex(SETS, {"customer": prototype_head([], floor=0.99)}, bag_of_words)
+    unlike = ["can I talk to someone above you please"]  # the head says yes; no example is that close
+    assert strict.match("customer", unlike, bag_of_words(unlike)) == []
+
+
+def test_training_is_deterministic_and_separates_the_classes():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(-1, 1, (30, 8)), rng.normal(0, 1, (30, 8)), rng.normal(1, 1, (30, 8))])
+    y = np.repeat([0, 1, 2], 30)
+    w1, b1 = fit_softmax(x, y, 3, 1e-3, steps=300)
+    w2, b2 = fit_softmax(x, y, 3, 1e-3, steps=300)
+    assert np.array_equal(w1, w2) and np.array_equal(b1, b2)
+    head = SentimentHead(w1.astype(np.float32), b1.astype(np.float32))
+    assert auc(-head.score(x.astype(np.float32)), y == 0) > 0.9
+
+
+def test_auc_counts_ties_as_half():
+    assert auc(np.array([1.0, 1.0]), np.array([True, False])) == 0.5
+    assert auc(np.array([2.0, 1.0, 0.0]), np.array([True, False, False])) == 1.0
+
+
+def test_a_clearly_negative_customer_raises_risk_and_a_calm_one_does_not():
+    meter = RiskMeter()
+    calm = TranscriptEvent(5.0, "customer", "customer-1", 1.0, 4.0, "Okay, thanks.", True, 0.4)
+    assert meter.on_sentiment(calm) == []
+    angry = TranscriptEvent(9.0, "customer", "customer-2", 5.0, 8.0, "This is a disgrace.", True, -0.9)
+    [risk] = meter.on_sentiment(angry)
+    assert risk.score > 0 and risk.drivers == ["negative_sentiment"]
+    agent = TranscriptEvent(12.0, "agent", "agent-1", 9.0, 11.0, "Sorry.", True, -0.9)
+    assert meter.on_sentiment(agent) == []
+
+
+class WordsSay:
+    """A text analyzer that reads "angry" as -0.8 and "manager" as an escalation."""
+
+    def __init__(self) -> None:
+        self.read_at: list[str] = []
+
+    async def read(self, speaker: str, text: str) -> TextReading:
+        self.read_at.append(text)
+        await asyncio.sleep(0)  # yield, as a real executor hop does
+        from coach.detect.exemplars import ExemplarMatch
+
+        matches = [ExemplarMatch("escalation_request", 0.77, text, "a manager please", 0.6)] if "w6" in text else []
+        return TextReading(-0.8 if "w6" in text else 0.2, matches)
+
+
+async def test_finals_go_out_in_order_with_sentiment_and_similarity_signals():
+    agent = np.concatenate([silence(0.5), tone(300, 1.5), silence(6.0)])
+    customer = np.concatenate([silence(3.0), tone(600, 1.5), silence(3.5)])
+    events = []
+    scheduler = AsrScheduler(ToneTranscriber(), workers=2)
+    with ThreadPoolExecutor(1) as vad_executor:
+        pipeline = CallPipeline(CallLayout.stereo(), scheduler, AsrSettings(), events.append, vad_executor, EnergyVad,
+                                text=WordsSay())
+        await feed_in_lockstep(pipeline, blocks_of(stereo(agent, customer)))
+    scheduler.close()
+    finals = [e.to_dict() for e in events if getattr(e, "final", False)]
+    assert [f["speaker"] for f in finals] == ["agent", "customer"]
+    assert [f["sentiment"] for f in finals] == [0.2, -0.8]
+    signals = [e.to_dict() for e in events if e.type == "signal"]
+    assert [(s["label"], s["score"]) for s in signals] == [("escalation_request", 0.77)]
+    assert "a manager please" in signals[0]["evidence"]
+    assert signals[0]["at"] == finals[1]["at"]  # as soon as the words are read
+    risks = [e for e in events if e.type == "risk"]
+    assert risks and "escalation_request" in risks[-1].drivers and "negative_sentiment" in risks[-1].drivers
+
+
+def test_a_text_analyzer_reads_off_the_loop_in_its_own_thread():
+    class Encoder:
+        def embed(self, texts):
+            import threading
+
+            self.thread = threading.current_thread().name
+            return bag_of_words(texts)
+
+    encoder = Encoder()
+    head = SentimentHead(np.zeros((3, 64), np.float32), np.array([0.0, 0.0, 1.0], np.float32))
+    analyzer = TextAnalyzer(encoder, head)
+    reading = asyncio.run(analyzer.read("customer", "thank you so much"))
+    analyzer.close()
+    assert reading.sentiment == pytest.approx((np.exp(1) - 1) / (np.exp(1) + 2), abs=1e-6)  # P(pos) - P(neg)
+    assert encoder.thread.startswith("text")

@@ -1,0 +1,139 @@
+"""The real text models: the offline encoder (all-MiniLM-L6-v2), the project's trained heads, and any
+Hugging Face sequence-classification model given by path."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from coach.config import Settings, TextSettings
+from coach.detect.exemplars import DEFAULT_EXEMPLARS
+from coach.detect.text import load_text_analyzer
+from coach.detect.triggers import TriggerDetector
+from coach.events import TranscriptEvent
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def analyzer(tmp_path_factory):
+    a = load_text_analyzer(TextSettings(), tmp_path_factory.mktemp("models"))
+    yield a
+    a.close()
+
+
+def labels(analyzer, speaker, text):
+    reading = analyzer.read_now(speaker, text)
+    event = TranscriptEvent(10.0, speaker, f"{speaker}-1", 7.0, 9.5, text, True, reading.sentiment)
+    return {s.label: s for s in TriggerDetector().on_final(event, reading.matches)}
+
+
+# phrasings no rule lists and no exemplar says word for word: caught by meaning
+INDIRECT = [
+    ("customer", "Is there anyone above you who can actually do something about this?", "escalation_request"),
+    ("customer", "Who do I speak to that can actually make a decision here?", "escalation_request"),
+    ("customer", "I'll be taking my custom to one of your competitors, then.", "churn_threat"),
+    ("customer", "Same story as the last three times I rang you lot.", "repeat_contact"),
+    ("customer", "Hang on, I hadn't got to the point yet.", "not_listening"),
+    ("agent", "That decision is final, nobody here outranks me on this.", "no_manager_lie"),
+    ("agent", "If you had entered your card number correctly this would never have happened.", "blame_language"),
+]
+HARD_NEGATIVES = [
+    ("customer", "Your manager helped me last week and she was lovely."),
+    ("customer", "I don't want to cancel, I just want the fee gone."),
+    ("customer", "I called to set up a new account for my son."),
+    ("customer", "Damn, that's a lot of paperwork."),
+    ("agent", "My supervisor is in a meeting; can she call you back at three?"),
+    ("agent", "I can't do that, but here is what I can do."),
+    ("agent", "I understand you've been waiting a long time."),
+    ("agent", "How can I help you today?"),
+    ("agent", "Is there anything else I can do for you?"),
+]
+
+
+def test_the_indirect_phrasings_are_new_wording():
+    written = {t.lower() for entry in yaml.safe_load(DEFAULT_EXEMPLARS.read_text()).values() for t in entry["examples"]}
+    assert not {text.lower() for _, text, _ in INDIRECT} & written
+
+
+@pytest.mark.parametrize("speaker, text, label", INDIRECT)
+def test_an_indirect_phrasing_fires_with_its_nearest_example_as_evidence(analyzer, speaker, text, label):
+    found = labels(analyzer, speaker, text)
+    assert label in found, (text, {k: v.evidence for k, v in found.items()})
+    assert 0 < found[label].score <= 1 and found[label].evidence
+
+
+@pytest.mark.parametrize("speaker, text", HARD_NEGATIVES)
+def test_a_hard_negative_stays_quiet(analyzer, speaker, text):
+    assert labels(analyzer, speaker, text) == {}
+
+
+def test_sentiment_orders_angry_below_neutral_below_pleased(analyzer):
+    score = lambda text: analyzer.read_now("customer", text).sentiment  # noqa: E731
+    angry = score("This is absolutely disgraceful, I have had it with your company.")
+    neutral = score("My postcode is S W one A, two A A.")
+    pleased = score("Oh that's wonderful, thank you so much for sorting it.")
+    assert -1 <= angry < neutral < pleased <= 1
+
+
+def test_any_sequence_classification_model_can_give_the_sentiment(analyzer, tmp_path):
+    """A Hugging Face classifier by folder (here a tiny untrained one with sentiment labels)."""
+    import transformers
+
+    from coach.models import resolve_text_model
+
+    encoder_dir = resolve_text_model("minilm").path
+    config = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=64, num_labels=3,
+                                     id2label={0: "negative", 1: "neutral", 2: "positive"},
+                                     label2id={"negative": 0, "neutral": 1, "positive": 2})
+    transformers.BertForSequenceClassification(config).save_pretrained(tmp_path / "clf")
+    transformers.AutoTokenizer.from_pretrained(encoder_dir).save_pretrained(tmp_path / "clf")
+    settings = TextSettings(sentiment=str(tmp_path / "clf"), similarity=False)
+    other = load_text_analyzer(settings, tmp_path)
+    try:
+        reading = other.read_now("customer", "Thanks, that's great.")
+    finally:
+        other.close()
+    assert reading.sentiment is not None and -1 <= reading.sentiment <= 1
+    assert other.head is None and other.classifier is not None
+
+
+def test_a_missing_sentiment_model_is_a_one_line_error(tmp_path):
+    env = {"COACH_TEXT__SENTIMENT": str(tmp_path / "nowhere"), "COACH_MODELS_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "coach", "models"], capture_output=True, text=True,
+                         env={**__import__("os").environ, **env}, timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1 and "nowhere" in run.stderr and "config.json" in run.stderr
+
+
+def test_training_is_deterministic(tmp_path):
+    from coach.train import train
+
+    (tmp_path / "utterances.csv").write_text(
+        "speaker,mood,text\n" + "".join(
+            f'customer,{mood},"{text} {i}"\n'
+            for i in range(4)
+            for mood, text in (("angry", "This is a disgrace"), ("neutral", "My account number is"), ("positive", "Thank you so much"))
+        ) + 'agent,neutral,"Let me check that for you"\n'
+    )
+    (tmp_path / "exemplars.yaml").write_text(yaml.safe_dump({
+        "escalation_request": {"speaker": "customer", "examples": ["get me your manager", "I want a supervisor"], "not": ["your manager was great"]},
+        "blame_language": {"speaker": "agent", "examples": ["you should have read it", "that's your fault"], "not": ["I see what happened"]},
+    }))
+    written = []
+    for run in ("a", "b"):
+        settings = TextSettings(utterances=tmp_path / "utterances.csv", exemplars=tmp_path / "exemplars.yaml",
+                                head=tmp_path / run / "sentiment.json", triggers=tmp_path / run / "triggers.json")
+        train(settings, log=lambda line: None)
+        written.append([(settings.head).read_bytes(), (settings.triggers).read_bytes()])
+    assert written[0] == written[1]
+    head = json.loads(written[0][0])
+    assert head["classes"] == ["negative", "neutral", "positive"] and len(head["weights"][0]) == 384
+
+
+def test_settings_name_the_shipped_heads():
+    text = Settings().text
+    assert text.head.is_file() and text.triggers.is_file() and text.exemplars.is_file() and text.utterances.is_file()
