@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from coach.asr.scheduler import AsrScheduler  # noqa: E402
 from coach.audio.files import call_layout, probe, read_blocks  # noqa: E402
-from coach.cli import load_transcriber  # noqa: E402
+from coach.cli import load_text_analyzer, load_transcriber  # noqa: E402
 from coach.config import Settings  # noqa: E402
 from coach.pipeline import analyze_recording  # noqa: E402
 from coach.playbook import PromptPolicy, load_playbook  # noqa: E402
@@ -57,11 +57,15 @@ def truth_audio(truth_path: Path) -> tuple[str, Path]:
     return truth["id"], (truth_path.parent / truth["audio"]).resolve()
 
 
+DETECT_KEYS = ("micro_precision", "micro_recall", "lag_median", "lag_p90", "stop_sign_coverage", "deescalate_coverage",
+               "sentiment_auc", "risk_auc")
+
+
 def cpu() -> float:
     return time.process_time()
 
 
-async def run_streaming(truths: list[Path], settings: Settings, transcriber, out_dir: Path) -> dict:
+async def run_streaming(truths: list[Path], settings: Settings, transcriber, out_dir: Path, text=None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     scheduler = AsrScheduler(transcriber, settings.asr.worker_count)
     total_audio = total_cpu = 0.0
@@ -74,7 +78,7 @@ async def run_streaming(truths: list[Path], settings: Settings, transcriber, out
             began = cpu()
             policy = PromptPolicy(load_playbook(settings.playbook))  # as `coach analyze` runs it
             consumed = await analyze_recording(audio, layout, scheduler, settings.asr, lambda e: events.append(e.to_dict()),
-                                               policy=policy)
+                                               policy=policy, text=text if settings.text.enabled else None)
             total_cpu += cpu() - began
             total_audio += consumed
             lags += [e["at"] - e["end"] for e in events if e.get("final") and e.get("text")]
@@ -155,6 +159,7 @@ def main() -> int:
         args.systems.append(name)
     settings = Settings()
     transcriber = load_transcriber(settings)
+    text = load_text_analyzer(settings)  # shared by every streaming system, as the server shares it
     sets = {}
     if "synth" in args.sets:
         sets["synth"] = synth_calls(args.shared, args.out, args.limit)
@@ -175,19 +180,21 @@ def main() -> int:
             print(f"[{name}] {system} ...", file=sys.stderr)
             stream_dir = args.out / "streams" / name / system
             if system == "streaming":
-                r = asyncio.run(run_streaming(truths, settings, transcriber, stream_dir))
+                r = asyncio.run(run_streaming(truths, settings, transcriber, stream_dir, text))
             elif system in ("streaming-finals", "streaming-30s"):
                 finals = settings.model_copy(deep=True)
                 finals.asr.interims = False
                 if system == "streaming-30s":
                     finals.asr.window_margin = -1  # every encoder window padded to 30 s, as faster-whisper does
-                r = asyncio.run(run_streaming(truths, finals, transcriber, stream_dir))
+                r = asyncio.run(run_streaming(truths, finals, transcriber, stream_dir, text))
             elif system in variants:
                 sv = settings.model_copy(deep=True)
                 for key, value in variants[system].items():
-                    current = getattr(sv.asr, key)
-                    setattr(sv.asr, key, value.lower() in ("1", "true", "yes") if isinstance(current, bool) else type(current)(value))
-                r = asyncio.run(run_streaming(truths, sv, transcriber, stream_dir))
+                    group, _, key = key.rpartition(".")  # "beam_size" (speech) or "text.enabled"
+                    target = getattr(sv, group or "asr")
+                    current = getattr(target, key)
+                    setattr(target, key, value.lower() in ("1", "true", "yes") if isinstance(current, bool) else type(current)(value))
+                r = asyncio.run(run_streaming(truths, sv, transcriber, stream_dir, text))
             elif system == "offline":
                 r = run_offline(truths, transcriber.whisper, stream_dir)
             elif system == "redecode":
@@ -197,7 +204,11 @@ def main() -> int:
             else:
                 raise SystemExit(f"unknown system {system}")
             if system != "redecode":
-                r["wer"] = score(args.shared, limited, stream_dir)["wer"]
+                scores = score(args.shared, limited, stream_dir)
+                r["wer"] = scores["wer"]
+                if system != "offline":
+                    r["detect"] = {k: scores[k] for k in DETECT_KEYS}
+                    r["labels"] = scores.get("labels")
             res[system] = r
             print(f"[{name}] {system}: {json.dumps(r)}", file=sys.stderr)
         if "offline" in res:

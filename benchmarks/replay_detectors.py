@@ -22,14 +22,15 @@ sys.path.insert(0, str(ROOT))
 
 from coach.config import Settings  # noqa: E402
 from coach.detect.risk import RiskMeter  # noqa: E402
+from coach.detect.sentiment import CallMood  # noqa: E402
 from coach.detect.text import load_text_analyzer  # noqa: E402
 from coach.detect.triggers import TriggerDetector  # noqa: E402
 from coach.events import SignalEvent, TranscriptEvent  # noqa: E402
 
 
-def replay(stream: Path, analyzer, out: Path) -> None:
+def replay(stream: Path, analyzer, out: Path, carry: float) -> None:
     events = [json.loads(line) for line in stream.read_text().splitlines()]
-    triggers, risk = TriggerDetector(), RiskMeter()
+    triggers, risk, mood = TriggerDetector(), RiskMeter(), CallMood(carry)
     written = []
     for e in events:
         if e["type"] in ("risk", "prompt", "prompt_cleared") or (e["type"] == "signal" and e["label"] not in TIMING_LABELS):
@@ -43,7 +44,7 @@ def replay(stream: Path, analyzer, out: Path) -> None:
             continue
         reading = analyzer.read_now(e["speaker"], e["text"]) if analyzer else None
         final = TranscriptEvent(e["at"], e["speaker"], e["id"], e["start"], e["end"], e["text"], True,
-                                reading.sentiment if reading else None)
+                                mood.update(e["speaker"], reading.sentiment) if reading and reading.sentiment is not None else None)
         written.append(final.to_dict())
         signals = triggers.on_final(final, reading.matches if reading else [])
         written += [s.to_dict() for s in signals]
@@ -64,7 +65,7 @@ def main() -> int:
     analyzer = None if args.rules_only else load_text_analyzer(settings.text, settings.models_dir)
     args.out.mkdir(parents=True, exist_ok=True)
     for stream in sorted(args.streams.glob("*.jsonl")):
-        replay(stream, analyzer, args.out / stream.name)
+        replay(stream, analyzer, args.out / stream.name, settings.text.mood_carry)
     subprocess.run([sys.executable, str(args.shared / "tools" / "score_calls.py"), str(args.truth), str(args.out)], check=True)
     return 0
 

@@ -75,10 +75,13 @@ class TextSettings(BaseModel):
         "sequence-classification model name or folder"
     )
     head: Path = Field(default_factory=lambda: DEFAULT_HEAD)
+    mood_carry: float = Field(0.5, ge=0, lt=1, description="how much of a party's mood so far carries into a segment's sentiment")
     similarity: bool = Field(True, description="trigger detection by meaning (exemplars), beside the phrase rules")
     exemplars: Path = Field(default_factory=lambda: DEFAULT_EXEMPLARS)
     triggers: Path = Field(default_factory=lambda: DEFAULT_TRIGGERS, description="the trigger heads `make train` writes")
-    utterances: Path = Field(default_factory=lambda: DEFAULT_UTTERANCES, description="ordinary call lines (the negative background)")
+    utterances: list[Path] = Field(
+        default_factory=lambda: list(DEFAULT_UTTERANCES), description="labelled call lines (CSV speaker,mood,text) `make train` learns from"
+    )
     threads: int = Field(1, ge=1)
 
 

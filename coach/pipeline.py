@@ -23,6 +23,7 @@ from coach.audio.frames import SAMPLE_RATE, CallLayout
 from coach.config import AsrSettings
 from coach.detect.timing import PartyActivity, TimingDetector
 from coach.detect.risk import RiskMeter
+from coach.detect.sentiment import CallMood
 from coach.detect.text import TextAnalyzer
 from coach.detect.triggers import TriggerDetector
 from coach.events import Event, SignalEvent, TranscriptEvent
@@ -59,6 +60,7 @@ class CallPipeline:
         self.risk = RiskMeter()
         self.policy = policy
         self.text = text  # sentiment and trigger similarity; None: phrase rules only
+        self.mood = CallMood(text.mood_carry if text is not None else 0.0)
         self._reading: asyncio.Task | None = None  # the last final being read: finals go out in order
         self._tasks: set[asyncio.Task] = set()
 
@@ -110,7 +112,8 @@ class CallPipeline:
         reading = await self.text.read(event.speaker, event.text)
         if before is not None:
             await asyncio.wait({before})
-        self._final(replace(event, at=self.consumed, sentiment=reading.sentiment), reading.matches)
+        sentiment = None if reading.sentiment is None else self.mood.update(event.speaker, reading.sentiment)
+        self._final(replace(event, at=self.consumed, sentiment=sentiment), reading.matches)
 
     def _final(self, event: TranscriptEvent, matches) -> None:
         self._emit(event)

@@ -123,6 +123,8 @@ def test_a_clearly_negative_customer_raises_risk_and_a_calm_one_does_not():
 class WordsSay:
     """A text analyzer that reads "angry" as -0.8 and "manager" as an escalation."""
 
+    mood_carry = 0.0
+
     def __init__(self) -> None:
         self.read_at: list[str] = []
 
@@ -171,3 +173,13 @@ def test_a_text_analyzer_reads_off_the_loop_in_its_own_thread():
     analyzer.close()
     assert reading.sentiment == pytest.approx((np.exp(1) - 1) / (np.exp(1) + 2), abs=1e-6)  # P(pos) - P(neg)
     assert encoder.thread.startswith("text")
+
+
+def test_a_partys_mood_carries_into_its_next_segment():
+    from coach.detect.sentiment import CallMood
+
+    mood = CallMood(carry=0.5)
+    assert mood.update("customer", -0.8) == -0.8
+    assert mood.update("agent", 0.6) == 0.6  # each party its own
+    assert mood.update("customer", 0.0) == pytest.approx(-0.4)  # "Okay, we'll see." after an angry turn
+    assert CallMood(carry=0.0).update("customer", 0.3) == 0.3

@@ -125,7 +125,7 @@ def test_training_is_deterministic(tmp_path):
     }))
     written = []
     for run in ("a", "b"):
-        settings = TextSettings(utterances=tmp_path / "utterances.csv", exemplars=tmp_path / "exemplars.yaml",
+        settings = TextSettings(utterances=[tmp_path / "utterances.csv"], exemplars=tmp_path / "exemplars.yaml",
                                 head=tmp_path / run / "sentiment.json", triggers=tmp_path / run / "triggers.json")
         train(settings, log=lambda line: None)
         written.append([(settings.head).read_bytes(), (settings.triggers).read_bytes()])
@@ -136,4 +136,4 @@ def test_training_is_deterministic(tmp_path):
 
 def test_settings_name_the_shipped_heads():
     text = Settings().text
-    assert text.head.is_file() and text.triggers.is_file() and text.exemplars.is_file() and text.utterances.is_file()
+    assert text.head.is_file() and text.triggers.is_file() and text.exemplars.is_file() and all(p.is_file() for p in text.utterances)

@@ -5,10 +5,11 @@ ways no rule lists ("is there anyone above you who can actually do something?").
 ``models/exemplars.yaml`` has examples of how people say it and near-misses that must not fire
 ("your manager helped me last week"). ``make train`` fits, per speaker, a softmax over ``none`` and
 that speaker's labels on the embeddings of the examples, against the near-misses, the other
-labels and ordinary lines of calls (the neutral and positive lines of ``models/data/sentiment.csv``,
+labels and ordinary lines of calls (the neutral and positive lines of ``models/data/*.csv``,
 less any that a phrase rule would flag); each label's threshold is the one with the best
-cross-validated F0.5 (never fitted to test calls), together with a floor on the similarity of the
-label's nearest example, so a line the head has never seen the like of does not fire. The nearest
+most cross-validated recall at a precision of at least 0.9 (never fitted to test calls), together
+with a floor on the similarity of the label's nearest example, so a line the head has never seen the
+like of does not fire. The nearest
 example is reported as the evidence.
 """
 
@@ -30,7 +31,7 @@ from coach.errors import ModelError
 MODELS = Path(__file__).resolve().parent.parent.parent / "models"
 DEFAULT_EXEMPLARS = MODELS / "exemplars.yaml"
 DEFAULT_TRIGGERS = MODELS / "heads" / "triggers.json"
-DEFAULT_UTTERANCES = MODELS / "data" / "sentiment.csv"
+DEFAULT_UTTERANCES = (MODELS / "data" / "sentiment.csv", MODELS / "data" / "ordinary.csv")
 BACKGROUND_MOODS = ("neutral", "positive")
 
 
@@ -73,13 +74,14 @@ def load_exemplars(path: Path = DEFAULT_EXEMPLARS) -> dict[str, ExemplarSet]:
         raise ModelError(f"exemplars {path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
-def load_background(path: Path, flagged: Callable[[str, str], bool]) -> dict[str, list[str]]:
+def load_background(paths: list[Path], flagged: Callable[[str, str], bool]) -> dict[str, list[str]]:
     """Ordinary lines of calls by speaker (neutral and positive), less any a phrase rule flags."""
     lines: dict[str, list[str]] = {"customer": [], "agent": []}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["mood"] in BACKGROUND_MOODS and row["speaker"] in lines and not flagged(row["speaker"], row["text"]):
-                lines[row["speaker"]].append(row["text"])
+    for path in paths:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row["mood"] in BACKGROUND_MOODS and row["speaker"] in lines and not flagged(row["speaker"], row["text"]):
+                    lines[row["speaker"]].append(row["text"])
     return lines
 
 

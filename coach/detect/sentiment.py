@@ -110,3 +110,19 @@ class ClassifierSentiment:
         with self._torch.inference_mode():
             logits = self._model(**batch).logits.float().numpy()
         return softmax(logits) @ self.values
+
+
+class CallMood:
+    """A party's mood carries over from one segment to the next: "Okay, we'll see." after three angry
+    turns is not a neutral line. Each final's sentiment is its own reading blended with the party's
+    running mood: ``carry`` of the mood so far, ``1 - carry`` of the segment (0: each segment alone)."""
+
+    def __init__(self, carry: float = 0.5) -> None:
+        self.carry = carry
+        self._mood: dict[str, float] = {}
+
+    def update(self, speaker: str, reading: float) -> float:
+        before = self._mood.get(speaker)
+        mood = reading if before is None else self.carry * before + (1 - self.carry) * reading
+        self._mood[speaker] = mood
+        return mood

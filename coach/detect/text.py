@@ -26,8 +26,9 @@ class TextReading:
 
 
 class TextAnalyzer:
-    def __init__(self, encoder, head=None, classifier=None, index: ExemplarIndex | None = None) -> None:
+    def __init__(self, encoder, head=None, classifier=None, index: ExemplarIndex | None = None, mood_carry: float = 0.0) -> None:
         self.encoder = encoder
+        self.mood_carry = mood_carry  # each call's CallMood blends this much of a party's mood into the next segment
         self.head = head  # SentimentHead over the encoder's embeddings, or
         self.classifier = classifier  # a sequence-classification model of its own
         self.index = index
@@ -76,4 +77,4 @@ def load_text_analyzer(settings, models_dir: Path) -> TextAnalyzer:
     if settings.similarity:
         embed = cached_embed(encoder.embed, encoder.name, models_dir / "text-cache")
         index = ExemplarIndex(load_exemplars(settings.exemplars), load_heads(settings.triggers), embed)
-    return TextAnalyzer(encoder, head, classifier, index)
+    return TextAnalyzer(encoder, head, classifier, index, settings.mood_carry)
