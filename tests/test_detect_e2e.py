@@ -1,5 +1,5 @@
-"""End to end on generated speech: a customer who asks, in words no rule lists, for someone above the
-agent, then calms down. The whole stream: sentiment on finals, the signal, the prompt, the risk."""
+"""End to end on generated speech: an angry customer asks for someone higher up, then calms down.
+The whole stream: sentiment on finals, the signal with its evidence, the prompt, the risk."""
 
 import json
 import subprocess
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.model
 def escalating_call(tmp_path_factory):
     turns = (
         Turn("agent", "Thanks for calling, this is Sam. How can I help?", 0.5),
-        Turn("customer", "This is an absolute disgrace. Is there anyone above you who can actually do something about it?"),
+        Turn("customer", "This is an absolute disgrace. Is there anybody higher up who can actually sort this out?"),
         Turn("agent", "I understand. Let me take the details and arrange a call back at a time that suits you."),
         Turn("customer", "Okay, thank you, that's really helpful."),
     )
