@@ -31,8 +31,8 @@ def labels(analyzer, speaker, text):
 
 
 
-# indirect phrasings (the issue's own example first), none of them an exemplar word for word; all but the
-# first get past every phrase rule, so the head over the exemplars must catch them
+# indirect phrasings (the issue's own example first), none of them an exemplar word for word; four of the
+# seven get past every phrase rule, so the head over the exemplars must catch them
 INDIRECT = [
     ("customer", "Is there anyone above you who can actually do something about this?", "escalation_request"),
     ("customer", "Who do I speak to that can actually make a decision here?", "escalation_request"),
