@@ -31,7 +31,7 @@ def labels(analyzer, speaker, text):
 
 
 
-# indirect phrasings (the issue's own example first), none of them an exemplar word for word; four of the
+# indirect phrasings (the issue's own example first), none of them an exemplar word for word; five of the
 # seven get past every phrase rule, so the head over the exemplars must catch them
 INDIRECT = [
     ("customer", "Is there anyone above you who can actually do something about this?", "escalation_request"),
