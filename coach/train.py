@@ -13,7 +13,6 @@ Deterministic: fixed folds, full-batch gradient descent from zeros, figures roun
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coach.detect.exemplars import ExemplarSet
+from coach.detect.exemplars import ExemplarSet, read_lines
 from coach.detect.sentiment import HEAD_CLASSES, softmax
 
 MOOD_CLASS = {"angry": "negative", "frustrated": "negative", "neutral": "neutral", "positive": "positive"}
@@ -35,9 +34,7 @@ TRIGGER_PRECISION = 0.9
 
 def read_utterances(paths: list[Path]) -> list[dict[str, str]]:
     rows = []
-    for path in paths:
-        with open(path, newline="") as f:
-            mine = list(csv.DictReader(f))
+    for path, mine in read_lines(paths):
         bad = [i + 2 for i, r in enumerate(mine) if r.get("mood") not in MOOD_CLASS or r.get("speaker") not in ("customer", "agent") or not (r.get("text") or "").strip()]
         if bad:
             raise ValueError(f"{path}: lines {bad[:5]} need speaker customer|agent, mood {'|'.join(MOOD_CLASS)} and text")

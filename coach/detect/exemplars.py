@@ -74,14 +74,22 @@ def load_exemplars(path: Path = DEFAULT_EXEMPLARS) -> dict[str, ExemplarSet]:
         raise ModelError(f"exemplars {path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
+def read_lines(paths: list[Path]) -> list[tuple[Path, list[dict[str, str]]]]:
+    """The labelled call lines of each CSV (``speaker,mood,text``)."""
+    out = []
+    for path in paths:
+        with open(path, newline="") as f:
+            out.append((Path(path), list(csv.DictReader(f))))
+    return out
+
+
 def load_background(paths: list[Path], flagged: Callable[[str, str], bool]) -> dict[str, list[str]]:
     """Ordinary lines of calls by speaker (neutral and positive), less any a phrase rule flags."""
     lines: dict[str, list[str]] = {"customer": [], "agent": []}
-    for path in paths:
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                if row["mood"] in BACKGROUND_MOODS and row["speaker"] in lines and not flagged(row["speaker"], row["text"]):
-                    lines[row["speaker"]].append(row["text"])
+    for _, rows in read_lines(paths):
+        for row in rows:
+            if row["mood"] in BACKGROUND_MOODS and row["speaker"] in lines and not flagged(row["speaker"], row["text"]):
+                lines[row["speaker"]].append(row["text"])
     return lines
 
 
@@ -128,8 +136,11 @@ class ExemplarIndex:
         for c, label in enumerate(head.classes):
             if label not in head.thresholds or label not in self._examples:
                 continue
-            nearest = (embeddings @ self._examples[label].T)  # (sentences, examples)
-            fires = (probabilities[:, c] >= head.thresholds[label]) & (nearest.max(axis=1) >= head.floors.get(label, 0.0))
+            likely = probabilities[:, c] >= head.thresholds[label]
+            if not likely.any():
+                continue
+            nearest = embeddings @ self._examples[label].T  # (sentences, examples)
+            fires = likely & (nearest.max(axis=1) >= head.floors.get(label, 0.0))
             if not fires.any():
                 continue
             i = int(np.argmax(np.where(fires, probabilities[:, c], -1.0)))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coach.detect.encoder import MAX_TOKENS, load_transformers
 from coach.errors import ModelError
 from coach.models import TextModel
 
@@ -94,7 +95,6 @@ class ClassifierSentiment:
         import torch
         import transformers
 
-        from coach.detect.encoder import load_transformers
 
         torch.set_num_threads(threads)
         self._torch = torch
@@ -106,7 +106,7 @@ class ClassifierSentiment:
     def score(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0)
-        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=256, return_tensors="pt")
+        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
         with self._torch.inference_mode():
             logits = self._model(**batch).logits.float().numpy()
         return softmax(logits) @ self.values

@@ -27,6 +27,14 @@ class Rule:
     pattern: re.Pattern[str]
     veto: re.Pattern[str] | None = None
 
+    def vetoed(self, text: str) -> bool:
+        return self.veto is not None and self.veto.search(text) is not None
+
+    def find(self, text: str) -> re.Match[str] | None:
+        """The words that fire this rule, unless its veto says otherwise."""
+        match = self.pattern.search(text)
+        return None if match is None or self.vetoed(text) else match
+
 
 def _rx(*alternatives: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE)
@@ -107,7 +115,7 @@ RULES: tuple[Rule, ...] = (
 
 def rule_flags(speaker: str, text: str, rules: tuple[Rule, ...] = RULES) -> bool:
     """True when a phrase rule would flag this line of ``speaker``."""
-    return any(r.speaker == speaker and r.pattern.search(text) and not (r.veto and r.veto.search(text)) for r in rules)
+    return any(r.speaker == speaker and r.find(text) for r in rules)
 
 
 class TriggerDetector:
@@ -115,22 +123,22 @@ class TriggerDetector:
 
     def __init__(self, rules: tuple[Rule, ...] = RULES) -> None:
         self.rules = rules
-        self._vetoes = {rule.label: rule.veto for rule in rules if rule.veto is not None}
+        self._vetoing = {rule.label: rule for rule in rules if rule.veto is not None}
 
     def on_final(self, event: TranscriptEvent, matches: list[ExemplarMatch] = ()) -> list[SignalEvent]:
         signals = []
         for rule in self.rules:
             if rule.speaker != event.speaker:
                 continue
-            match = rule.pattern.search(event.text)
-            if match is None or (rule.veto is not None and rule.veto.search(event.text)):
+            match = rule.find(event.text)
+            if match is None:
                 continue
             signals.append(SignalEvent(event.at, rule.label, event.speaker, event.start, event.end, RULE_SCORE,
                                        match.group(0).strip()))
         fired = {s.label for s in signals}
         for m in matches:
-            veto = self._vetoes.get(m.label)
-            if m.label in fired or (veto is not None and veto.search(event.text)):
+            rule = self._vetoing.get(m.label)
+            if m.label in fired or (rule is not None and rule.vetoed(event.text)):
                 continue
             signals.append(SignalEvent(event.at, m.label, event.speaker, event.start, event.end, m.score, m.evidence))
         return signals
