@@ -16,7 +16,7 @@ from coach.detect.text import TextAnalyzer, TextReading
 from coach.errors import ModelError
 from coach.events import TranscriptEvent
 from coach.pipeline import CallPipeline, feed_in_lockstep
-from coach.train import auc, fit_softmax
+from coach.train import auc, best_thresholds, fit_softmax
 from tests.fakes import EnergyVad, ToneTranscriber, silence, tone
 from tests.test_pipeline import blocks_of, stereo
 
@@ -102,6 +102,16 @@ def test_training_is_deterministic_and_separates_the_classes():
     assert np.array_equal(w1, w2) and np.array_equal(b1, b2)
     head = SentimentHead(w1.astype(np.float32), b1.astype(np.float32))
     assert auc(-head.score(x.astype(np.float32)), y == 0) > 0.9
+
+
+def test_a_label_gets_the_threshold_with_most_recall_at_90_percent_precision_or_none():
+    truth = np.array([True] * 10 + [False] * 10)
+    probability = np.array([0.9] * 9 + [0.3] + [0.6] * 2 + [0.1] * 8)
+    nearest = np.ones(20)
+    threshold, floor, precision, recall = best_thresholds(probability, nearest, truth)
+    assert 0.6 < threshold <= 0.9 and precision == 1.0 and recall == 0.9  # 0.3 would catch all ten at 10/12 precision
+    confused = np.array([0.9] * 20)  # a label its head cannot tell from its near-misses
+    assert best_thresholds(confused, nearest, truth)[0] > 1  # switched off: its phrase rules speak for it
 
 
 def test_auc_counts_ties_as_half():
