@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         "speech model (assembling and verifying the offline default if needed) and say where it is.")
     models.add_argument("--model", help="speech model: 'base' (offline default), a faster-whisper name, or a folder")
 
-    commands.add_parser("train", help="train the sentiment head and exemplar thresholds", description="Train "
-        "models/heads/sentiment.json and models/heads/exemplars.json from models/data/sentiment.csv and "
+    commands.add_parser("train", help="train the sentiment head and the trigger heads", description="Train "
+        "models/heads/sentiment.json and models/heads/triggers.json from models/data/*.csv and "
         "models/exemplars.yaml (deterministic; `make train`).")
     return parser
 
@@ -95,9 +95,7 @@ def run_playbook_check(path: Path) -> int:
 
 
 def run_models(settings: Settings) -> int:
-    from coach.models import resolve_speech_model
-
-    from coach.models import resolve_text_model
+    from coach.models import resolve_speech_model, resolve_text_model
 
     model = resolve_speech_model(settings.asr.model, settings.models_dir)
     print(f"speech model: {model.path} ({model.source}{', sha256 verified' if model.sha256 else ''})")
