@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from coach.asr.scheduler import AsrScheduler  # noqa: E402
 from coach.audio.files import call_layout, probe, read_blocks  # noqa: E402
-from coach.cli import load_text_analyzer, load_transcriber  # noqa: E402
+from coach.models import load_text_analyzer, load_transcriber  # noqa: E402
 from coach.config import Settings  # noqa: E402
 from coach.pipeline import analyze_recording  # noqa: E402
 from coach.playbook import PromptPolicy, load_playbook  # noqa: E402

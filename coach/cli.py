@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from coach.config import Settings
-from coach.errors import AudioInputError, CoachError, ModelError
+from coach.errors import AudioInputError, CoachError
 
 log = logging.getLogger("coach")
 
@@ -40,6 +40,26 @@ def build_parser() -> argparse.ArgumentParser:
         "speech model (assembling and verifying the offline default if needed) and say where it is.")
     models.add_argument("--model", help="speech model: 'base' (offline default), a faster-whisper name, or a folder")
 
+    serve = commands.add_parser("serve", help="run the live service", description="Take live call audio "
+        "(/ws/twilio, /ws/audio) and push events to the agent sidebar and the lead board (/ws/calls/ID, /ws/board).")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--data-dir", type=Path, help="where the server keeps its data (default ~/.local/share/coach)")
+    serve.add_argument("--model", help="speech model: 'base' (offline default), a faster-whisper name, or a folder")
+    serve.add_argument("--play", type=Path, metavar="RECORDING", help="also play this recording as a live call and print links to watch it")
+    serve.add_argument("--agent-id", default="priya", help="the agent of the --play call (default priya)")
+
+    simulate = commands.add_parser("simulate", help="play recordings into a running server as live calls",
+        description="Stream recordings (agent left, customer right) into a running `coach serve` as live calls, "
+        "paced in real time, several at once if asked.")
+    simulate.add_argument("recordings", nargs="+", type=Path, metavar="RECORDING")
+    simulate.add_argument("--server", default="http://127.0.0.1:8000", help="the server (default http://127.0.0.1:8000)")
+    simulate.add_argument("--token", help="an ingest (or admin) token (default: COACH_TOKEN, else COACH_ADMIN_TOKEN)")
+    simulate.add_argument("--via", choices=("twilio", "audio"), default="twilio", help="Twilio Media Streams (8 kHz mu-law) or the generic PCM stream")
+    simulate.add_argument("--speed", type=float, default=1.0, help="1.0 = real time; 2 twice as fast; 0 as fast as the server takes it")
+    simulate.add_argument("--calls", type=int, default=1, help="how many calls to play at once (recordings are cycled)")
+    simulate.add_argument("--stagger", type=float, default=2.0, help="seconds between call starts (default 2)")
+
     commands.add_parser("train", help="train the sentiment head and the trigger heads", description="Train "
         "models/heads/sentiment.json and models/heads/triggers.json from models/data/*.csv and "
         "models/exemplars.yaml (deterministic; `make train`).")
@@ -59,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_playbook_check(args.path or settings.playbook)
         if args.command == "train":
             return run_train(settings)
+        if args.command == "serve":
+            return asyncio.run(run_serve(args, settings))
+        if args.command == "simulate":
+            return asyncio.run(run_simulate(args, settings))
         return asyncio.run(run_analyze(args, settings))
     except CoachError as exc:
         print(f"coach: error: {exc}", file=sys.stderr)
@@ -118,29 +142,35 @@ def run_train(settings: Settings) -> int:
     return 0
 
 
-def load_text_analyzer(settings: Settings):
-    """The text models (sentiment, trigger similarity), or None when COACH_TEXT__ENABLED=false."""
-    from coach.detect.text import load_text_analyzer as load
+async def run_serve(args, settings: Settings) -> int:
+    from coach.server.run import serve
 
-    return load(settings.text, settings.models_dir) if settings.text.enabled else None
+    for name in ("host", "port", "data_dir"):
+        if getattr(args, name) is not None:
+            setattr(settings.server, name, getattr(args, name))
+    return await serve(settings, args.play, args.agent_id)
 
 
-def load_transcriber(settings: Settings):
-    """Resolve, verify and load the speech model; one line of error when it cannot be done."""
-    from coach.asr.transcriber import WhisperTranscriber
-    from coach.models import resolve_speech_model
+async def run_simulate(args, settings: Settings) -> int:
+    from coach.simulate import simulate
 
-    model = resolve_speech_model(settings.asr.model, settings.models_dir)
+    token = args.token or os.environ.get("COACH_TOKEN") or (settings.admin_token.get_secret_value() if settings.admin_token else None)
+    if not token:
+        raise CoachError("simulate needs an ingest token: --token, COACH_TOKEN or COACH_ADMIN_TOKEN")
+    if args.calls < 1 or args.speed < 0:
+        raise CoachError("--calls must be at least 1 and --speed not negative")
     try:
-        return WhisperTranscriber(model.path, settings.asr.compute_type, settings.asr.cpu_threads, settings.asr.worker_count)
-    except (RuntimeError, ValueError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"cannot load speech model {model.path} ({reason}): is it a CTranslate2 Whisper model?") from None
+        played = await simulate(args.server, args.recordings, token=token, via=args.via, speed=args.speed, calls=args.calls, stagger=args.stagger)
+    except OSError as exc:
+        raise CoachError(f"cannot reach the server at {args.server} ({exc.strerror or exc}): is `coach serve` running?") from None
+    refused = [c for c in played if c.closed and c.closed[0] not in (1000, None)]
+    return 1 if refused else 0
 
 
 async def run_analyze(args, settings: Settings) -> int:
     from coach.asr.scheduler import AsrScheduler
     from coach.audio.files import call_layout, probe
+    from coach.models import load_models
     from coach.output import JsonlSink, TranscriptView
     from coach.pipeline import analyze_recording
     from coach.playbook import PromptPolicy, load_playbook
@@ -150,9 +180,7 @@ async def run_analyze(args, settings: Settings) -> int:
     info = probe(args.recording)
     layout = call_layout(info, args.agent_channel)
     policy = PromptPolicy(load_playbook(settings.playbook))
-    transcriber, text = await asyncio.gather(  # both load at once, off the loop
-        asyncio.to_thread(load_transcriber, settings), asyncio.to_thread(load_text_analyzer, settings)
-    )
+    transcriber, text = await load_models(settings)
     scheduler = AsrScheduler(transcriber, settings.asr.worker_count)
     sink = JsonlSink() if args.jsonl else TranscriptView(duration=info.duration)
     finals = 0

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coach.detect.exemplars import DEFAULT_EXEMPLARS, DEFAULT_TRIGGERS, DEFAULT_UTTERANCES
@@ -85,9 +85,27 @@ class TextSettings(BaseModel):
     threads: int = Field(1, ge=1)
 
 
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "coach"
+
+
+class ServerSettings(BaseModel):
+    """``coach serve``: where it listens, where it keeps its data, and its limits."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=_default_data_dir, description="recordings, events and tokens")
+    max_message_bytes: int = Field(256 * 1024, ge=1024, description="the largest websocket frame accepted")
+    send_timeout: float = Field(5.0, gt=0, description="a reader whose sends stall this long (s) is dropped")
+    reader_limit: int = Field(1000, ge=10, description="messages a reader may fall behind before it is dropped")
+    keep_ended: int = Field(200, ge=0, description="ended calls kept in memory for late readers")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COACH_", env_nested_delimiter="__", extra="ignore")
 
+    admin_token: SecretStr | None = Field(None, description="COACH_ADMIN_TOKEN: the admin's bearer token")
+    server: ServerSettings = Field(default_factory=ServerSettings)
     models_dir: Path = Field(default_factory=_default_models_dir)
     playbook: Path = Field(default_factory=lambda: DEFAULT_PLAYBOOK)
     asr: AsrSettings = AsrSettings()

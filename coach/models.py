@@ -186,3 +186,29 @@ def resolve_text_model(spec: str) -> TextModel:
             raise ModelError(f"text model folder {candidate} has no config.json: give a Hugging Face transformers model folder")
         return TextModel(str(candidate), "path")
     return TextModel(spec, "hub")
+
+
+def load_transcriber(settings):
+    """Resolve, verify and load the speech model (blocking); one line of error when it cannot be done."""
+    from coach.asr.transcriber import WhisperTranscriber
+
+    model = resolve_speech_model(settings.asr.model, settings.models_dir)
+    try:
+        return WhisperTranscriber(model.path, settings.asr.compute_type, settings.asr.cpu_threads, settings.asr.worker_count)
+    except (RuntimeError, ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"cannot load speech model {model.path} ({reason}): is it a CTranslate2 Whisper model?") from None
+
+
+def load_text_analyzer(settings):
+    """The text models (sentiment, trigger similarity), or None when COACH_TEXT__ENABLED=false (blocking)."""
+    from coach.detect.text import load_text_analyzer as load
+
+    return load(settings.text, settings.models_dir) if settings.text.enabled else None
+
+
+async def load_models(settings):
+    """The speech model and the text models, loaded at once in worker threads, off the event loop."""
+    import asyncio
+
+    return await asyncio.gather(asyncio.to_thread(load_transcriber, settings), asyncio.to_thread(load_text_analyzer, settings))

@@ -51,3 +51,29 @@ def tone(freq: float, seconds: float, amp: float = 0.3) -> np.ndarray:
 
 def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * RATE), np.float32)
+
+
+class PhraseTranscriber:
+    """'Hears' a tone as a scripted sentence: the loudest frequency (nearest 100 Hz) picks the phrase."""
+
+    def __init__(self, phrases: dict[int, str]) -> None:
+        self.phrases = phrases
+
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions, context: str = "") -> Transcription:
+        loud = audio[np.abs(audio) > 0.05]
+        if loud.size < RATE // 10:
+            return Transcription("", -0.1, 0.01, 1.0, audio.size / RATE)
+        spectrum = np.abs(np.fft.rfft(audio))
+        freq = round(np.argmax(spectrum) * RATE / audio.size / 100) * 100
+        return Transcription(self.phrases.get(freq, ""), -0.1, 0.01, 1.0, audio.size / RATE)
+
+
+def stereo(*turns: tuple[str, np.ndarray]) -> np.ndarray:
+    """Turns one after another, each on its party's channel (agent left, customer right)."""
+    total = sum(audio.size for _, audio in turns)
+    out = np.zeros((total, 2), np.float32)
+    at = 0
+    for speaker, audio in turns:
+        out[at : at + audio.size, 0 if speaker == "agent" else 1] = audio
+        at += audio.size
+    return out

@@ -1,0 +1,124 @@
+"""Who may do what: bearer tokens with a role, stored hashed in the data dir.
+
+Roles (live-api.md): ``admin`` (everything, issues tokens), ``lead`` and ``qa`` (every call),
+``agent`` (their own calls only), ``ingest`` (sends call audio). The admin token comes from
+``COACH_ADMIN_TOKEN``; the others are issued by an admin and kept in ``DATA_DIR/tokens.json``
+as SHA-256 hashes, so the file never holds a usable token. Tokens can expire and be revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+Role = Literal["admin", "lead", "qa", "agent", "ingest"]
+ROLES: tuple[Role, ...] = ("admin", "lead", "qa", "agent", "ingest")
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: Role
+    agent_id: str | None = None
+    token_id: str | None = None
+
+    def can_view(self, agent_id: str | None) -> bool:
+        """May this holder read a call handled by ``agent_id``?"""
+        if self.role in ("admin", "lead", "qa"):
+            return True
+        return self.role == "agent" and self.agent_id is not None and self.agent_id == agent_id
+
+    @property
+    def can_ingest(self) -> bool:
+        return self.role in ("admin", "ingest")
+
+    @property
+    def sees_every_call(self) -> bool:
+        return self.role in ("admin", "lead", "qa")
+
+
+@dataclass
+class TokenRecord:
+    id: str
+    hash: str
+    role: Role
+    agent_id: str | None = None
+    name: str | None = None
+    created: float = 0.0
+    expires: float | None = None
+    revoked: bool = False
+
+    def public(self) -> dict:
+        out = asdict(self)
+        out.pop("hash")
+        return out
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    def __init__(self, path: Path, admin_token: str | None) -> None:
+        self.path = path
+        self._admin = _digest(admin_token) if admin_token else None
+        self._records: dict[str, TokenRecord] = {}
+        if path.exists():
+            for item in json.loads(path.read_text() or "[]"):
+                record = TokenRecord(**item)
+                self._records[record.id] = record
+
+    def authenticate(self, token: str | None) -> Principal | None:
+        if not token:
+            return None
+        digest = _digest(token)
+        if self._admin and hmac.compare_digest(digest, self._admin):
+            return Principal("admin")
+        for record in self._records.values():
+            if hmac.compare_digest(digest, record.hash):
+                if record.revoked or (record.expires is not None and record.expires < time.time()):
+                    return None
+                return Principal(record.role, record.agent_id, record.id)
+        return None
+
+    def issue(self, role: Role, agent_id: str | None = None, name: str | None = None, ttl: float | None = None) -> tuple[str, TokenRecord]:
+        """A new token (shown once) and its record."""
+        if role not in ROLES or role == "admin":
+            raise ValueError(f"role must be one of lead, qa, agent, ingest, not {role!r}")
+        if role == "agent" and not agent_id:
+            raise ValueError("an agent token needs the agent_id whose calls it may see")
+        token = secrets.token_urlsafe(24)
+        now = time.time()
+        record = TokenRecord(
+            secrets.token_hex(6), _digest(token), role, agent_id, name, round(now, 3), None if ttl is None else round(now + ttl, 3)
+        )
+        self._records[record.id] = record
+        self._save()
+        return token, record
+
+    def revoke(self, token_id: str) -> bool:
+        record = self._records.get(token_id)
+        if record is None:
+            return False
+        record.revoked = True
+        self._save()
+        return True
+
+    def records(self) -> list[TokenRecord]:
+        return list(self._records.values())
+
+    def _save(self) -> None:
+        """Write atomically (a crash leaves the old file or the new one, never half of one)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tokens-")
+        with os.fdopen(fd, "w") as f:
+            json.dump([asdict(r) for r in self._records.values()], f, indent=1)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)

@@ -1,0 +1,201 @@
+"""Live calls: each one a :class:`CallPipeline` fed by its ingest websocket, publishing to its log.
+
+A call is its own task: audio arrives on a bounded queue (a call that cannot keep up slows its own
+sender, never another call), is gathered into frames and pushed through the pipeline; every event
+goes to the call's log with ``call_id`` and ``ts`` added, and the call's summary to the board.
+When the call ends (``stop``, a closed socket, an error) open utterances are finalised, every
+result is awaited, and every task is cancelled and awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from coach.asr.scheduler import AsrScheduler
+from coach.asr.vad import StreamingVad
+from coach.audio.frames import SAMPLE_RATE, CallLayout
+from coach.bus import Board, CallLog, Message
+from coach.config import AsrSettings
+from coach.detect.text import TextAnalyzer
+from coach.events import Event, PromptEvent, RiskEvent, SignalEvent
+from coach.pipeline import CallPipeline
+from coach.playbook import Playbook, PromptPolicy
+
+log = logging.getLogger("coach.calls")
+
+RECENT_SIGNALS = 5  # labels shown per call on the board
+
+
+@dataclass
+class CallServices:
+    """What every call shares: the models (loaded once), their executors, the playbook."""
+
+    scheduler: AsrScheduler
+    asr: AsrSettings
+    vad_executor: Executor
+    playbook: Playbook
+    text: TextAnalyzer | None = None
+    vad_factory: Callable[[], StreamingVad] = StreamingVad
+    frame_seconds: float = 0.096
+    queue_seconds: float = 30.0  # audio a call may have waiting before its sender is slowed
+    reader_limit: int = 1000  # messages a websocket reader may fall behind before it is dropped
+
+
+class CallExists(Exception):
+    """A stream for this call id is already live."""
+
+
+class LiveCall:
+    def __init__(self, call_id: str, agent_id: str | None, layout: CallLayout, services: CallServices, board: Board) -> None:
+        self.call_id = call_id
+        self.agent_id = agent_id
+        self.started_at = time.time()
+        self.ended_at: float | None = None
+        self.state = "live"
+        self.log = CallLog(services.reader_limit)
+        self.received = 0.0  # seconds of audio taken in from the sender
+        self.risk = 0
+        self.signals: list[str] = []
+        self.prompt: str | None = None
+        self.flagged = False
+        self.error: str | None = None
+        self._board = board
+        self._frame = int(services.frame_seconds * SAMPLE_RATE)
+        self._audio: asyncio.Queue[np.ndarray | None] = asyncio.Queue(
+            max(4, int(services.queue_seconds / 0.02))  # counted in chunks: about 20 ms each from telephony
+        )
+        self.pipeline = CallPipeline(
+            layout, services.scheduler, services.asr, self._emit, services.vad_executor,
+            vad_factory=services.vad_factory, policy=PromptPolicy(services.playbook), text=services.text,
+        )
+        self._publish(self.summary())
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"call {call_id}")
+
+    @property
+    def lag(self) -> float:
+        """Seconds of received audio not yet through the pipeline."""
+        return max(0.0, self.received - self.pipeline.consumed)
+
+    async def feed(self, block: np.ndarray) -> None:
+        """Take ``(samples, channels)`` float32 audio at 16 kHz; waits while the call is far behind."""
+        if self.state != "live" or block.shape[0] == 0:
+            return
+        self.received += block.shape[0] / SAMPLE_RATE
+        await self._audio.put(block)
+
+    async def end(self) -> None:
+        """The sender is done (or gone): finish the call with what was received."""
+        if not self.task.done():
+            await self._audio.put(None)
+        await asyncio.shield(self.task)
+
+    async def cancel(self) -> None:
+        """The server is stopping: finish now, waiting for no more audio."""
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        try:
+            carry: list[np.ndarray] = []
+            held = 0
+            while (block := await self._audio.get()) is not None:
+                carry.append(block)
+                held += block.shape[0]
+                if held >= self._frame:  # one VAD hop per ~100 ms, not per 20 ms telephony chunk
+                    await self.pipeline.push(np.concatenate(carry))
+                    carry, held = [], 0
+            if carry:
+                await self.pipeline.push(np.concatenate(carry))
+            await self.pipeline.finish()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # one call's failure must not touch another call
+            log.exception("call %s failed", self.call_id)
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.log.publish(self._stamp({"type": "error", "at": round(self.pipeline.consumed, 2), "message": "the call's analysis failed; its events so far are kept"}))
+        finally:
+            await self.pipeline.aclose()
+            self.state = "ended"
+            self.ended_at = time.time()
+            summary = self.summary()
+            self.log.publish(self._stamp({**summary, "at": round(self.pipeline.consumed, 2)}))
+            self._board.publish(summary)
+            self.log.close()
+            log.info("call %s ended after %.1f s of audio", self.call_id, self.pipeline.consumed)
+
+    def _emit(self, event: Event) -> None:
+        self.log.publish(self._stamp(event.to_dict()))
+        changed = False
+        if isinstance(event, SignalEvent):
+            self.signals = (self.signals + [event.label])[-RECENT_SIGNALS:]
+            self.flagged = changed = True
+        elif isinstance(event, PromptEvent):
+            self.prompt, changed = event.title, True
+        elif isinstance(event, RiskEvent):
+            self.risk, changed = event.score, True
+        if changed:
+            self._publish(self.summary())
+
+    def _stamp(self, message: dict[str, Any]) -> Message:
+        return {**message, "call_id": self.call_id, "ts": round(time.time(), 3)}
+
+    def _publish(self, summary: Message) -> None:
+        if len(self.log.events) == 0:  # the call's own stream opens with its summary
+            self.log.publish(self._stamp({**summary, "at": 0.0}))
+        self._board.publish(summary)
+
+    def summary(self) -> Message:
+        """The board's line for this call (``/ws/board`` in live-api.md)."""
+        return {
+            "type": "call", "call_id": self.call_id, "agent_id": self.agent_id, "state": self.state,
+            "risk": self.risk, "started_at": round(self.started_at, 3), "signals": list(self.signals), "prompt": self.prompt,
+        }
+
+
+@dataclass
+class CallRegistry:
+    """Every live call, and the most recent ended ones (their logs replay to late readers)."""
+
+    services: CallServices
+    keep_ended: int = 200
+    board: Board = field(default_factory=Board)
+    live: dict[str, LiveCall] = field(default_factory=dict)
+    ended: OrderedDict[str, LiveCall] = field(default_factory=OrderedDict)
+
+    def start(self, call_id: str, agent_id: str | None, layout: CallLayout) -> LiveCall:
+        if call_id in self.live:
+            raise CallExists(call_id)
+        self.ended.pop(call_id, None)  # a new call with an old id replaces the old one
+        call = LiveCall(call_id, agent_id, layout, self.services, self.board)
+        self.live[call_id] = call
+        call.task.add_done_callback(lambda _: self._ended(call))
+        log.info("call %s started (agent %s, %s)", call_id, agent_id, "+".join(s for s, _ in layout.parties))
+        return call
+
+    def _ended(self, call: LiveCall) -> None:
+        if self.live.get(call.call_id) is call:
+            del self.live[call.call_id]
+        self.ended[call.call_id] = call
+        while len(self.ended) > self.keep_ended:
+            _, old = self.ended.popitem(last=False)
+            self.board.forget(old.call_id)
+
+    def get(self, call_id: str) -> LiveCall | None:
+        return self.live.get(call_id) or self.ended.get(call_id)
+
+    def all(self) -> list[LiveCall]:
+        """Newest first."""
+        return sorted([*self.live.values(), *self.ended.values()], key=lambda c: c.started_at, reverse=True)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(call.cancel() for call in list(self.live.values())))
+        self.board.close()

@@ -1,0 +1,260 @@
+"""Call audio in: Twilio Media Streams (``/ws/twilio``) and the generic stream (``/ws/audio``).
+
+Both end the same way: the sender's ``stop``, a closed socket or a protocol error all finish the
+call with the audio received so far, so nothing that arrived is lost. Bad input gets a close code
+and a reason the sender can read, and a log line here; other calls never notice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from coach.audio.frames import CallLayout
+from coach.audio.telephony import MULAW_RATE, Resampler, TrackAligner, mulaw_decode, pcm16_decode
+from coach.server.auth import Principal, TokenStore
+from coach.server.calls import CallExists, CallRegistry, LiveCall
+
+log = logging.getLogger("coach.ingest")
+
+# websocket close codes (4000-4999 are the application's own)
+BAD_INPUT = 4400
+UNAUTHENTICATED = 4401
+FORBIDDEN = 4403
+NOT_FOUND = 4404
+CALL_EXISTS = 4409
+TOO_BIG = 1009
+
+TWILIO_TRACKS = {"inbound": "customer", "outbound": "agent"}
+CALL_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+
+
+class StreamRefused(Exception):
+    """Close the stream with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _authorise(tokens: TokenStore, token: str | None) -> Principal:
+    principal = tokens.authenticate(token)
+    if principal is None:
+        raise StreamRefused(UNAUTHENTICATED, "missing, unknown, expired or revoked token")
+    if not principal.can_ingest:
+        raise StreamRefused(FORBIDDEN, f"a {principal.role} token cannot send call audio (needs ingest or admin)")
+    return principal
+
+
+def _check_call_id(call_id: object) -> str:
+    if not isinstance(call_id, str) or not CALL_ID.match(call_id):
+        raise StreamRefused(BAD_INPUT, "call id must be 1-128 letters, digits or ._:@-")
+    return call_id
+
+
+def _start_call(registry: CallRegistry, call_id: str, agent_id: str | None, layout: CallLayout) -> LiveCall:
+    try:
+        return registry.start(call_id, agent_id, layout)
+    except CallExists:
+        raise StreamRefused(CALL_EXISTS, f"call {call_id} is already streaming") from None
+
+
+async def _receive(ws: WebSocket, max_bytes: int) -> str | bytes | None:
+    """The next frame, or None when the sender closed the socket."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        return None
+    data = message.get("text")
+    if data is None:
+        data = message.get("bytes") or b""
+    if len(data) > max_bytes:
+        raise StreamRefused(TOO_BIG, f"frame of {len(data)} bytes is over the {max_bytes}-byte limit")
+    return data
+
+
+def _json(frame: str | bytes, what: str) -> dict:
+    if isinstance(frame, bytes):
+        raise StreamRefused(BAD_INPUT, f"expected a JSON text frame ({what}), got binary")
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        raise StreamRefused(BAD_INPUT, f"malformed JSON ({what})") from None
+    if not isinstance(message, dict):
+        raise StreamRefused(BAD_INPUT, f"expected a JSON object ({what})")
+    return message
+
+
+async def _finish(ws: WebSocket, call: LiveCall | None, code: int = 1000, reason: str = "") -> None:
+    if call is not None:
+        await call.end()
+    try:
+        await ws.close(code, reason[:120])
+    except RuntimeError:  # already closed by the client
+        pass
+
+
+class TwilioStream:
+    """One Twilio Media Stream: ``connected``, ``start``, ``media``..., ``stop``."""
+
+    def __init__(self, registry: CallRegistry, tokens: TokenStore, max_bytes: int) -> None:
+        self.registry = registry
+        self.tokens = tokens
+        self.max_bytes = max_bytes
+        self.call: LiveCall | None = None
+        self.tracks: tuple[str, ...] = ()
+        self.aligner: TrackAligner | None = None
+        self.resampler: Resampler | None = None
+
+    async def serve(self, ws: WebSocket, query_token: str | None) -> None:
+        await ws.accept()
+        code, reason = 1000, "call ended"
+        try:
+            while (frame := await _receive(ws, self.max_bytes)) is not None:
+                message = _json(frame, "Twilio sends JSON text frames")
+                event = message.get("event")
+                if event == "start":
+                    await self._start(message, query_token)
+                elif event == "media":
+                    await self._media(message)
+                elif event == "stop":
+                    break
+                elif event in ("connected", "mark", "dtmf"):
+                    continue
+                else:
+                    log.warning("twilio stream %s: ignored unknown event %r", self._name, event)
+        except StreamRefused as refused:
+            code, reason = refused.code, refused.reason
+            log.warning("twilio stream %s refused: %s", self._name, reason)
+        except WebSocketDisconnect:
+            log.info("twilio stream %s: the sender went away", self._name)
+        finally:
+            if self.aligner is not None and self.call is not None:
+                await self._feed(self.aligner.flush())
+            await _finish(ws, self.call, code, reason)
+
+    @property
+    def _name(self) -> str:
+        return self.call.call_id if self.call else "(not started)"
+
+    async def _start(self, message: dict, query_token: str | None) -> None:
+        if self.call is not None:
+            raise StreamRefused(BAD_INPUT, "a second start on one stream")
+        start = message.get("start")
+        if not isinstance(start, dict):
+            raise StreamRefused(BAD_INPUT, "start event without a start object")
+        params = start.get("customParameters") or {}
+        if not isinstance(params, dict):
+            raise StreamRefused(BAD_INPUT, "start.customParameters must be an object")
+        _authorise(self.tokens, query_token or params.get("token"))
+        call_id = _check_call_id(start.get("callSid") or message.get("streamSid"))
+        media = start.get("mediaFormat") or {"encoding": "audio/x-mulaw", "sampleRate": MULAW_RATE, "channels": 1}
+        if (media.get("encoding"), media.get("sampleRate"), media.get("channels")) != ("audio/x-mulaw", MULAW_RATE, 1):
+            raise StreamRefused(BAD_INPUT, f"Twilio streams are 8 kHz mono mu-law; got {json.dumps(media)[:80]}")
+        tracks = start.get("tracks") or ["inbound", "outbound"]
+        if not isinstance(tracks, list) or not tracks or any(t not in TWILIO_TRACKS for t in tracks) or len(set(tracks)) != len(tracks):
+            raise StreamRefused(BAD_INPUT, "start.tracks must be inbound and/or outbound")
+        # the agent first, as on a stereo recording
+        self.tracks = tuple(sorted(tracks, key=lambda t: TWILIO_TRACKS[t] != "agent"))
+        layout = CallLayout(tuple((TWILIO_TRACKS[t], i) for i, t in enumerate(self.tracks)))
+        agent_id = params.get("agent_id")
+        self.aligner = TrackAligner(self.tracks, MULAW_RATE)
+        self.resampler = Resampler(MULAW_RATE, len(self.tracks))
+        self.call = _start_call(self.registry, call_id, str(agent_id) if agent_id is not None else None, layout)
+
+    async def _media(self, message: dict) -> None:
+        if self.call is None or self.aligner is None:
+            raise StreamRefused(BAD_INPUT, "media before start")
+        media = message.get("media")
+        if not isinstance(media, dict) or not isinstance(media.get("payload"), str):
+            raise StreamRefused(BAD_INPUT, "media event without a payload")
+        track = media.get("track", self.tracks[0])
+        if track not in self.tracks:
+            return  # a track the start did not announce: not ours to hear
+        try:
+            payload = base64.b64decode(media["payload"], validate=True)
+            timestamp = float(media["timestamp"]) if media.get("timestamp") is not None else None
+        except (binascii.Error, ValueError, TypeError):
+            raise StreamRefused(BAD_INPUT, "media payload is not base64 or its timestamp is not a number") from None
+        await self._feed(self.aligner.add(track, mulaw_decode(payload), timestamp))
+
+    async def _feed(self, block: np.ndarray) -> None:
+        if block.shape[0] and self.call is not None and self.resampler is not None:
+            await self.call.feed(self.resampler(block.ravel()))
+
+
+class AudioHeader(BaseModel):
+    """The first frame of ``/ws/audio``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    call_id: str = Field(pattern=CALL_ID.pattern)
+    agent_id: str | None = Field(None, max_length=128)
+    sample_rate: int = Field(ge=8000, le=48000)
+    channels: Literal[1, 2]
+    encoding: Literal["pcm_s16le", "mulaw"]
+    agent_channel: Literal[0, 1] = 0
+    token: str | None = None
+
+
+class AudioStream:
+    """The generic stream: a JSON header, binary frames of interleaved samples, ``{"event": "stop"}``."""
+
+    def __init__(self, registry: CallRegistry, tokens: TokenStore, max_bytes: int) -> None:
+        self.registry = registry
+        self.tokens = tokens
+        self.max_bytes = max_bytes
+        self.call: LiveCall | None = None
+
+    async def serve(self, ws: WebSocket, query_token: str | None) -> None:
+        await ws.accept()
+        code, reason = 1000, "call ended"
+        try:
+            frame = await _receive(ws, self.max_bytes)
+            if frame is None:
+                return
+            header = self._header(_json(frame, "the first frame is the stream header"))
+            _authorise(self.tokens, query_token or header.token)
+            layout = CallLayout.mono() if header.channels == 1 else CallLayout.stereo(header.agent_channel)
+            width = header.channels * (2 if header.encoding == "pcm_s16le" else 1)
+            decode = pcm16_decode if header.encoding == "pcm_s16le" else mulaw_decode
+            resampler = Resampler(header.sample_rate, header.channels)
+            self.call = _start_call(self.registry, header.call_id, header.agent_id, layout)
+            carry = b""  # a frame may end mid-sample; the rest comes with the next
+            while (frame := await _receive(ws, self.max_bytes)) is not None:
+                if isinstance(frame, bytes):
+                    data = carry + frame
+                    usable = len(data) - len(data) % width
+                    carry = data[usable:]
+                    if usable:
+                        await self.call.feed(resampler(decode(data[:usable])))
+                    continue
+                event = _json(frame, "control frame").get("event")
+                if event == "stop":
+                    break
+                log.warning("audio stream %s: ignored unknown event %r", header.call_id, event)
+            await self.call.feed(resampler.flush())
+        except StreamRefused as refused:
+            code, reason = refused.code, refused.reason
+            log.warning("audio stream %s refused: %s", self.call.call_id if self.call else "(no header)", reason)
+        except WebSocketDisconnect:
+            log.info("audio stream %s: the sender went away", self.call.call_id if self.call else "(no header)")
+        finally:
+            await _finish(ws, self.call, code, reason)
+
+    @staticmethod
+    def _header(message: dict) -> AudioHeader:
+        try:
+            return AudioHeader.model_validate(message)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "header"
+            raise StreamRefused(BAD_INPUT, f"bad stream header: {where}: {first['msg']}") from None

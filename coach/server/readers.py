@@ -1,0 +1,85 @@
+"""Events out: ``/ws/calls/{call_id}`` (one call, replayed from its start) and ``/ws/board``.
+
+Each reader has a writer task fed by its own bounded queue, and a send timeout: a client that
+stops reading is closed (``4408``), and neither the call nor any other reader waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from starlette.websockets import WebSocket
+
+from coach.bus import Subscription, Topic
+from coach.server.auth import TokenStore
+from coach.server.calls import CallRegistry
+from coach.server.ingest import FORBIDDEN, NOT_FOUND, UNAUTHENTICATED
+
+log = logging.getLogger("coach.readers")
+
+TOO_SLOW = 4408
+
+
+async def call_events(ws: WebSocket, call_id: str, token: str | None, registry: CallRegistry, tokens: TokenStore, send_timeout: float) -> None:
+    await ws.accept()
+    principal = tokens.authenticate(token)
+    call = registry.get(call_id)
+    if principal is None:
+        return await _refuse(ws, UNAUTHENTICATED, "missing, unknown, expired or revoked token")
+    if call is None:
+        return await _refuse(ws, NOT_FOUND, f"no call {call_id[:60]}")
+    if not principal.can_view(call.agent_id):
+        return await _refuse(ws, FORBIDDEN, "an agent sees only their own calls")
+    await _pump(ws, call.log, call.log.subscribe(), send_timeout, "call ended")
+
+
+async def board(ws: WebSocket, token: str | None, registry: CallRegistry, tokens: TokenStore, send_timeout: float) -> None:
+    await ws.accept()
+    principal = tokens.authenticate(token)
+    if principal is None:
+        return await _refuse(ws, UNAUTHENTICATED, "missing, unknown, expired or revoked token")
+    if principal.role == "ingest":
+        return await _refuse(ws, FORBIDDEN, "an ingest token cannot read calls")
+    accept = None if principal.sees_every_call else (lambda summary: principal.can_view(summary.get("agent_id")))
+    await _pump(ws, registry.board, registry.board.subscribe(accept), send_timeout, "server stopping")
+
+
+async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
+    log.info("reader refused (%d): %s", code, reason)
+    await ws.close(code, reason)
+
+
+async def _pump(ws: WebSocket, topic: Topic, reader: Subscription, send_timeout: float, done_reason: str) -> None:
+    """Send the reader's messages until the stream ends, the client leaves, or it falls behind."""
+
+    async def write() -> tuple[int, str]:
+        while (message := await reader.get()) is not None:
+            try:
+                await asyncio.wait_for(ws.send_text(json.dumps(message, ensure_ascii=False)), send_timeout)
+            except TimeoutError:
+                return TOO_SLOW, f"not reading: no send completed in {send_timeout:g} s"
+        if reader.dropped:
+            return TOO_SLOW, "fell too far behind"
+        return 1000, done_reason
+
+    async def wait_for_leave() -> None:
+        while (await ws.receive())["type"] != "websocket.disconnect":
+            pass  # readers send nothing we need
+
+    writer, leaving = asyncio.create_task(write()), asyncio.create_task(wait_for_leave())
+    try:
+        await asyncio.wait({writer, leaving}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        topic.unsubscribe(reader)
+        for task in (writer, leaving):
+            task.cancel()
+        results = await asyncio.gather(writer, leaving, return_exceptions=True)
+    code, reason = results[0] if isinstance(results[0], tuple) else (None, "")
+    if code is not None:
+        if code == TOO_SLOW:
+            log.warning("dropped a slow reader: %s", reason)
+        with contextlib.suppress(RuntimeError, OSError):
+            await ws.close(code, reason)
