@@ -33,11 +33,13 @@ def said(freq: int, seconds: float = 1.5):
 
 
 @asynccontextmanager
-async def running_server(data_dir: Path, transcriber=None, **server):
+async def running_server(data_dir: Path, transcriber=None, send_buffer: int | None = None, **server):
     settings = Settings(admin_token=ADMIN, server=ServerSettings(data_dir=data_dir, **server))
     settings.asr.interims = False
     app = create_app(settings, transcriber=transcriber or PhraseTranscriber(PHRASES), text=None, vad_factory=EnergyVad)
     sock = socket.socket()
+    if send_buffer:  # accepted sockets inherit it: a client that stops reading blocks sends sooner
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)  # clients may connect at once; uvicorn accepts them once started
     server_ = uvicorn.Server(uvicorn.Config(app, log_level="warning", ws_max_size=server.get("max_message_bytes", 256 * 1024)))
