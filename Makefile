@@ -6,11 +6,12 @@ COACH := $(VENV)/bin/coach
 STAMP := $(VENV)/.installed
 TORCH := 2.13.0
 EXAMPLE := examples/example-call.wav
-SYSTEM_PACKAGES := espeak-ng sox
+# espeak-ng speaks the example call and the test audio; chromium runs the browser tests
+SYSTEM_PACKAGES := espeak-ng sox chromium
 # ../shared/tools/synth_call.py speaks the scripted calls with these
 BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k
 
-.PHONY: install system-deps models train run test test-fast bench example clean
+.PHONY: install system-deps models train run analyze-example test test-fast bench bench-live example clean
 
 install: $(STAMP)
 
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $@
 
-# espeak-ng speaks the example call and the test audio; sox and festival the benchmark calls.
+# sox and festival speak the benchmark calls.
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES) $(EXTRA_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -43,15 +44,21 @@ $(EXAMPLE): | install system-deps
 
 example: $(EXAMPLE)
 
-# The main job on the embedded default: the example call through the live pipeline.
+# The main job on the embedded default: the server, with the example call played into it as a live
+# call through /ws/twilio; it prints the sidebar and board links. Ctrl-C stops it.
+PORT ?= 8000
 run: install system-deps models $(EXAMPLE)
+	$(COACH) serve --port $(PORT) --play $(EXAMPLE)
+
+# The example call through `coach analyze` (the same pipeline, no server), printed as a transcript.
+analyze-example: install system-deps models $(EXAMPLE)
 	$(COACH) analyze $(EXAMPLE)
 
 test: install system-deps models
 	$(PY) -m pytest -q
 
 test-fast: install
-	$(PY) -m pytest -q -m "not model"
+	$(PY) -m pytest -q -m "not model and not browser"
 
 # Benchmarks need ../shared (scripted calls, real recordings, the scorer); see docs/benchmarks.md.
 bench: install models
@@ -59,4 +66,4 @@ bench: install models
 	$(PY) benchmarks/asr_bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) examples/*.wav .pytest_cache bench-out
+	rm -rf $(VENV) examples/*.wav .pytest_cache bench-out test-artifacts
