@@ -33,10 +33,14 @@ def said(freq: int, seconds: float = 1.5):
 
 
 @asynccontextmanager
-async def running_server(data_dir: Path, transcriber=None, send_buffer: int | None = None, **server):
+async def running_server(data_dir: Path, transcriber=None, send_buffer: int | None = None, real_models: bool = False, **server):
+    """The app on a free port. Stand-in models (tones heard as PHRASES), or the real ones."""
     settings = Settings(admin_token=ADMIN, server=ServerSettings(data_dir=data_dir, **server))
-    settings.asr.interims = False
-    app = create_app(settings, transcriber=transcriber or PhraseTranscriber(PHRASES), text=None, vad_factory=EnergyVad)
+    if real_models:
+        app = create_app(settings)
+    else:
+        settings.asr.interims = False
+        app = create_app(settings, transcriber=transcriber or PhraseTranscriber(PHRASES), text=None, vad_factory=EnergyVad)
     sock = socket.socket()
     if send_buffer:  # accepted sockets inherit it: a client that stops reading blocks sends sooner
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)

@@ -2,7 +2,8 @@
 
 Every party of every call submits here. Finals go before interims, and among equals the job whose
 audio ended first goes first, so no call starves another. The model runs in a dedicated executor
-sized to it (``workers`` threads, each using ``cpu_threads``), never on the event loop.
+sized to it (``workers`` threads, each using ``cpu_threads``), never on the event loop. With more
+than one worker, interims never hold every worker: one is kept for finals, which the prompts wait on.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class AsrScheduler:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asr")
         self._queue: list[_Job] = []
         self._running = 0
+        self._interims_running = 0
+        self._interim_slots = max(1, workers - 1)
         self._seq = itertools.count()
 
     async def transcribe(
@@ -52,15 +55,20 @@ class AsrScheduler:
 
     def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
         while self._running < self.workers and self._queue:
+            interim = self._queue[0].priority[0] == 1  # finals sort first: an interim on top means no final waits
+            if interim and self._interims_running >= self._interim_slots and not self._queue[0].future.cancelled():
+                break
             job = heapq.heappop(self._queue)
             if job.future.cancelled():
                 continue
             self._running += 1
+            self._interims_running += interim
             work = loop.run_in_executor(self._executor, self.transcriber.transcribe, job.audio, job.options, job.context)
             work.add_done_callback(lambda done, job=job: self._finished(loop, job, done))
 
     def _finished(self, loop: asyncio.AbstractEventLoop, job: _Job, done: asyncio.Future) -> None:
         self._running -= 1
+        self._interims_running -= job.priority[0] == 1
         if not job.future.done():
             if done.cancelled():
                 job.future.cancel()

@@ -1,0 +1,197 @@
+"""End-to-end latency of the live service with real websocket clients (issue 4).
+
+Starts ``coach serve`` (real models) as its own process, plays recordings into it through
+``/ws/twilio`` in real time, one call alone and then several at once, and reads each call's
+``/ws/calls/{id}``. A prompt's latency is the wall time from the moment the sender had sent the
+audio that completes its trigger (the end of the words for a phrase; the 30th second of a
+monologue, the 10th of a silence, the first second of overlap for the timing cues) to the moment
+the prompt arrived. Signals are timed the same way. The server's CPU time is read from /proc.
+
+    python benchmarks/live_bench.py --recordings 'bench-out/calls/*.wav' --concurrency 1,4 --limit 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import glob
+import json
+import os
+import platform
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from coach.simulate import load_recording, play_call  # noqa: E402
+
+# seconds into the span at which a timing cue's threshold is crossed
+TIMING_THRESHOLD = {"over_explaining": 30.0, "dead_air": 10.0, "interruption": 1.0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def post(url: str, admin: str, body: dict) -> dict:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as resp:
+        return json.loads(resp.read())
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"coach serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)  # the server is loading its models
+    raise SystemExit("coach serve did not come up")
+
+
+def completing_audio(signal: dict) -> float:
+    """Call-audio second at which the trigger was complete."""
+    if signal["label"] in TIMING_THRESHOLD:
+        return min(signal["end"], signal["start"] + TIMING_THRESHOLD[signal["label"]])
+    return signal["end"]
+
+
+async def one_call(base: str, ws_base: str, audio, ingest: str, reader_token: str, call_id: str, agent: str) -> dict:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    sent_audio: list[float] = []  # audio seconds sent, in order
+    sent_wall: list[float] = []
+
+    def on_sent(seconds: float, wall: float) -> None:
+        sent_audio.append(seconds)
+        sent_wall.append(wall)
+
+    arrivals: list[tuple[float, dict]] = []
+    sender = asyncio.create_task(play_call(base, audio, token=ingest, call_id=call_id, agent_id=agent, speed=1.0, on_sent=on_sent))
+    while True:  # join as soon as the call exists (a late join would replay, so nothing is missed)
+        async with connect(f"{ws_base}/ws/calls/{call_id}?token={reader_token}", max_size=None) as ws:
+            try:
+                async for message in ws:
+                    arrivals.append((time.time(), json.loads(message)))
+            except ConnectionClosed:
+                pass
+            if ws.close_code != 4404:
+                break
+        await asyncio.sleep(0.05)
+    await sender
+
+    def sent_at(audio_second: float) -> float | None:
+        i = bisect.bisect_left(sent_audio, audio_second)
+        return sent_wall[i] if i < len(sent_wall) else None
+
+    prompts, signals, last_signal = [], [], {}
+    for wall, event in arrivals:
+        if event["type"] == "signal":
+            last_signal[event["label"]] = event
+            sent = sent_at(completing_audio(event))
+            if sent is not None:
+                signals.append({"label": event["label"], "latency": wall - sent})
+        elif event["type"] == "prompt":
+            trigger = last_signal.get(event["signals"][0])
+            sent = sent_at(completing_audio(trigger)) if trigger else None
+            if sent is not None:
+                prompts.append({"kind": event["kind"], "label": event["signals"][0], "latency": wall - sent})
+    finals = [e for _, e in arrivals if e["type"] == "transcript" and e["final"] and e["text"]]
+    final_lag = [wall - sent_at(e["end"]) for wall, e in arrivals if e in finals and sent_at(e["end"]) is not None]
+    return {"call_id": call_id, "seconds": len(audio) / 16000, "prompts": prompts, "signals": signals, "final_latency": final_lag}
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+async def run(args) -> dict:
+    recordings = sorted(Path(p) for pattern in args.recordings for p in glob.glob(pattern))[: args.limit or None]
+    if not recordings:
+        raise SystemExit(f"no recordings match {args.recordings}")
+    audios = [load_recording(p) for p in recordings]
+    admin, port = secrets.token_urlsafe(16), free_port()
+    base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+    data = tempfile.mkdtemp(prefix="coach-live-bench-")
+    env = {**os.environ, "COACH_ADMIN_TOKEN": admin}
+    proc = subprocess.Popen([sys.executable, "-m", "coach", "serve", "--port", str(port), "--data-dir", data], env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_healthy(base, proc)
+        ingest = post(base + "/api/tokens", admin, {"role": "ingest"})["token"]
+        lead = post(base + "/api/tokens", admin, {"role": "lead"})["token"]
+        rounds = []
+        for n in args.concurrency:
+            cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
+            if n == 1:  # one call at a time, through the recordings
+                calls = [await one_call(base, ws_base, a, ingest, lead, f"B1x{i}", f"agent-{i}") for i, a in enumerate(audios)]
+            else:
+                async def staggered(i: int):
+                    await asyncio.sleep(i * args.stagger)
+                    return await one_call(base, ws_base, audios[i % len(audios)], ingest, lead, f"B{n}x{i}", f"agent-{i}")
+                calls = await asyncio.gather(*(staggered(i) for i in range(n)))
+            cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - wall0
+            audio_seconds = sum(c["seconds"] for c in calls)
+            prompt_lat = [p["latency"] for c in calls for p in c["prompts"]]
+            signal_lat = [s["latency"] for c in calls for s in c["signals"]]
+            final_lat = [x for c in calls for x in c["final_latency"]]
+            rounds.append({
+                "concurrent": n, "calls": len(calls), "audio_seconds": round(audio_seconds, 1),
+                "prompts": len(prompt_lat), "prompt_p50": pct(prompt_lat, 0.5), "prompt_p95": pct(prompt_lat, 0.95),
+                "prompt_max": max(prompt_lat, default=None), "signals": len(signal_lat), "signal_p50": pct(signal_lat, 0.5),
+                "signal_p95": pct(signal_lat, 0.95), "final_p50": pct(final_lat, 0.5), "final_p95": pct(final_lat, 0.95),
+                "server_cpu_per_audio_second": round(cpu / audio_seconds, 3), "wall_seconds": round(wall, 1),
+                "detail": calls,
+            })
+            r = rounds[-1]
+            print(f"{n} at once: {r['prompts']} prompts p50 {fmt(r['prompt_p50'])} p95 {fmt(r['prompt_p95'])} max {fmt(r['prompt_max'])}; "
+                  f"{r['signals']} signals p50 {fmt(r['signal_p50'])} p95 {fmt(r['signal_p95'])}; finals p50 {fmt(r['final_p50'])} "
+                  f"p95 {fmt(r['final_p95'])}; server CPU {r['server_cpu_per_audio_second']} s per s of call", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "recordings": [str(p) for p in recordings], "rounds": rounds}
+
+
+def fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recordings", nargs="+", default=[str(ROOT / "examples" / "example-call.wav")])
+    parser.add_argument("--limit", type=int, default=0, help="use the first N recordings")
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 3])
+    parser.add_argument("--stagger", type=float, default=2.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "live.json")
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The ASR scheduler: finals first, and interims never take the last free worker."""
+
+import asyncio
+import threading
+
+import numpy as np
+
+from coach.asr.scheduler import AsrScheduler
+from coach.asr.transcriber import DecodeOptions, Transcription
+
+
+class GatedTranscriber:
+    """Each call reports that it started, then waits until the test opens the gate."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.started: asyncio.Queue[str] = asyncio.Queue()
+        self.gate = threading.Event()
+
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions, context: str = "") -> Transcription:
+        self.loop.call_soon_threadsafe(self.started.put_nowait, context)
+        self.gate.wait()
+        return Transcription(context, -0.1, 0.0, 1.0, 1.0)
+
+
+async def test_a_final_starts_at_once_while_interims_are_running():
+    model = GatedTranscriber(asyncio.get_running_loop())
+    scheduler = AsrScheduler(model, workers=2)
+    audio = np.zeros(1600, np.float32)
+    try:
+        interims = [asyncio.create_task(scheduler.transcribe(audio, DecodeOptions(), final=False, audio_end=i, context=f"interim{i}")) for i in range(3)]
+        assert await model.started.get() == "interim0"
+        final = asyncio.create_task(scheduler.transcribe(audio, DecodeOptions(), final=True, audio_end=9, context="final"))
+        assert await model.started.get() == "final"  # the second worker was kept for it
+        assert model.started.empty()  # the other interims wait
+        model.gate.set()
+        assert (await final).text == "final"
+        assert [t.text for t in await asyncio.gather(*interims)] == ["interim0", "interim1", "interim2"]
+    finally:
+        model.gate.set()
+        scheduler.close()
