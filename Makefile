@@ -65,5 +65,12 @@ bench: install models
 	$(MAKE) system-deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"
 	$(PY) benchmarks/asr_bench.py $(BENCH_ARGS)
 
+# End-to-end prompt latency of `coach serve` with real websocket clients (docs/benchmarks.md).
+# Uses the synthesized calls in bench-out/calls (`make bench` makes them), else the example call.
+N ?= 3
+LIVE_CALLS ?= $(if $(wildcard bench-out/calls/dev-*.wav),bench-out/calls/dev-*.wav,$(EXAMPLE))
+bench-live: install models $(EXAMPLE)
+	$(PY) benchmarks/live_bench.py --recordings '$(LIVE_CALLS)' --limit 3 --concurrency 1,$(N)
+
 clean:
 	rm -rf $(VENV) examples/*.wav .pytest_cache bench-out test-artifacts
