@@ -98,7 +98,7 @@ async def _finish(ws: WebSocket, call: LiveCall | None, code: int = 1000, reason
         await call.end()
     try:
         await ws.close(code, reason[:120])
-    except RuntimeError:  # already closed by the client
+    except (RuntimeError, WebSocketDisconnect):  # the sender is already gone
         pass
 
 

@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from coach.bus import Subscription, Topic
 from coach.server.auth import TokenStore
@@ -49,7 +49,8 @@ async def board(ws: WebSocket, token: str | None, registry: CallRegistry, tokens
 
 async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
     log.info("reader refused (%d): %s", code, reason)
-    await ws.close(code, reason)
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await ws.close(code, reason)
 
 
 async def _pump(ws: WebSocket, topic: Topic, reader: Subscription, send_timeout: float, done_reason: str) -> None:
@@ -81,5 +82,5 @@ async def _pump(ws: WebSocket, topic: Topic, reader: Subscription, send_timeout:
     if code is not None:
         if code == TOO_SLOW:
             log.warning("dropped a slow reader: %s", reason)
-        with contextlib.suppress(RuntimeError, OSError):
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
             await ws.close(code, reason)

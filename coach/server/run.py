@@ -91,6 +91,8 @@ async def _play(server, app, base: str, audio, path: Path, agent_id: str) -> Non
     except OSError as exc:
         print(f"coach: could not play the example call: {exc}", flush=True)
         return
+    if server.should_exit:  # Ctrl-C cut the call short: the server is stopping
+        return
     events = app.state.registry.get(call.call_id)
     count = len(events.log.events) if events else 0
     print(
