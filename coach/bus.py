@@ -3,11 +3,13 @@
 Publishing never waits. Every reader has its own bounded queue; a reader that falls so far behind
 that its queue fills is dropped (its websocket is closed), so a slow or vanished client never
 stalls the call or another client. A reader that joins late first gets the log so far.
+Each message is turned into JSON once, however many readers it goes to.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -18,21 +20,26 @@ Message = dict[str, Any]
 _CLOSED = None  # put on a reader's queue when the stream ends
 
 
+def encode(message: Message) -> str:
+    return json.dumps(message, ensure_ascii=False)
+
+
 class Subscription:
-    """One reader: the messages to send, in order, until the stream ends or the reader is dropped."""
+    """One reader: the messages to send (as JSON text), in order, until the stream ends or the reader is dropped."""
 
     def __init__(self, limit: int, accept: Callable[[Message], bool] | None = None) -> None:
-        self.queue: asyncio.Queue[Message | None] = asyncio.Queue(limit)
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(limit)
         self.accept = accept  # None: every message; else only those it accepts (an agent's own calls)
         self.dropped = False  # fell behind: the reader should be closed
 
-    def offer(self, message: Message | None) -> bool:
+    def offer(self, message: Message | None, text: str | None = None) -> bool:
+        """Queue ``message`` (``text`` is its JSON, if already made); None ends the stream."""
         if self.dropped:
             return False
         if message is not None and self.accept is not None and not self.accept(message):
             return True
         try:
-            self.queue.put_nowait(message)
+            self.queue.put_nowait(None if message is None else text or encode(message))
             return True
         except asyncio.QueueFull:
             self.dropped = True
@@ -42,8 +49,8 @@ class Subscription:
             self.queue.put_nowait(_CLOSED)
             return False
 
-    async def get(self) -> Message | None:
-        """The next message, or None when the stream has ended or this reader was dropped."""
+    async def get(self) -> str | None:
+        """The next message as JSON text, or None when the stream has ended or this reader was dropped."""
         return await self.queue.get()
 
 
@@ -73,8 +80,9 @@ class Topic:
         self.readers.discard(reader)
 
     def _fan_out(self, message: Message) -> None:
+        text = encode(message) if self.readers else None
         for reader in list(self.readers):
-            if not reader.offer(message):
+            if not reader.offer(message, text):
                 log.warning("a reader fell %d messages behind and was dropped", self.limit)
                 self.readers.discard(reader)
 

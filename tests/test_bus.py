@@ -1,12 +1,14 @@
 """The call bus: replay for late readers, and a slow reader never holds anyone up."""
 
+import json
+
 from coach.bus import Board, CallLog
 
 
 async def drain(reader):
     out = []
     while (message := await reader.get()) is not None:
-        out.append(message)
+        out.append(json.loads(message))
     return out
 
 
@@ -29,7 +31,7 @@ async def test_a_reader_that_falls_behind_is_dropped_and_the_others_get_everythi
     got = []
     for i in range(50):
         log.publish({"n": i})
-        got.append(await fast.get())  # fast reads as it goes; slow never reads
+        got.append(json.loads(await fast.get()))  # fast reads as it goes; slow never reads
     assert [m["n"] for m in got] == list(range(50))
     assert slow.dropped and await slow.get() is None
     assert slow not in log.readers and fast in log.readers

@@ -6,6 +6,7 @@ releases them in order when the server stops: live calls are finished first, the
 The contract is ``../shared/spec/live-api.md``.
 """
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +49,6 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from coach.models import load_text_analyzer, load_transcriber
-        import asyncio
 
         speech = transcriber or await asyncio.to_thread(load_transcriber, settings)
         text_models = await asyncio.to_thread(load_text_analyzer, settings) if text is _LOAD else text
@@ -134,7 +134,7 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
     async def issue_token(body: TokenRequest, request: Request, _: Annotated[Principal, Depends(admin_only)]) -> dict:
         """A new token; its secret is shown only in this answer."""
         try:
-            token, record = request.app.state.tokens.issue(body.role, body.agent_id, body.name, body.ttl_seconds)
+            token, record = await asyncio.to_thread(request.app.state.tokens.issue, body.role, body.agent_id, body.name, body.ttl_seconds)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         return {"token": token, **record.public()}
@@ -145,7 +145,7 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
 
     @app.delete("/api/tokens/{token_id}", status_code=204)
     async def revoke_token(token_id: str, request: Request, _: Annotated[Principal, Depends(admin_only)]) -> None:
-        if not request.app.state.tokens.revoke(token_id):
+        if not await asyncio.to_thread(request.app.state.tokens.revoke, token_id):
             raise HTTPException(404, f"no token {token_id}")
 
     @app.get("/healthz")

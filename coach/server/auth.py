@@ -70,10 +70,14 @@ class TokenStore:
         self.path = path
         self._admin = _digest(admin_token) if admin_token else None
         self._records: dict[str, TokenRecord] = {}
+        self._by_hash: dict[str, TokenRecord] = {}
         if path.exists():
             for item in json.loads(path.read_text() or "[]"):
-                record = TokenRecord(**item)
-                self._records[record.id] = record
+                self._add(TokenRecord(**item))
+
+    def _add(self, record: TokenRecord) -> None:
+        self._records[record.id] = record
+        self._by_hash[record.hash] = record
 
     def authenticate(self, token: str | None) -> Principal | None:
         if not token:
@@ -81,15 +85,13 @@ class TokenStore:
         digest = _digest(token)
         if self._admin and hmac.compare_digest(digest, self._admin):
             return Principal("admin")
-        for record in self._records.values():
-            if hmac.compare_digest(digest, record.hash):
-                if record.revoked or (record.expires is not None and record.expires < time.time()):
-                    return None
-                return Principal(record.role, record.agent_id, record.id)
-        return None
+        record = self._by_hash.get(digest)  # looked up by the token's hash, never by the token
+        if record is None or record.revoked or (record.expires is not None and record.expires < time.time()):
+            return None
+        return Principal(record.role, record.agent_id, record.id)
 
     def issue(self, role: Role, agent_id: str | None = None, name: str | None = None, ttl: float | None = None) -> tuple[str, TokenRecord]:
-        """A new token (shown once) and its record."""
+        """A new token (shown once) and its record. Writes the file: call it off the event loop."""
         if role not in ROLES or role == "admin":
             raise ValueError(f"role must be one of lead, qa, agent, ingest, not {role!r}")
         if role == "agent" and not agent_id:
@@ -99,11 +101,12 @@ class TokenStore:
         record = TokenRecord(
             secrets.token_hex(6), _digest(token), role, agent_id, name, round(now, 3), None if ttl is None else round(now + ttl, 3)
         )
-        self._records[record.id] = record
+        self._add(record)
         self._save()
         return token, record
 
     def revoke(self, token_id: str) -> bool:
+        """Writes the file: call it off the event loop."""
         record = self._records.get(token_id)
         if record is None:
             return False

@@ -70,14 +70,17 @@ class LiveCall:
         self.error: str | None = None
         self._board = board
         self._frame = int(services.frame_seconds * SAMPLE_RATE)
-        self._audio: asyncio.Queue[np.ndarray | None] = asyncio.Queue(
-            max(4, int(services.queue_seconds / 0.02))  # counted in chunks: about 20 ms each from telephony
-        )
+        self._carry: list[np.ndarray] = []  # audio not yet a whole frame
+        self._held = 0
+        # whole frames waiting for the pipeline: at most queue_seconds of audio
+        self._audio: asyncio.Queue[np.ndarray | None] = asyncio.Queue(max(2, int(services.queue_seconds / services.frame_seconds)))
         self.pipeline = CallPipeline(
             layout, services.scheduler, services.asr, self._emit, services.vad_executor,
             vad_factory=services.vad_factory, policy=PromptPolicy(services.playbook), text=services.text,
         )
-        self._publish(self.summary())
+        summary = self.summary()
+        self.log.publish(self._stamp({**summary, "at": 0.0}))  # the call's own stream opens with its summary
+        board.publish(summary)
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"call {call_id}")
 
     @property
@@ -86,15 +89,28 @@ class LiveCall:
         return max(0.0, self.received - self.pipeline.consumed)
 
     async def feed(self, block: np.ndarray) -> None:
-        """Take ``(samples, channels)`` float32 audio at 16 kHz; waits while the call is far behind."""
+        """Take ``(samples, channels)`` float32 audio at 16 kHz, in any size; it goes to the pipeline
+        in frames of about 0.1 s (one VAD hop each, not one per 20 ms telephony chunk). Waits while
+        the call is far behind."""
         if self.state != "live" or block.shape[0] == 0:
             return
         self.received += block.shape[0] / SAMPLE_RATE
-        await self._audio.put(block)
+        self._carry.append(block)
+        self._held += block.shape[0]
+        if self._held < self._frame:
+            return
+        audio = np.concatenate(self._carry)
+        whole = audio.shape[0] - audio.shape[0] % self._frame
+        self._carry, self._held = [audio[whole:]], audio.shape[0] - whole
+        for start in range(0, whole, self._frame):
+            await self._audio.put(audio[start : start + self._frame])
 
     async def end(self) -> None:
         """The sender is done (or gone): finish the call with what was received."""
         if not self.task.done():
+            if self._held:
+                await self._audio.put(np.concatenate(self._carry))
+                self._carry, self._held = [], 0
             await self._audio.put(None)
         await asyncio.shield(self.task)
 
@@ -105,16 +121,8 @@ class LiveCall:
 
     async def _run(self) -> None:
         try:
-            carry: list[np.ndarray] = []
-            held = 0
-            while (block := await self._audio.get()) is not None:
-                carry.append(block)
-                held += block.shape[0]
-                if held >= self._frame:  # one VAD hop per ~100 ms, not per 20 ms telephony chunk
-                    await self.pipeline.push(np.concatenate(carry))
-                    carry, held = [], 0
-            if carry:
-                await self.pipeline.push(np.concatenate(carry))
+            while (frame := await self._audio.get()) is not None:
+                await self.pipeline.push(frame)
             await self.pipeline.finish()
         except asyncio.CancelledError:
             raise
@@ -143,15 +151,10 @@ class LiveCall:
         elif isinstance(event, RiskEvent):
             self.risk, changed = event.score, True
         if changed:
-            self._publish(self.summary())
+            self._board.publish(self.summary())
 
     def _stamp(self, message: dict[str, Any]) -> Message:
         return {**message, "call_id": self.call_id, "ts": round(time.time(), 3)}
-
-    def _publish(self, summary: Message) -> None:
-        if len(self.log.events) == 0:  # the call's own stream opens with its summary
-            self.log.publish(self._stamp({**summary, "at": 0.0}))
-        self._board.publish(summary)
 
     def summary(self) -> Message:
         """The board's line for this call (``/ws/board`` in live-api.md)."""

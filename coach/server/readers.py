@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -59,7 +58,7 @@ async def _pump(ws: WebSocket, topic: Topic, reader: Subscription, send_timeout:
     async def write() -> tuple[int, str]:
         while (message := await reader.get()) is not None:
             try:
-                await asyncio.wait_for(ws.send_text(json.dumps(message, ensure_ascii=False)), send_timeout)
+                await asyncio.wait_for(ws.send_text(message), send_timeout)
             except TimeoutError:
                 return TOO_SLOW, f"not reading: no send completed in {send_timeout:g} s"
         if reader.dropped:

@@ -75,10 +75,10 @@ async def _play(server, app, base: str, audio, path: Path, agent_id: str) -> Non
         if server.should_exit:
             return
         await asyncio.sleep(0.1)  # uvicorn says it has started only by this flag
-    tokens = app.state.tokens
-    ingest, _ = tokens.issue("ingest", name="make run: example call")
-    agent, _ = tokens.issue("agent", agent_id=agent_id, name=f"make run: {agent_id}'s sidebar")
-    lead, _ = tokens.issue("lead", name="make run: team lead")
+    issue = app.state.tokens.issue  # writes the token file: off the loop
+    ingest, _ = await asyncio.to_thread(issue, "ingest", name="make run: example call")
+    agent, _ = await asyncio.to_thread(issue, "agent", agent_id=agent_id, name=f"make run: {agent_id}'s sidebar")
+    lead, _ = await asyncio.to_thread(issue, "lead", name="make run: team lead")
     print(
         "\nOpen these while the example call plays:\n"
         f"  agent sidebar ({agent_id}): {base}/sidebar?token={agent}\n"
