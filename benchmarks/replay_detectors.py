@@ -46,7 +46,7 @@ def replay(stream: Path, analyzer, out: Path, carry: float) -> None:
         final = TranscriptEvent(e["at"], e["speaker"], e["id"], e["start"], e["end"], e["text"], True,
                                 mood.update(e["speaker"], reading.sentiment) if reading and reading.sentiment is not None else None)
         written.append(final.to_dict())
-        signals = triggers.on_final(final, reading.matches if reading else [])
+        signals = triggers.on_transcript(final, reading.matches if reading else [])
         written += [s.to_dict() for s in signals]
         written += [r.to_dict() for r in risk.on_signals(signals)]
         written += [r.to_dict() for r in risk.on_sentiment(final)]

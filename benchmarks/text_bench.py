@@ -86,7 +86,7 @@ def segment_costs(streams: Path, analyzer) -> dict:
     for e in finals:
         event = TranscriptEvent(e["at"], e["speaker"], e["id"], e["start"], e["end"], e["text"], True)
         started = time.perf_counter()
-        rules.on_final(event)
+        rules.on_transcript(event)
         rule_ms.append(1000 * (time.perf_counter() - started))
         model_ms.append(1000 * analyzer.read_now(e["speaker"], e["text"]).seconds)
     q = lambda xs, f: sorted(xs)[int(f * (len(xs) - 1))]  # noqa: E731

@@ -29,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--agent-channel", type=int, choices=(0, 1), default=0, help="channel of the agent in a stereo file (default 0, left)")
     analyze.add_argument("--model", help="speech model: 'base' (offline default), a faster-whisper name, or a folder")
     analyze.add_argument("--no-interims", action="store_true", help="final segments only (less CPU)")
+    analyze.add_argument("--store", action="store_true", help="keep the call (events and audio) in the store, for QA replay")
+    analyze.add_argument("--data-dir", type=Path, help="the store's folder (default: as `coach serve`, ~/.local/share/coach)")
+    analyze.add_argument("--call-id", help="id to keep the call under (default: the file's name)")
+    analyze.add_argument("--agent-id", help="the agent on the call, for QA filters")
 
     playbook = commands.add_parser("playbook", help="check the playbook", description="Validate a playbook "
         "(default: COACH_PLAYBOOK, else models/playbook.yaml) and summarise it.")
@@ -60,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--calls", type=int, default=1, help="how many calls to play at once (recordings are cycled)")
     simulate.add_argument("--stagger", type=float, default=2.0, help="seconds between call starts (default 2)")
 
+    report = commands.add_parser("report", help="flag precision from QA reviews, prompts per call, calls by risk",
+        description="Summarise the kept calls: each label's flags and the share QA marked right, prompts per call, "
+        "calls by highest risk.")
+    report.add_argument("--data-dir", type=Path, help="the store's folder (default: as `coach serve`)")
+    report.add_argument("--since", help="only calls started on or after this date (YYYY-MM-DD)")
+    report.add_argument("--json", action="store_true", help="print JSON")
+
     commands.add_parser("train", help="train the sentiment head and the trigger heads", description="Train "
         "models/heads/sentiment.json and models/heads/triggers.json from models/data/*.csv and "
         "models/exemplars.yaml (deterministic; `make train`).")
@@ -83,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_serve(args, settings))
         if args.command == "simulate":
             return asyncio.run(run_simulate(args, settings))
+        if args.command == "report":
+            return run_report(args, settings)
         return asyncio.run(run_analyze(args, settings))
     except CoachError as exc:
         print(f"coach: error: {exc}", file=sys.stderr)
@@ -167,6 +180,35 @@ async def run_simulate(args, settings: Settings) -> int:
     return 1 if refused else 0
 
 
+def run_report(args, settings: Settings) -> int:
+    import json
+    from datetime import datetime
+
+    from coach.report import build_report, format_report
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since).astimezone().timestamp()
+        except ValueError:
+            raise CoachError(f"--since wants a date like 2026-11-01, not {args.since!r}") from None
+    store = _existing_store(args.data_dir or settings.server.data_dir)
+    try:
+        report = build_report(store, since)
+    finally:
+        store.close()
+    print(json.dumps(report.to_dict(), indent=1) if args.json else format_report(report))
+    return 0
+
+
+def _existing_store(data_dir: Path):
+    from coach.store import open_store
+
+    if not (data_dir / "calls.db").is_file():
+        raise CoachError(f"no calls kept in {data_dir} yet (run `coach serve`, or `coach analyze --store`); --data-dir to look elsewhere")
+    return open_store(data_dir)
+
+
 async def run_analyze(args, settings: Settings) -> int:
     from coach.asr.scheduler import AsrScheduler
     from coach.audio.files import call_layout, probe
@@ -184,21 +226,34 @@ async def run_analyze(args, settings: Settings) -> int:
     scheduler = AsrScheduler(transcriber, settings.asr.worker_count)
     sink = JsonlSink() if args.jsonl else TranscriptView(duration=info.duration)
     finals = 0
+    keeper = await _start_keeping(args, settings, info, layout) if args.store else None
 
     def emit(event) -> None:
         nonlocal finals
         finals += bool(getattr(event, "final", False) and getattr(event, "text", ""))
         sink(event)
+        if keeper is not None:
+            keeper.event(event.to_dict())
 
+    error = None
     try:
         consumed = await analyze_recording(
-            args.recording, layout, scheduler, settings.asr, emit, sink.progress, policy=policy, text=text
+            args.recording, layout, scheduler, settings.asr, emit, sink.progress, policy=policy, text=text,
+            on_audio=keeper.audio if keeper is not None else None,
         )
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
     finally:
         sink.close()
         scheduler.close()
         if text is not None:
             text.close()
+        if keeper is not None:
+            await keeper.end(error)
+            keeper.executor.shutdown()
+            keeper.store.close()
+            print(f"kept as call {keeper.call_id} in {keeper.store.folder}", file=sys.stderr)
     if consumed == 0:
         raise AudioInputError(f"{args.recording} holds no audio samples")
     if info.duration and consumed < info.duration - 0.5:
@@ -209,6 +264,30 @@ async def run_analyze(args, settings: Settings) -> int:
     if finals == 0:
         raise AudioInputError(f"no speech found in {args.recording} ({consumed:.1f} s of silence or noise)")
     return 0
+
+
+async def _start_keeping(args, settings: Settings, info, layout):
+    """A recorder that writes the analysed call to the store as it goes, as a live call is kept."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from coach.server.recorder import CallRecorder
+    from coach.store import CallExistsInStore, CallRecord, open_store
+
+    data_dir = args.data_dir or settings.server.data_dir
+    call_id = args.call_id or args.recording.stem
+    store = await asyncio.to_thread(open_store, data_dir)
+    # the call's date is the recording's: when the file was written, less its length
+    started = args.recording.stat().st_mtime - (info.duration or 0.0)
+    record = CallRecord(call_id, args.agent_id, "recording", "live", started if started > 0 else time.time(), channels=len(layout.parties))
+    try:
+        await asyncio.to_thread(store.begin, record)
+    except CallExistsInStore:
+        store.close()
+        raise CoachError(f"a call {call_id} is already kept in {data_dir}; pass --call-id to keep this one under another id") from None
+    recorder = CallRecorder(store, ThreadPoolExecutor(1, thread_name_prefix="store"), record, layout)
+    recorder.start()
+    return recorder
 
 
 if __name__ == "__main__":

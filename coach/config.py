@@ -47,6 +47,10 @@ class AsrSettings(BaseModel):
     vad_threshold: float = Field(0.5, gt=0, lt=1)
     min_speech: float = Field(0.25, ge=0, description="speech (s) needed to open an utterance")
     min_silence: float = Field(0.7, gt=0, description="silence (s) that ends an utterance")
+    early_pause: float = Field(
+        0.4, ge=0, description="silence (s) after which the utterance so far is decoded as its final, to be "
+        "read for triggers at once and kept as the final if the party says no more; 0 = wait for min_silence"
+    )
     speech_pad: float = Field(0.4, ge=0, description="audio (s) kept either side of the speech")
     max_utterance: float = Field(28.0, gt=1, description="an utterance is cut at the next pause after this long")
     hard_max_utterance: float = Field(29.0, gt=1, description="an utterance is cut here even without a pause")
@@ -99,6 +103,7 @@ class ServerSettings(BaseModel):
     send_timeout: float = Field(5.0, gt=0, description="a reader whose sends stall this long (s) is dropped")
     reader_limit: int = Field(1000, ge=10, description="messages a reader may fall behind before it is dropped")
     keep_ended: int = Field(200, ge=0, description="ended calls kept in memory for late readers")
+    retention_days: float = Field(0, ge=0, description="delete stored calls (events, audio, reviews) after this many days; 0 = keep")
 
 
 class Settings(BaseSettings):

@@ -24,7 +24,7 @@ from coach.config import AsrSettings
 from coach.detect.timing import PartyActivity, TimingDetector
 from coach.detect.risk import RiskMeter
 from coach.detect.sentiment import CallMood
-from coach.detect.text import TextAnalyzer
+from coach.detect.text import TextAnalyzer, TextReading
 from coach.detect.triggers import TriggerDetector
 from coach.events import Event, SignalEvent, TranscriptEvent
 from coach.playbook import PromptPolicy
@@ -62,6 +62,7 @@ class CallPipeline:
         self.text = text  # sentiment and trigger similarity; None: phrase rules only
         self.mood = CallMood(text.mood_carry if text is not None else 0.0)
         self._reading: asyncio.Task | None = None  # the last final being read: finals go out in order
+        self._read: dict[str, tuple[str, TextReading]] = {}  # per open utterance: its last interim's text, read
         self._tasks: set[asyncio.Task] = set()
 
     def _clock(self) -> float:
@@ -100,16 +101,30 @@ class CallPipeline:
     def _transcribed(self, event: TranscriptEvent) -> None:
         if not event.final:
             self._emit(event)
+            if self.text is None:  # triggers are read on interims too: a prompt need not wait for the final
+                self._signalled(self.triggers.on_transcript(event))
+            else:
+                self._spawn(self._read_interim(event))
         elif self.text is None or not event.text:
             self._final(event, [])
         else:  # the final goes out with its sentiment, read off the loop in the text model's executor
-            task = asyncio.get_running_loop().create_task(self._read_final(event, self._reading))
-            self._reading = task
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._reading = self._spawn(self._read_final(event, self._reading))
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _read_interim(self, event: TranscriptEvent) -> None:
+        reading = await self.text.read(event.speaker, event.text)
+        self._read[event.id] = (event.text, reading)
+        self._signalled(self.triggers.on_transcript(replace(event, at=self.consumed), reading.matches))
 
     async def _read_final(self, event: TranscriptEvent, before: asyncio.Task | None) -> None:
-        reading = await self.text.read(event.speaker, event.text)
+        text, reading = self._read.pop(event.id, ("", None))
+        if reading is None or text != event.text:  # the final's words are new (most finals are an early interim's)
+            reading = await self.text.read(event.speaker, event.text)
         if before is not None:
             await asyncio.wait({before})
         sentiment = None if reading.sentiment is None else self.mood.update(event.speaker, reading.sentiment)
@@ -119,7 +134,7 @@ class CallPipeline:
         self._emit(event)
         if self.timing:
             self.timing.heard(event.speaker, event.text, event.at)
-        self._signalled(self.triggers.on_final(event, matches))
+        self._signalled(self.triggers.on_transcript(event, matches))
         for risk in self.risk.on_sentiment(event):
             self._emit(risk)
 
@@ -164,14 +179,22 @@ async def analyze_recording(
     frame_seconds: float = 0.096,
     policy: PromptPolicy | None = None,
     text: TextAnalyzer | None = None,
+    on_audio: Callable[[np.ndarray], None] | None = None,
 ) -> float:
     """Run a recording through a :class:`CallPipeline` frame by frame, as if live, in lockstep
-    with the ASR. Returns the seconds of audio consumed."""
+    with the ASR. ``on_audio`` sees every block of audio (16 kHz) as it is read. Returns the
+    seconds of audio consumed."""
     from coach.audio.files import read_blocks
+
+    async def blocks():
+        async for block in iterate_in_thread(read_blocks(path)):
+            if on_audio is not None:
+                on_audio(block)
+            yield block
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad") as vad_executor:
         pipeline = CallPipeline(layout, scheduler, settings, emit, vad_executor, policy=policy, text=text)
-        await feed_in_lockstep(pipeline, iterate_in_thread(read_blocks(path)), on_progress, frame_seconds)
+        await feed_in_lockstep(pipeline, blocks(), on_progress, frame_seconds)
     return pipeline.consumed
 
 

@@ -81,3 +81,9 @@ class Live:
         status, body = await self.request("POST", "/api/tokens", body={"role": role, "agent_id": agent_id})
         assert status == 201, body
         return body["token"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

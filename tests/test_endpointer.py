@@ -2,7 +2,7 @@
 
 import pytest
 
-from coach.asr.endpointer import Endpointer, EndpointSettings, SpeechEnded, SpeechPaused, SpeechStarted
+from coach.asr.endpointer import Endpointer, EndpointSettings, SpeechEnded, SpeechHalted, SpeechPaused, SpeechStarted
 from coach.asr.vad import WINDOW_SECONDS
 
 
@@ -79,3 +79,19 @@ def test_hard_max_cuts_even_without_a_pause():
     events = run(timeline((0.9, 30.0), (0, 1.0)), max_utterance=15.0, hard_max_utterance=20.0)
     ended = [e for _, e in events if isinstance(e, SpeechEnded)]
     assert ended[0].cut and ended[0].end - ended[0].start == pytest.approx(20.0, abs=0.05)
+
+
+def test_a_short_pause_announces_a_halt_once_before_the_utterance_ends():
+    probs = timeline((0.9, 1.0), (0.0, 0.5), (0.9, 1.0), (0.0, 1.0))
+    events = run(probs, early_pause=0.4, min_silence=0.7)
+    halts = [(t, e) for t, e in events if isinstance(e, SpeechHalted)]
+    # one halt per pause: at the 0.5 s dip (the party went on) and at the end (the party had finished)
+    assert [round(e.end, 1) for _, e in halts] == [1.0, 2.5]
+    assert [round(t - e.end, 2) for t, e in halts] == [pytest.approx(0.4, abs=0.04)] * 2
+    ended = [(t, e) for t, e in events if isinstance(e, SpeechEnded)]
+    assert len(ended) == 1 and ended[0][1].end == halts[-1][1].end and ended[0][0] > halts[-1][0]
+
+
+def test_no_halt_when_the_early_pause_is_not_shorter_than_the_endpoint():
+    events = run(timeline((0.9, 1.0), (0.0, 1.0)), early_pause=0.7, min_silence=0.7)
+    assert not any(isinstance(e, SpeechHalted) for _, e in events)

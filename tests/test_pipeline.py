@@ -79,6 +79,26 @@ async def test_redecode_mode_transcribes_the_whole_utterance_again_for_the_final
     assert longest >= 6.0  # the final saw the whole utterance
 
 
+async def test_the_final_is_decoded_at_a_short_pause_and_shown_before_the_utterance_is_known_to_be_over():
+    events, transcriber = await analyze(stereo(AGENT, CUSTOMER), early_pause=0.4, min_silence=0.7)
+    final = next(e for e in events if e["final"] and e["speaker"] == "customer")
+    early = [e for e in events if not e["final"] and e["speaker"] == "customer"]
+    assert early and early[-1]["text"] == final["text"] and early[-1]["end"] == final["end"]
+    assert 0.4 <= early[-1]["at"] - final["end"] < 0.6 <= final["at"] - final["end"]  # before the 0.7 s endpoint
+    # the early decode became the final: the customer's one second of speech was decoded once
+    assert sum(1 for seconds, options in transcriber.calls if options.beam_size == 5 and seconds < 2.5) == 1
+
+
+async def test_when_the_party_goes_on_after_the_short_pause_the_final_covers_all_of_it():
+    # a 0.5 s pause: long enough for the early decode, too short to end the utterance
+    customer = np.concatenate([silence(0.5), tone(600, 1.0), silence(0.5), tone(700, 1.0), silence(1.5)])
+    events, transcriber = await analyze(stereo(silence(customer.size / 16000), customer), early_pause=0.4, min_silence=0.7)
+    finals = [e for e in events if e["final"]]
+    assert len(finals) == 1 and set(finals[0]["text"].split()) == {"w6", "w7"}
+    interims = [e for e in events if not e["final"]]
+    assert set(interims[0]["text"].split()) == {"w6"}  # shown at the pause, then replaced
+
+
 async def test_without_interims_only_finals_are_emitted():
     events, _ = await analyze(stereo(AGENT, CUSTOMER), interims=False)
     assert events and all(e["final"] for e in events)

@@ -83,7 +83,9 @@ async def test_a_late_joiner_gets_the_same_events_in_the_same_order(live):
         after = await read_all(late)
     assert after == during and len(finals(after)) == 3
     status, call = await live.request("GET", "/api/calls/CA200")
-    assert status == 200 and call["events"] == after
+    kept = [{k: v for k, v in e.items() if k != "seq"} for e in call["events"]]
+    assert status == 200 and kept == [e for e in after if e["type"] != "call"]  # the store has every event
+    assert [e["seq"] for e in call["events"]] == list(range(len(kept)))
 
 
 async def test_generic_stream_stereo_at_44k1_with_the_agent_on_the_right(live):
@@ -124,6 +126,7 @@ async def test_a_sender_that_vanishes_mid_call_keeps_what_it_sent(live):
         await ws.send(_twilio_start("V1", ingest))
         for chunk in chunks[: len(chunks) * 3 // 4]:  # gone in the middle of the customer's turn
             await ws.send(chunk)
+        assert (await live.request("GET", "/api/calls/V1"))[0] == 200  # the call has started
         ws.transport.abort()  # no stop, no close frame
     async with connect(f"{live.ws}/ws/calls/V1?token={ADMIN}") as reader:
         events = await read_all(reader)
@@ -285,3 +288,49 @@ def _twilio_media(audio16k: np.ndarray):
         for channel, track in ((0, "outbound"), (1, "inbound")):
             payload = base64.b64encode(mulaw_encode(narrow[i : i + 160, channel])).decode()
             yield json.dumps({"event": "media", "media": {"track": track, "timestamp": str(i // 8), "payload": payload}})
+
+
+async def test_an_ended_call_is_kept_with_its_audio_seekable_and_qa_can_review_its_flags(live):
+    ingest, qa = await live.token("ingest"), await live.token("qa")
+    await play_call(live.url, ESCALATION, token=ingest, call_id="Q1", agent_id="ana", speed=0)
+    status, call = await live.request("GET", "/api/calls/Q1", token=qa)
+    assert status == 200 and call["state"] == "ended" and call["has_audio"] and call["flagged"]
+    assert "escalation_request" in call["labels"] and call["max_risk"] > 0
+    assert call["duration"] == pytest.approx(ESCALATION.shape[0] / 16000, abs=0.2)
+    # the recording: FLAC, agent left and customer right, and a player may ask for any byte range
+    def fetch(headers):
+        import urllib.request
+
+        req = urllib.request.Request(f"{live.url}/api/calls/Q1/audio", headers={"Authorization": f"Bearer {qa}", **headers})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+
+    status, headers, whole = await asyncio.to_thread(fetch, {})
+    assert status == 200 and headers["content-type"] == "audio/flac" and whole[:4] == b"fLaC"
+    status, headers, part = await asyncio.to_thread(fetch, {"Range": "bytes=100-199"})
+    assert status == 206 and part == whole[100:200] and headers["content-range"] == f"bytes 100-199/{len(whole)}"
+    from coach.audio.files import read_blocks
+
+    path = live.app.state.store.audio_path("Q1")
+    audio = np.concatenate(list(read_blocks(path)))
+    loud = np.abs(audio).max(axis=0)
+    assert audio.shape[1] == 2 and loud[0] > 0.1 and loud[1] > 0.1
+    first_customer = np.argmax(np.abs(audio[:, 1]) > 0.05) / 16000
+    assert first_customer == pytest.approx(2.5, abs=0.1)  # the agent's 1.5 s turn and 1 s pause come first, on the left
+    # QA marks the flag, with a note; who reviewed it is kept
+    flag = next(e for e in call["events"] if e["type"] == "signal")
+    status, review = await live.request("POST", "/api/calls/Q1/reviews", token=qa, body={"seq": flag["seq"], "verdict": "right", "note": "clear ask"})
+    assert status == 201 and review["label"] == flag["label"] and review["reviewer"] == "qa token " + review["reviewer"].split()[-1]
+    assert (await live.request("GET", "/api/calls/Q1", token=qa))[1]["reviews"][0]["note"] == "clear ask"
+    transcript = next(e for e in call["events"] if e["type"] == "transcript")
+    assert (await live.request("POST", "/api/calls/Q1/reviews", token=qa, body={"seq": transcript["seq"], "verdict": "wrong"}))[0] == 422
+    assert (await live.request("POST", "/api/calls/Q1/reviews", token=ingest, body={"seq": flag["seq"], "verdict": "wrong"}))[0] == 403
+    # filters: by label, by risk, by date
+    assert [c["call_id"] for c in (await live.request("GET", "/api/calls?label=escalation_request", token=qa))[1]] == ["Q1"]
+    assert (await live.request("GET", "/api/calls?label=abuse", token=qa))[1] == []
+    assert (await live.request("GET", "/api/calls?min_risk=101", token=qa))[0] == 422
+    assert (await live.request("GET", "/api/calls?since=2000-01-01", token=qa))[1][0]["call_id"] == "Q1"
+    assert (await live.request("GET", "/api/calls?until=2000-01-01T00:00:00Z", token=qa))[1] == []
+    # a kept call's id is not taken again
+    replay = await play_call(live.url, ESCALATION, token=ingest, call_id="Q1", speed=0)
+    assert replay.closed[0] == 4409

@@ -27,7 +27,7 @@ def analyzer(tmp_path_factory):
 def labels(analyzer, speaker, text):
     reading = analyzer.read_now(speaker, text)
     event = TranscriptEvent(10.0, speaker, f"{speaker}-1", 7.0, 9.5, text, True, reading.sentiment)
-    return {s.label: s for s in TriggerDetector().on_final(event, reading.matches)}
+    return {s.label: s for s in TriggerDetector().on_transcript(event, reading.matches)}
 
 
 

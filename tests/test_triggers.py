@@ -8,7 +8,7 @@ from coach.events import TranscriptEvent
 
 def labels(speaker, text):
     event = TranscriptEvent(10.0, speaker, f"{speaker}-1", 7.0, 9.5, text, True)
-    return {s.label for s in TriggerDetector().on_final(event)}
+    return {s.label for s in TriggerDetector().on_transcript(event)}
 
 
 @pytest.mark.parametrize(
@@ -62,10 +62,22 @@ def test_a_rule_only_hears_its_own_party():
 
 def test_the_evidence_is_the_words_that_matched():
     event = TranscriptEvent(10.0, "customer", "customer-1", 7.0, 9.5, "Right. Put me through to a manager, now.", True)
-    (signal,) = TriggerDetector().on_final(event)
+    (signal,) = TriggerDetector().on_transcript(event)
     assert signal.evidence == "Put me through to a manager" and signal.at == 10.0
 
 
 def test_leaving_a_review_is_a_public_threat_not_churn():
     assert labels("customer", "I'll be leaving a review on Trustpilot about this.") == {"legal_or_public_threat"}
     assert labels("customer", "I'm cancelling the appointment for Tuesday.") == set()
+
+
+def test_a_trigger_heard_in_an_interim_fires_once_for_the_whole_utterance():
+    detector = TriggerDetector()
+    interim = TranscriptEvent(4.0, "customer", "customer-2", 1.0, 3.5, "I want to speak to your manager", False)
+    final = TranscriptEvent(4.8, "customer", "customer-2", 1.0, 4.1, "I want to speak to your manager. Now.", True)
+    [signal] = detector.on_transcript(interim)
+    assert signal.label == "escalation_request" and signal.at == 4.0  # before the final
+    assert detector.on_transcript(final) == []  # the same utterance: not again
+    assert detector.on_transcript(interim) == []  # a late interim of a finished utterance is stale
+    again = TranscriptEvent(9.0, "customer", "customer-3", 6.0, 8.5, "Get me a manager", True)
+    assert [s.label for s in detector.on_transcript(again)] == ["escalation_request"]  # a new utterance fires anew

@@ -2,7 +2,8 @@
 
 Pure logic on a stream of 32 ms speech probabilities, so it is tested on synthetic timelines.
 An utterance opens after ``min_speech`` of speech and closes after ``min_silence`` of silence;
-a run-on utterance is cut at the first short pause after ``max_utterance`` seconds, or at
+``early_pause`` of silence before that, it is announced as halted (the party may have finished: its
+words so far can be read while the endpointer waits to be sure). A run-on utterance is cut at the first short pause after ``max_utterance`` seconds, or at
 ``hard_max_utterance`` whatever happens.
 """
 
@@ -26,6 +27,7 @@ class EndpointSettings:
     chunk_pause: float = 0.15  # a pause this long inside speech may end a chunk...
     min_chunk: float = 1.5  # ...once the chunk is this long
     max_chunk: float = 4.0  # a chunk is cut at its quietest moment if it runs this long without a pause
+    early_pause: float = 0.0  # silence that announces SpeechHalted; 0 (or >= min_silence): never
 
     @property
     def off_threshold(self) -> float:
@@ -41,6 +43,15 @@ class SpeechStarted:
 class SpeechPaused:
     """A chunk of the open utterance is complete. ``start`` and ``end`` are cut points (the middle of
     a pause, or the quietest moment): consecutive chunks share them, so no audio is heard twice."""
+
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class SpeechHalted:
+    """The party has been silent ``early_pause`` seconds: the utterance from ``start`` to ``end`` may be
+    over. Either :class:`SpeechEnded` with the same ``end`` follows, or speech goes on."""
 
     start: float
     end: float
@@ -63,6 +74,7 @@ class Endpointer:
         self._start = 0.0
         self._last_speech_end = 0.0
         self._chunk_start = 0.0
+        self._halted_at: float | None = None  # the speech end last announced as halted
         self._recent: deque[tuple[float, float]] = deque(maxlen=round(1.0 / WINDOW_SECONDS))  # the last second
 
     @property
@@ -77,9 +89,9 @@ class Endpointer:
     def last_speech_end(self) -> float:
         return self._last_speech_end
 
-    def update(self, probabilities) -> list[SpeechStarted | SpeechPaused | SpeechEnded]:
+    def update(self, probabilities) -> list[SpeechStarted | SpeechPaused | SpeechHalted | SpeechEnded]:
         s = self.settings
-        events: list[SpeechStarted | SpeechPaused | SpeechEnded] = []
+        events: list[SpeechStarted | SpeechPaused | SpeechHalted | SpeechEnded] = []
         for p in probabilities:
             begin, self._t = self._t, self._t + WINDOW_SECONDS
             self._recent.append((self._t, float(p)))  # (window end, probability)
@@ -104,7 +116,11 @@ class Endpointer:
             if silence >= s.min_silence - 1e-9:
                 events.append(SpeechEnded(self._start, self._last_speech_end))
                 self._speaking = False
-            elif (length >= s.max_utterance and silence >= s.cut_pause) or self._t - self._start >= s.hard_max_utterance:
+                continue
+            if 0 < s.early_pause <= silence + 1e-9 and self._halted_at != self._last_speech_end:
+                self._halted_at = self._last_speech_end
+                events.append(SpeechHalted(self._start, self._last_speech_end))
+            if (length >= s.max_utterance and silence >= s.cut_pause) or self._t - self._start >= s.hard_max_utterance:
                 end = self._last_speech_end if silence > 0 else self._t
                 events.append(SpeechEnded(self._start, end, cut=True))
                 self._start = self._chunk_start = end  # the party goes on talking: a new utterance starts here

@@ -2,7 +2,9 @@
 
 While a party speaks, each chunk of the open utterance (cut at a short pause, 3-6 s long) is
 transcribed once and the interim hypothesis grows by its words; when the utterance ends, its final
-follows. Results come back from the shared :class:`AsrScheduler` and are emitted with ``at`` = the
+follows. The final's decode starts early, at a shorter pause (``early_pause``) than the one that
+ends an utterance: its text goes out as an interim at once (so triggers are read before the
+endpointer is sure), and becomes the final if the party says nothing more. Results come back from the shared :class:`AsrScheduler` and are emitted with ``at`` = the
 call audio consumed at that moment.
 """
 
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from coach.asr.endpointer import Endpointer, EndpointSettings, SpeechEnded, SpeechPaused, SpeechStarted
+from coach.asr.endpointer import Endpointer, EndpointSettings, SpeechEnded, SpeechHalted, SpeechPaused, SpeechStarted
 from coach.asr.scheduler import AsrScheduler
 from coach.asr.transcriber import DecodeOptions, Transcription
 from coach.audio.frames import SAMPLE_RATE
@@ -106,6 +108,9 @@ class _Utterance:
     chunks: list[asyncio.Task] = field(default_factory=list)
     finalised: bool = False
     shown: bool = False  # an interim of it reached the sink
+    shown_end: float = 0.0  # where the last interim shown ended: an older, shorter one is not shown after it
+    early: asyncio.Task | None = None  # the final's decode, started at a pause, of the speech up to early_end
+    early_end: float = -1.0
 
 
 def _join(*parts: str) -> str:
@@ -142,6 +147,7 @@ class PartyTranscriber:
                 chunk_pause=settings.chunk_pause,
                 min_chunk=settings.min_chunk,
                 max_chunk=settings.max_chunk,
+                early_pause=settings.early_pause if settings.final_mode == "redecode" else 0.0,
             )
         )
         self.audio = RollingAudio()
@@ -170,6 +176,8 @@ class PartyTranscriber:
                 self._open = _Utterance(f"{self.speaker}-{self._count}", change.start, change.start)
             elif isinstance(change, SpeechPaused):
                 self._chunk_done(change.start, change.end)
+            elif isinstance(change, SpeechHalted):
+                self._decode_early(change)
             else:
                 self._finalise(change)
         self._forget_old_audio()
@@ -208,9 +216,32 @@ class PartyTranscriber:
             await asyncio.wait({prev})  # keep the chunks in spoken order
         if accept(result, audio.size / SAMPLE_RATE):
             utt.text = _join(utt.text, result.text)
-        if self.settings.interims and not utt.finalised and utt.text:
-            utt.shown = True
-            self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, utt.start, end, utt.text, False))
+        if self.settings.interims:
+            self._show(utt, end, utt.text)
+
+    def _show(self, utt: _Utterance, end: float, text: str) -> None:
+        """Emit an interim of ``utt`` up to ``end``, unless its final or a longer interim went out already."""
+        if utt.finalised or not text or end < utt.shown_end:
+            return
+        utt.shown, utt.shown_end = True, end
+        self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, utt.start, end, text, False))
+
+    def _decode_early(self, halted: SpeechHalted) -> None:
+        """The party paused: decode the utterance so far as its final would be decoded."""
+        utt = self._open
+        if utt is None:
+            return
+        if utt.early is not None:
+            utt.early.cancel()  # the party went on after the last pause: that decode is stale
+        audio = self._clip(halted.start, halted.end)
+        utt.early, utt.early_end = self._spawn(self._early_decode(utt, halted.end, audio)), halted.end
+
+    async def _early_decode(self, utt: _Utterance, end: float, audio: np.ndarray) -> str:
+        result = await self._scheduler.transcribe(audio, self._final, final=True, audio_end=end, context=self._context())
+        text = result.text if accept(result, audio.size / SAMPLE_RATE) else ""
+        if self.settings.interims:
+            self._show(utt, end, text)  # the whole utterance so far, better than its chunks
+        return text
 
     def _finalise(self, ended: SpeechEnded) -> None:
         utt = self._open or _Utterance(f"{self.speaker}-{self._count}", ended.start, ended.start)
@@ -219,10 +250,18 @@ class PartyTranscriber:
         if self._join_mode and utt.chunks:
             tail = self._clip(utt.chunk_from, ended.end) if ended.end - utt.chunk_from >= 0.1 else None
             self._spawn(self._final_from_chunks(utt, ended, tail))
-        else:
-            for chunk in utt.chunks:  # a fresh decode of the whole utterance replaces them
-                chunk.cancel()
-            self._spawn(self._final_redecode(utt, ended, self._clip(ended.start, ended.end)))
+            return
+        for chunk in utt.chunks:  # a fresh decode of the whole utterance replaces them
+            chunk.cancel()
+        if utt.early is not None and utt.early_end == ended.end and utt.start == ended.start:
+            self._spawn(self._final_from_early(utt, ended, utt.early))  # nothing said since: it is the final
+            return
+        if utt.early is not None:
+            utt.early.cancel()
+        self._spawn(self._final_redecode(utt, ended, self._clip(ended.start, ended.end)))
+
+    async def _final_from_early(self, utt: _Utterance, ended: SpeechEnded, early: asyncio.Task) -> None:
+        self._emit_final(utt, ended, await early)
 
     async def _final_from_chunks(self, utt: _Utterance, ended: SpeechEnded, tail: np.ndarray | None) -> None:
         text = ""

@@ -12,6 +12,7 @@ detector takes both, a rule first, and a label's veto silences both.
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 
 from coach.detect.exemplars import ExemplarMatch
@@ -119,13 +120,29 @@ def rule_flags(speaker: str, text: str, rules: tuple[Rule, ...] = RULES) -> bool
 
 
 class TriggerDetector:
-    """Final transcripts in, trigger signals out: one per label per utterance, a rule's or an exemplar's."""
+    """Transcripts in, trigger signals out: one per label per utterance, a rule's or an exemplar's.
+
+    Interims are read too, so a trigger fires as soon as its words are heard, not when the party has
+    finished; a label signalled on an interim is not signalled again by the utterance's final.
+    """
 
     def __init__(self, rules: tuple[Rule, ...] = RULES) -> None:
         self.rules = rules
         self._vetoing = {rule.label: rule for rule in rules if rule.veto is not None}
+        self._fired: dict[str, set[str]] = {}  # labels signalled so far, per open utterance
+        self._closed: deque[str] = deque(maxlen=64)  # utterances whose final was read: late interims are stale
 
-    def on_final(self, event: TranscriptEvent, matches: list[ExemplarMatch] = ()) -> list[SignalEvent]:
+    def on_transcript(self, event: TranscriptEvent, matches: list[ExemplarMatch] = ()) -> list[SignalEvent]:
+        if event.id in self._closed:
+            return []
+        fired = self._fired.pop(event.id, set()) if event.final else self._fired.setdefault(event.id, set())
+        if event.final:
+            self._closed.append(event.id)
+        signals = [s for s in self._detect(event, matches) if s.label not in fired]
+        fired.update(s.label for s in signals)
+        return signals
+
+    def _detect(self, event: TranscriptEvent, matches: list[ExemplarMatch]) -> list[SignalEvent]:
         signals = []
         for rule in self.rules:
             if rule.speaker != event.speaker:
@@ -140,5 +157,6 @@ class TriggerDetector:
             rule = self._vetoing.get(m.label)
             if m.label in fired or (rule is not None and rule.vetoed(event.text)):
                 continue
+            fired.add(m.label)
             signals.append(SignalEvent(event.at, m.label, event.speaker, event.start, event.end, m.score, m.evidence))
         return signals

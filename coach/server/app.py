@@ -8,13 +8,17 @@ The contract is ``../shared/spec/live-api.md``.
 
 import asyncio
 import logging
+import secrets
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
+from datetime import datetime, timezone
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -24,8 +28,9 @@ from coach.config import Settings
 from coach.playbook import load_playbook
 from coach.server import readers
 from coach.server.auth import Principal, TokenStore
-from coach.server.calls import CallRegistry, CallServices, LiveCall
+from coach.server.calls import CallRegistry, CallServices
 from coach.server.ingest import AudioStream, TwilioStream
+from coach.store import CallQuery, Review, open_store
 
 log = logging.getLogger("coach.server")
 
@@ -38,6 +43,12 @@ class TokenRequest(BaseModel):
     agent_id: str | None = Field(None, max_length=128)
     name: str | None = Field(None, max_length=200)
     ttl_seconds: float | None = Field(None, gt=0, description="the token expires after this long")
+
+
+class ReviewRequest(BaseModel):
+    seq: int = Field(ge=0, description="the flagged event: its `seq` in the call's events")
+    verdict: Literal["right", "wrong"]
+    note: str | None = Field(None, max_length=2000)
 
 
 def create_app(settings: Settings | None = None, *, transcriber: Any = None, text: Any = _LOAD, vad_factory: Any = None) -> FastAPI:
@@ -57,13 +68,24 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
         services = CallServices(scheduler, settings.asr, vad_executor, playbook, text_models, reader_limit=settings.server.reader_limit)
         if vad_factory is not None:
             services.vad_factory = vad_factory
-        app.state.registry = CallRegistry(services, keep_ended=settings.server.keep_ended)
+        store_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        store = await asyncio.get_running_loop().run_in_executor(store_executor, open_store, settings.server.data_dir)
+        app.state.store, app.state.store_executor = store, store_executor
+        recovered = await _in_store(app, store.recover)
+        if recovered:
+            log.warning("kept %d call(s) cut off by the last stop, marked interrupted", len(recovered))
+        upkeep = asyncio.get_running_loop().create_task(_retention(app, settings.server.retention_days))
+        app.state.registry = CallRegistry(services, keep_ended=settings.server.keep_ended, store=store, store_executor=store_executor)
         app.state.tokens = TokenStore(settings.server.data_dir / "tokens.json", admin)
         log.info("serving; data in %s", settings.server.data_dir)
         try:
             yield
         finally:
-            await app.state.registry.aclose()  # finish live calls while the models are still here
+            upkeep.cancel()
+            await asyncio.gather(upkeep, return_exceptions=True)
+            await app.state.registry.aclose()  # finish live calls (and seal their recordings) while the models are here
+            await _in_store(app, store.close)
+            store_executor.shutdown(wait=True)
             scheduler.close()
             vad_executor.shutdown(wait=True)
             if text_models is not None and text is _LOAD:
@@ -106,29 +128,71 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
             raise HTTPException(403, "only an admin may manage tokens")
         return who
 
+    async def stored_call(call_id: str, request: Request, who: Principal):
+        """The stored call, if the caller may see it."""
+        record = await _in_store(request.app, request.app.state.store.call, call_id)
+        if record is None:
+            raise HTTPException(404, f"no call {call_id}")
+        if not who.can_view(record.agent_id):
+            raise HTTPException(403, "an agent sees only their own calls")
+        return record
+
     @app.get("/api/calls")
     async def list_calls(
-        request: Request, who: Caller, flagged: bool | None = None, agent_id: str | None = None,
-        state: Literal["live", "ended"] | None = None,
+        request: Request, who: Caller, flagged: bool | None = None, label: str | None = None, agent_id: str | None = None,
+        state: Literal["live", "ended", "interrupted"] | None = None, since: datetime | None = None,
+        until: datetime | None = None, min_risk: Annotated[int | None, Query(ge=0, le=100)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0)] = 0,
     ) -> list[dict]:
-        """Calls the caller may see, newest first."""
-        calls = [c for c in request.app.state.registry.all() if who.can_view(c.agent_id)]
-        if flagged is not None:
-            calls = [c for c in calls if c.flagged == flagged]
-        if agent_id is not None:
-            calls = [c for c in calls if c.agent_id == agent_id]
-        if state is not None:
-            calls = [c for c in calls if c.state == state]
-        return [_metadata(c) for c in calls]
+        """Calls the caller may see, newest first. ``since``/``until``: ISO 8601 date or time, or Unix seconds."""
+        if who.role == "agent":
+            if agent_id not in (None, who.agent_id):
+                raise HTTPException(403, "an agent sees only their own calls")
+            agent_id = who.agent_id
+        elif not who.sees_every_call:
+            raise HTTPException(403, f"a {who.role} token cannot read calls")
+        query = CallQuery(flagged, label, agent_id, state, _seconds(since), _seconds(until), min_risk, limit, offset)
+        records = await _in_store(request.app, request.app.state.store.calls, query)
+        return [_public(r, request) for r in records]
 
     @app.get("/api/calls/{call_id}")
     async def get_call(call_id: str, request: Request, who: Caller) -> dict:
-        call = request.app.state.registry.get(call_id)
-        if call is None:
-            raise HTTPException(404, f"no call {call_id}")
-        if not who.can_view(call.agent_id):
-            raise HTTPException(403, "an agent sees only their own calls")
-        return {**_metadata(call), "events": list(call.log.events)}
+        """The call's metadata, every event (each with its ``seq``), and QA's reviews."""
+        record = await stored_call(call_id, request, who)
+        store = request.app.state.store
+        events = await _in_store(request.app, store.events, call_id)
+        reviews = await _in_store(request.app, store.reviews, call_id)
+        return {**_public(record, request), "events": events, "reviews": [r.__dict__ for r in reviews]}
+
+    @app.get("/api/calls/{call_id}/audio", response_class=FileResponse)
+    async def call_audio(call_id: str, request: Request, who: Caller) -> FileResponse:
+        """The recording (FLAC, agent left, customer right); takes HTTP Range requests, so a player can seek."""
+        record = await stored_call(call_id, request, who)
+        if record.state == "live":
+            raise HTTPException(409, "the call is live: its recording is ready when it ends")
+        path = await _in_store(request.app, request.app.state.store.audio_path, call_id)
+        if path is None:
+            raise HTTPException(404, f"no recording kept for call {call_id}")
+        return FileResponse(path, media_type="audio/flac", filename=f"{call_id}.flac", content_disposition_type="inline")
+
+    @app.get("/api/calls/{call_id}/reviews")
+    async def list_reviews(call_id: str, request: Request, who: Caller) -> list[dict]:
+        await stored_call(call_id, request, who)
+        return [r.__dict__ for r in await _in_store(request.app, request.app.state.store.reviews, call_id)]
+
+    @app.post("/api/calls/{call_id}/reviews", status_code=201)
+    async def add_review(call_id: str, body: ReviewRequest, request: Request, who: Caller) -> dict:
+        """QA's verdict on one flagged moment (a ``signal`` event), with a note; saved with who reviewed it."""
+        if not who.can_review:
+            raise HTTPException(403, "only qa, lead or admin tokens may review calls")
+        await stored_call(call_id, request, who)
+        events = await _in_store(request.app, request.app.state.store.events, call_id)
+        flagged = next((e for e in events if e["seq"] == body.seq), None)
+        if flagged is None or flagged.get("type") != "signal":
+            raise HTTPException(422, f"event {body.seq} of call {call_id} is not a flag (a signal event)")
+        review = Review(secrets.token_hex(8), call_id, body.seq, flagged["label"], body.verdict, body.note, who.who, round(time.time(), 3))
+        await _in_store(request.app, request.app.state.store.add_review, review)
+        return review.__dict__
 
     @app.post("/api/tokens", status_code=201)
     async def issue_token(body: TokenRequest, request: Request, _: Annotated[Principal, Depends(admin_only)]) -> dict:
@@ -166,12 +230,40 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
     async def board_page() -> FileResponse:
         return FileResponse(WEB_DIR / "board.html")
 
+    @app.get("/qa", include_in_schema=False)
+    async def qa_page() -> FileResponse:
+        return FileResponse(WEB_DIR / "qa.html")
+
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app
 
 
-def _metadata(call: LiveCall) -> dict:
-    return {
-        **call.summary(), "ended_at": call.ended_at, "duration": round(call.pipeline.consumed, 2), "flagged": call.flagged,
-        "lag": round(call.lag, 2),
-    }
+def _public(record, request: Request) -> dict:
+    """A stored call as the API shows it; a live call also says how far its analysis is behind."""
+    out = record.public()
+    live = request.app.state.registry.live.get(record.call_id)
+    if live is not None:
+        out["lag"] = round(live.lag, 2)
+    return out
+
+
+def _seconds(when: datetime | None) -> float | None:
+    if when is None:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
+async def _in_store(app: FastAPI, method, *args):
+    """Run a store method in the store's thread (reads and writes in order, never on the loop)."""
+    return await asyncio.get_running_loop().run_in_executor(app.state.store_executor, method, *args)
+
+
+async def _retention(app: FastAPI, days: float) -> None:
+    """Delete calls older than ``days``, now and every hour."""
+    if days <= 0:
+        return
+    while True:
+        removed = await _in_store(app, app.state.store.purge, time.time() - days * 86400)
+        if removed:
+            log.info("retention: deleted %d call(s) older than %g days", removed, days)
+        await asyncio.sleep(3600)

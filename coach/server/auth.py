@@ -28,6 +28,16 @@ class Principal:
     role: Role
     agent_id: str | None = None
     token_id: str | None = None
+    name: str | None = None
+
+    @property
+    def who(self) -> str:
+        """How this holder is named in what they write (QA reviews)."""
+        return self.name or (f"{self.role} token {self.token_id}" if self.token_id else self.role)
+
+    @property
+    def can_review(self) -> bool:
+        return self.role in ("admin", "lead", "qa")
 
     def can_view(self, agent_id: str | None) -> bool:
         """May this holder read a call handled by ``agent_id``?"""
@@ -88,7 +98,7 @@ class TokenStore:
         record = self._by_hash.get(digest)  # looked up by the token's hash, never by the token
         if record is None or record.revoked or (record.expires is not None and record.expires < time.time()):
             return None
-        return Principal(record.role, record.agent_id, record.id)
+        return Principal(record.role, record.agent_id, record.id, record.name)
 
     def issue(self, role: Role, agent_id: str | None = None, name: str | None = None, ttl: float | None = None) -> tuple[str, TokenRecord]:
         """A new token (shown once) and its record. Writes the file: call it off the event loop."""

@@ -29,6 +29,8 @@ from coach.detect.text import TextAnalyzer
 from coach.events import Event, PromptEvent, RiskEvent, SignalEvent
 from coach.pipeline import CallPipeline
 from coach.playbook import Playbook, PromptPolicy
+from coach.server.recorder import CallRecorder
+from coach.store import CallExistsInStore, CallRecord, CallStore
 
 log = logging.getLogger("coach.calls")
 
@@ -51,11 +53,14 @@ class CallServices:
 
 
 class CallExists(Exception):
-    """A stream for this call id is already live."""
+    """A stream for this call id is already live, or a call with this id is already kept."""
 
 
 class LiveCall:
-    def __init__(self, call_id: str, agent_id: str | None, layout: CallLayout, services: CallServices, board: Board) -> None:
+    def __init__(
+        self, call_id: str, agent_id: str | None, layout: CallLayout, services: CallServices, board: Board,
+        recorder: CallRecorder | None = None,
+    ) -> None:
         self.call_id = call_id
         self.agent_id = agent_id
         self.started_at = time.time()
@@ -69,6 +74,7 @@ class LiveCall:
         self.flagged = False
         self.error: str | None = None
         self._board = board
+        self.recorder = recorder
         self._frame = int(services.frame_seconds * SAMPLE_RATE)
         self._carry: list[np.ndarray] = []  # audio not yet a whole frame
         self._held = 0
@@ -81,6 +87,8 @@ class LiveCall:
         summary = self.summary()
         self.log.publish(self._stamp({**summary, "at": 0.0}))  # the call's own stream opens with its summary
         board.publish(summary)
+        if recorder is not None:
+            recorder.start()
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"call {call_id}")
 
     @property
@@ -95,6 +103,8 @@ class LiveCall:
         if self.state != "live" or block.shape[0] == 0:
             return
         self.received += block.shape[0] / SAMPLE_RATE
+        if self.recorder is not None:
+            self.recorder.audio(block)  # kept as received, whether or not the analysis keeps up
         self._carry.append(block)
         self._held += block.shape[0]
         if self._held < self._frame:
@@ -129,9 +139,14 @@ class LiveCall:
         except Exception as exc:  # one call's failure must not touch another call
             log.exception("call %s failed", self.call_id)
             self.error = f"{type(exc).__name__}: {exc}"
-            self.log.publish(self._stamp({"type": "error", "at": round(self.pipeline.consumed, 2), "message": "the call's analysis failed; its events so far are kept"}))
+            error = self._stamp({"type": "error", "at": round(self.pipeline.consumed, 2), "message": "the call's analysis failed; its events so far are kept"})
+            self.log.publish(error)
+            if self.recorder is not None:
+                self.recorder.event(error)
         finally:
             await self.pipeline.aclose()
+            if self.recorder is not None:
+                await self.recorder.end(self.error)
             self.state = "ended"
             self.ended_at = time.time()
             summary = self.summary()
@@ -141,7 +156,10 @@ class LiveCall:
             log.info("call %s ended after %.1f s of audio", self.call_id, self.pipeline.consumed)
 
     def _emit(self, event: Event) -> None:
-        self.log.publish(self._stamp(event.to_dict()))
+        message = self._stamp(event.to_dict())
+        self.log.publish(message)
+        if self.recorder is not None:
+            self.recorder.event(message)
         changed = False
         if isinstance(event, SignalEvent):
             self.signals = (self.signals + [event.label])[-RECENT_SIGNALS:]
@@ -170,15 +188,29 @@ class CallRegistry:
 
     services: CallServices
     keep_ended: int = 200
+    store: CallStore | None = None  # every call is kept here as it goes
+    store_executor: Executor | None = None  # the store's one writer thread
     board: Board = field(default_factory=Board)
     live: dict[str, LiveCall] = field(default_factory=dict)
     ended: OrderedDict[str, LiveCall] = field(default_factory=OrderedDict)
+    _starting: set[str] = field(default_factory=set)
 
-    def start(self, call_id: str, agent_id: str | None, layout: CallLayout) -> LiveCall:
-        if call_id in self.live:
-            raise CallExists(call_id)
-        self.ended.pop(call_id, None)  # a new call with an old id replaces the old one
-        call = LiveCall(call_id, agent_id, layout, self.services, self.board)
+    async def start(self, call_id: str, agent_id: str | None, layout: CallLayout) -> LiveCall:
+        if call_id in self.live or call_id in self._starting:
+            raise CallExists(f"call {call_id} is already streaming")
+        recorder = None
+        if self.store is not None:
+            record = CallRecord(call_id, agent_id, "live", "live", time.time(), channels=len(layout.parties))
+            self._starting.add(call_id)  # held while the store answers
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.store_executor, self.store.begin, record)
+            except CallExistsInStore:
+                raise CallExists(f"call {call_id} was taken before and is kept; use a new call id") from None
+            finally:
+                self._starting.discard(call_id)
+            recorder = CallRecorder(self.store, self.store_executor, record, layout)
+        self.ended.pop(call_id, None)
+        call = LiveCall(call_id, agent_id, layout, self.services, self.board, recorder)
         self.live[call_id] = call
         call.task.add_done_callback(lambda _: self._ended(call))
         log.info("call %s started (agent %s, %s)", call_id, agent_id, "+".join(s for s, _ in layout.parties))

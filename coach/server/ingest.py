@@ -61,11 +61,11 @@ def _check_call_id(call_id: object) -> str:
     return call_id
 
 
-def _start_call(registry: CallRegistry, call_id: str, agent_id: str | None, layout: CallLayout) -> LiveCall:
+async def _start_call(registry: CallRegistry, call_id: str, agent_id: str | None, layout: CallLayout) -> LiveCall:
     try:
-        return registry.start(call_id, agent_id, layout)
-    except CallExists:
-        raise StreamRefused(CALL_EXISTS, f"call {call_id} is already streaming") from None
+        return await registry.start(call_id, agent_id, layout)
+    except CallExists as exc:
+        raise StreamRefused(CALL_EXISTS, str(exc)) from None
 
 
 async def _receive(ws: WebSocket, max_bytes: int) -> str | bytes | None:
@@ -168,7 +168,7 @@ class TwilioStream:
         agent_id = params.get("agent_id")
         self.aligner = TrackAligner(self.tracks, MULAW_RATE)
         self.resampler = Resampler(MULAW_RATE, len(self.tracks))
-        self.call = _start_call(self.registry, call_id, str(agent_id) if agent_id is not None else None, layout)
+        self.call = await _start_call(self.registry, call_id, str(agent_id) if agent_id is not None else None, layout)
 
     async def _media(self, message: dict) -> None:
         if self.call is None or self.aligner is None:
@@ -227,7 +227,7 @@ class AudioStream:
             width = header.channels * (2 if header.encoding == "pcm_s16le" else 1)
             decode = pcm16_decode if header.encoding == "pcm_s16le" else mulaw_decode
             resampler = Resampler(header.sample_rate, header.channels)
-            self.call = _start_call(self.registry, header.call_id, header.agent_id, layout)
+            self.call = await _start_call(self.registry, header.call_id, header.agent_id, layout)
             carry = b""  # a frame may end mid-sample; the rest comes with the next
             while (frame := await _receive(ws, self.max_bytes)) is not None:
                 if isinstance(frame, bytes):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -29,7 +30,7 @@ async def call_events(ws: WebSocket, call_id: str, token: str | None, registry: 
     if principal is None:
         return await _refuse(ws, UNAUTHENTICATED, "missing, unknown, expired or revoked token")
     if call is None:
-        return await _refuse(ws, NOT_FOUND, f"no call {call_id[:60]}")
+        return await _replay_kept(ws, call_id, principal, registry, send_timeout)
     if not principal.can_view(call.agent_id):
         return await _refuse(ws, FORBIDDEN, "an agent sees only their own calls")
     await _pump(ws, call.log, call.log.subscribe(), send_timeout, "call ended")
@@ -44,6 +45,22 @@ async def board(ws: WebSocket, token: str | None, registry: CallRegistry, tokens
         return await _refuse(ws, FORBIDDEN, "an ingest token cannot read calls")
     accept = None if principal.sees_every_call else (lambda summary: principal.can_view(summary.get("agent_id")))
     await _pump(ws, registry.board, registry.board.subscribe(accept), send_timeout, "server stopping")
+
+
+async def _replay_kept(ws: WebSocket, call_id: str, principal, registry: CallRegistry, send_timeout: float) -> None:
+    """A call no longer in memory (an older one, or from before a restart): its kept events, then close."""
+    store = registry.store
+    loop = asyncio.get_running_loop()
+    record = None if store is None else await loop.run_in_executor(registry.store_executor, store.call, call_id)
+    if record is None:
+        return await _refuse(ws, NOT_FOUND, f"no call {call_id[:60]}")
+    if not principal.can_view(record.agent_id):
+        return await _refuse(ws, FORBIDDEN, "an agent sees only their own calls")
+    events = await loop.run_in_executor(registry.store_executor, store.events, call_id)
+    with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect, TimeoutError):
+        for event in events:
+            await asyncio.wait_for(ws.send_text(json.dumps(event)), send_timeout)
+        await ws.close(1000, f"call {record.state}")
 
 
 async def _refuse(ws: WebSocket, code: int, reason: str) -> None:

@@ -1,0 +1,98 @@
+"""One live call written to the store as it goes: its events, its audio, its summary.
+
+The call hands over events and audio without waiting; every ``flush_seconds`` what has gathered is
+written in the store's own thread (one thread for all calls, so writes never overlap and the
+event loop never waits on the disk). A crash loses at most that much; the end of the call writes
+the rest and seals the recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy as np
+
+from coach.audio.frames import CallLayout
+from coach.store import CallRecord, CallStore
+
+log = logging.getLogger("coach.recorder")
+
+
+class CallRecorder:
+    def __init__(self, store: CallStore, executor: Executor, record: CallRecord, layout: CallLayout, flush_seconds: float = 0.5) -> None:
+        self.store = store
+        self.call_id = record.call_id
+        self.executor = executor
+        self._layout = layout
+        self._flush_seconds = flush_seconds
+        self._events: list[dict[str, Any]] = []
+        self._audio: list[np.ndarray] = []
+        self._labels: list[str] = []
+        self._risk = 0
+        self._prompts = 0
+        self._consumed = 0.0
+        self._writing: asyncio.Future | None = None
+        self._timer: asyncio.Task | None = None
+        self.failed: str | None = None  # the store refused a write: the call goes on, unrecorded
+
+    def start(self) -> None:
+        self._timer = asyncio.get_running_loop().create_task(self._flush_every(), name=f"record {self.call_id}")
+
+    def event(self, message: dict[str, Any]) -> None:
+        self._events.append(message)
+        kind = message.get("type")
+        if kind == "signal" and message["label"] not in self._labels:
+            self._labels.append(message["label"])
+        elif kind == "prompt":
+            self._prompts += 1
+        elif kind == "risk":
+            self._risk = int(message["score"])
+        if "at" in message:
+            self._consumed = max(self._consumed, float(message["at"]))
+
+    def audio(self, block: np.ndarray) -> None:
+        """``(samples, channels)`` as the call's layout has them; kept agent left, customer right."""
+        parties = self._layout.split(block)
+        if "mixed" in parties:
+            self._audio.append(parties["mixed"][:, None])
+        else:
+            self._audio.append(np.stack([parties["agent"], parties["customer"]], axis=1))
+
+    def _summary(self) -> dict[str, Any]:
+        return {"risk": self._risk, "labels": list(self._labels), "prompts": self._prompts, "duration": self._consumed}
+
+    async def _flush_every(self) -> None:
+        while True:
+            await asyncio.sleep(self._flush_seconds)  # a write interval, not a synchronisation
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what has gathered (after any write still going)."""
+        events, self._events = self._events, []
+        audio = np.concatenate(self._audio) if self._audio else None
+        self._audio = []
+        await self._write(self.store.append, self.call_id, events, audio, self._summary())
+
+    async def end(self, error: str | None = None) -> None:
+        """The call is over: write the rest and seal the recording."""
+        if self._timer is not None:
+            self._timer.cancel()
+            await asyncio.gather(self._timer, return_exceptions=True)
+        await self.flush()
+        await self._write(self.store.end, self.call_id, self._summary(), "ended", error)
+
+    async def _write(self, method, *args) -> None:
+        loop = asyncio.get_running_loop()
+        previous = self._writing
+        self._writing = loop.run_in_executor(self.executor, method, *args)
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        try:
+            await asyncio.shield(self._writing)
+        except Exception as exc:  # a full disk must not end the call; say so once
+            if self.failed is None:
+                log.error("call %s: cannot write to the store (%s); the call goes on", self.call_id, exc)
+            self.failed = f"{type(exc).__name__}: {exc}"

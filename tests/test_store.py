@@ -1,0 +1,202 @@
+"""Every call kept: the store round-trips calls, survives a crash, forgets old calls, and reports."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+
+from coach.audio.files import read_blocks
+from coach.report import build_report, format_report
+from coach.store import CallExistsInStore, CallQuery, CallRecord, Review, SqlCallStore
+from tests.fakes import silence, stereo
+from tests.live import ADMIN, PHRASES, said
+from tests.test_server import _twilio_media, _twilio_start
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def signal_event(at, label, seq_hint=""):
+    return {"type": "signal", "at": at, "label": label, "speaker": "customer", "start": at - 2, "end": at - 0.5, "score": 0.8, "evidence": seq_hint}
+
+
+def test_a_call_round_trips_with_its_events_and_lossless_audio(tmp_path):
+    store = SqlCallStore(tmp_path)
+    store.begin(CallRecord("CA1", "ana", "live", "live", 1000.0))
+    rng = np.random.default_rng(0)
+    audio = (rng.integers(-20000, 20000, size=(16000 * 3, 2)) / 32767).astype(np.float32)
+    store.append("CA1", [{"type": "transcript", "at": 1.0, "text": "hello", "final": True}], audio[:16000], {"risk": 10})
+    store.append("CA1", [signal_event(2.5, "abuse"), {"type": "risk", "at": 2.5, "score": 55}], audio[16000:],
+                 {"risk": 55, "labels": ["abuse"], "prompts": 1})
+    assert store.call("CA1").state == "live" and store.audio_path("CA1") is None  # no recording until it ends
+    store.end("CA1", {"risk": 30, "duration": 3.0})
+    call = store.call("CA1")
+    assert (call.state, call.risk, call.max_risk, call.flagged, call.labels, call.prompts) == ("ended", 30, 55, True, ["abuse"], 1)
+    assert [e["seq"] for e in store.events("CA1")] == [0, 1, 2] and store.events("CA1")[1]["label"] == "abuse"
+    kept = np.concatenate(list(read_blocks(store.audio_path("CA1"))))
+    assert kept.shape == audio.shape and np.abs(kept - audio).max() < 1 / 16000  # lossless, to the 16-bit sample
+    with pytest.raises(CallExistsInStore):
+        store.begin(CallRecord("CA1", "bo", "live", "live", 2000.0))
+    store.close()
+    again = SqlCallStore(tmp_path)  # survives a restart
+    assert again.call("CA1").labels == ["abuse"] and len(again.events("CA1")) == 3
+    again.close()
+
+
+def test_calls_are_found_by_flag_label_agent_date_and_risk(tmp_path):
+    store = SqlCallStore(tmp_path)
+    for i, (agent, labels, risk) in enumerate([("ana", ["abuse"], 80), ("bo", [], 5), ("ana", ["churn_threat", "abuse_x"], 40)]):
+        store.begin(CallRecord(f"C{i}", agent, "live", "live", 1000.0 + i * 86400))
+        store.append(f"C{i}", [], None, {"risk": risk, "labels": labels})
+        store.end(f"C{i}", {})
+
+    def ids(**query):
+        return [c.call_id for c in store.calls(CallQuery(**query))]
+
+    assert ids() == ["C2", "C1", "C0"]  # newest first
+    assert ids(flagged=True) == ["C2", "C0"] and ids(flagged=False) == ["C1"]
+    assert ids(label="abuse") == ["C0"]  # a whole label, not a prefix of another
+    assert ids(agent_id="ana") == ["C2", "C0"] and ids(min_risk=50) == ["C0"]
+    assert ids(since=1000.0 + 86400, until=1000.0 + 2 * 86400) == ["C1"]
+    assert ids(limit=1, offset=1) == ["C1"]
+    store.close()
+
+
+def test_old_calls_are_deleted_with_their_recordings(tmp_path):
+    store = SqlCallStore(tmp_path)
+    for call_id, started in (("OLD", time.time() - 40 * 86400), ("NEW", time.time())):
+        store.begin(CallRecord(call_id, None, "live", "live", started))
+        store.append(call_id, [signal_event(1.0, "abuse")], np.zeros((1600, 2), np.float32), {"labels": ["abuse"]})
+        store.end(call_id, {})
+    old_audio = store.audio_path("OLD")
+    store.add_review(Review("r1", "OLD", 0, "abuse", "right", None, "qa", time.time()))
+    assert store.purge(time.time() - 30 * 86400) == 1
+    assert store.call("OLD") is None and store.events("OLD") == [] and store.reviews("OLD") == [] and not old_audio.exists()
+    assert store.call("NEW") is not None and store.audio_path("NEW").is_file()
+    store.close()
+
+
+def test_report_gives_flag_precision_from_reviews_prompts_per_call_and_risk_bands(tmp_path, capsys):
+    store = SqlCallStore(tmp_path)
+    for call_id, risk in (("A", 85), ("B", 10)):
+        store.begin(CallRecord(call_id, "ana", "live", "live", time.time()))
+        events = [signal_event(3.0, "escalation_request"), {"type": "prompt", "at": 3.0, "kind": "deescalate"},
+                  signal_event(9.0, "dismissive_phrase")] if call_id == "A" else []
+        store.append(call_id, events, None, {"risk": risk, "labels": [e["label"] for e in events if e["type"] == "signal"]})
+        store.end(call_id, {})
+    store.add_review(Review("r1", "A", 0, "escalation_request", "right", None, "qa", 1.0))
+    store.add_review(Review("r2", "A", 2, "dismissive_phrase", "right", None, "qa", 2.0))
+    store.add_review(Review("r3", "A", 2, "dismissive_phrase", "wrong", "a quote", "lead", 3.0))  # the later verdict counts
+    report = build_report(store)
+    figures = {f.label: f for f in report.labels}
+    assert (figures["escalation_request"].flags, figures["escalation_request"].precision) == (1, 1.0)
+    assert (figures["dismissive_phrase"].reviewed, figures["dismissive_phrase"].precision) == (1, 0.0)
+    assert report.labels[0].label == "dismissive_phrase"  # the rule to tune comes first
+    assert report.prompts_per_call == {"mean": 0.5, "median": 0.5, "max": 1}
+    assert report.risk_bands == {"low (0-39)": 1, "mid (40-69)": 0, "high (70-100)": 1}
+    assert "dismissive_phrase" in format_report(report)
+    store.close()
+
+
+def test_report_command_explains_an_empty_data_dir(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "coach", "report", "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 1 and "no calls kept" in out.stderr and "Traceback" not in out.stderr
+
+
+def _get(url: str, token: str = ADMIN):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def _events(url: str) -> list[dict]:
+    try:
+        return _get(url)["events"]
+    except urllib.error.HTTPError:  # not started yet
+        return []
+
+
+def _start_server(data_dir: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.serve_fakes", str(data_dir), str(port)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # waiting for the process to listen, with a deadline
+        try:
+            _get(f"http://127.0.0.1:{port}/healthz")
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("the server did not come up")
+
+
+async def test_a_server_killed_mid_call_keeps_the_call_up_to_the_crash(tmp_path):
+    from tests.live import free_port
+
+    port = free_port()
+    base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+    proc = await asyncio.to_thread(_start_server, tmp_path, port)
+    try:
+        call = stereo(("agent", said(300)), ("agent", silence(1.0)), ("customer", said(500)), ("customer", silence(1.0)),
+                      ("agent", said(800, 3.0)), ("agent", silence(2.0)))
+        chunks = list(_twilio_media(call))
+        heard_until = 5.0  # the agent's first line and the customer's request are complete by then
+        async with connect(f"{ws_base}/ws/twilio") as sender:
+            await sender.send(_twilio_start("K1", ADMIN))
+            for chunk in chunks[: int(len(chunks) * heard_until / (call.shape[0] / 16000))]:
+                await sender.send(chunk)
+            # wait until the store has the customer's request: what a crash now must not lose
+            deadline = time.monotonic() + 20
+            while not any(e["type"] == "signal" for e in await asyncio.to_thread(_events, f"{base}/api/calls/K1")):
+                assert time.monotonic() < deadline, "the signal never reached the store"
+                await asyncio.sleep(0.1)  # polling the store for a condition, with a deadline
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(proc.wait)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    proc = await asyncio.to_thread(_start_server, tmp_path, port)
+    try:
+        kept = await asyncio.to_thread(_get, f"{base}/api/calls/K1")
+        assert kept["state"] == "interrupted" and kept["has_audio"] and "escalation_request" in kept["labels"]
+        texts = [e["text"] for e in kept["events"] if e["type"] == "transcript" and e["final"]]
+        assert texts[:2] == [PHRASES[300], PHRASES[500]]
+        req = urllib.request.Request(f"{base}/api/calls/K1/audio", headers={"Authorization": f"Bearer {ADMIN}"})
+        audio_file = tmp_path / "k1.flac"
+        audio_file.write_bytes(await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=10).read()))
+        audio = np.concatenate(list(read_blocks(audio_file)))
+        request_end = 1.5 + 1.0 + 1.5
+        assert request_end <= audio.shape[0] / 16000 <= heard_until + 0.1  # the audio up to the crash, no more
+        assert np.abs(audio[int(2.6 * 16000) : int(3.9 * 16000), 1]).max() > 0.1  # the customer's words, on the right
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.wait)
+
+
+async def test_a_kept_call_replays_to_a_reader_after_a_restart(tmp_path):
+    from coach.simulate import play_call
+    from tests.live import running_server
+    from tests.test_server import ESCALATION, read_all
+
+    async with running_server(tmp_path) as live:
+        await play_call(live.url, ESCALATION, token=ADMIN, call_id="R1", agent_id="ana", speed=0)
+    async with running_server(tmp_path) as live:  # a new server on the same data: the call is no longer in memory
+        async with connect(f"{live.ws}/ws/calls/R1?token={ADMIN}") as reader:
+            events = await read_all(reader)
+        assert [e["text"] for e in events if e["type"] == "transcript"] == [PHRASES[300], PHRASES[400], PHRASES[500]]
+        assert any(e["type"] == "signal" for e in events) and all(e["call_id"] == "R1" for e in events)
+        agent_bo = await live.token("agent", "bo")
+        async with connect(f"{live.ws}/ws/calls/R1?token={agent_bo}") as reader:
+            await read_all(reader)
+        assert reader.close_code == 4403
