@@ -24,7 +24,7 @@ from coach.config import AsrSettings
 from coach.detect.timing import PartyActivity, TimingDetector
 from coach.detect.risk import RiskMeter
 from coach.detect.sentiment import CallMood
-from coach.detect.text import TextAnalyzer, TextReading
+from coach.detect.text import TextAnalyzer
 from coach.detect.triggers import TriggerDetector
 from coach.events import Event, SignalEvent, TranscriptEvent
 from coach.playbook import PromptPolicy
@@ -62,7 +62,6 @@ class CallPipeline:
         self.text = text  # sentiment and trigger similarity; None: phrase rules only
         self.mood = CallMood(text.mood_carry if text is not None else 0.0)
         self._reading: asyncio.Task | None = None  # the last final being read: finals go out in order
-        self._read: dict[str, tuple[str, TextReading]] = {}  # per open utterance: its last interim's text, read
         self._tasks: set[asyncio.Task] = set()
 
     def _clock(self) -> float:
@@ -101,10 +100,9 @@ class CallPipeline:
     def _transcribed(self, event: TranscriptEvent) -> None:
         if not event.final:
             self._emit(event)
-            if self.text is None:  # triggers are read on interims too: a prompt need not wait for the final
-                self._signalled(self.triggers.on_transcript(event))
-            else:
-                self._spawn(self._read_interim(event))
+            # the phrase rules read interims too, so a prompt need not wait for the final; similarity
+            # (the trigger heads) waits for the final's words: on partial sentences it raised false alarms
+            self._signalled(self.triggers.on_transcript(event))
         elif self.text is None or not event.text:
             self._final(event, [])
         else:  # the final goes out with its sentiment, read off the loop in the text model's executor
@@ -116,15 +114,8 @@ class CallPipeline:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _read_interim(self, event: TranscriptEvent) -> None:
-        reading = await self.text.read(event.speaker, event.text)
-        self._read[event.id] = (event.text, reading)
-        self._signalled(self.triggers.on_transcript(replace(event, at=self.consumed), reading.matches))
-
     async def _read_final(self, event: TranscriptEvent, before: asyncio.Task | None) -> None:
-        text, reading = self._read.pop(event.id, ("", None))
-        if reading is None or text != event.text:  # the final's words are new (most finals are an early interim's)
-            reading = await self.text.read(event.speaker, event.text)
+        reading = await self.text.read(event.speaker, event.text)
         if before is not None:
             await asyncio.wait({before})
         sentiment = None if reading.sentiment is None else self.mood.update(event.speaker, reading.sentiment)

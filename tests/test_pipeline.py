@@ -99,6 +99,23 @@ async def test_when_the_party_goes_on_after_the_short_pause_the_final_covers_all
     assert set(interims[0]["text"].split()) == {"w6"}  # shown at the pause, then replaced
 
 
+async def test_a_phrase_rule_fires_on_the_early_interim_once_before_the_final():
+    from tests.fakes import PhraseTranscriber
+
+    phrases = {300: "Thanks for calling.", 500: "I want to speak to your manager right now."}
+    events = []
+    scheduler = AsrScheduler(PhraseTranscriber(phrases), workers=2)
+    audio = stereo(np.concatenate([silence(0.5), tone(300, 1.5), silence(5.0)]), np.concatenate([silence(3.0), tone(500, 1.5), silence(2.5)]))
+    with ThreadPoolExecutor(1) as vad_executor:
+        pipeline = CallPipeline(CallLayout.stereo(), scheduler, AsrSettings(early_pause=0.4), events.append, vad_executor, EnergyVad)
+        await feed_in_lockstep(pipeline, blocks_of(audio))
+    scheduler.close()
+    [signal] = [e for e in events if e.type == "signal"]
+    final = next(e for e in events if e.type == "transcript" and e.final and e.speaker == "customer")
+    assert signal.label == "escalation_request" and signal.at < final.at  # on the interim, not again on the final
+    assert signal.at - final.end < 0.6
+
+
 async def test_without_interims_only_finals_are_emitted():
     events, _ = await analyze(stereo(AGENT, CUSTOMER), interims=False)
     assert events and all(e["final"] for e in events)

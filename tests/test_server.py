@@ -309,6 +309,21 @@ async def test_an_ended_call_is_kept_with_its_audio_seekable_and_qa_can_review_i
     assert status == 200 and headers["content-type"] == "audio/flac" and whole[:4] == b"fLaC"
     status, headers, part = await asyncio.to_thread(fetch, {"Range": "bytes=100-199"})
     assert status == 206 and part == whole[100:200] and headers["content-range"] == f"bytes 100-199/{len(whole)}"
+    # an <audio src> sends no header: the token may come in the query, as for the websockets
+    def fetch_query(token):
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(f"{live.url}/api/calls/Q1/audio?token={token}", headers={"Range": "bytes=0-3"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, b""
+
+    assert await asyncio.to_thread(fetch_query, qa) == (206, b"fLaC")
+    assert (await asyncio.to_thread(fetch_query, "not-a-token"))[0] == 401
+    assert (await asyncio.to_thread(fetch_query, await live.token("agent", "bo")))[0] == 403
     from coach.audio.files import read_blocks
 
     path = live.app.state.store.audio_path("Q1")

@@ -165,3 +165,9 @@ export function showConnection(state, text) {
   node.dataset.state = state;
   node.textContent = text;
 }
+
+/** Request headers carrying the page's token as a bearer token ({} when there is none). */
+export function authHeaders() {
+  const t = token();
+  return t ? { Authorization: `Bearer ${t}` } : {};
+}

@@ -165,8 +165,12 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
         return {**_public(record, request), "events": events, "reviews": [r.__dict__ for r in reviews]}
 
     @app.get("/api/calls/{call_id}/audio", response_class=FileResponse)
-    async def call_audio(call_id: str, request: Request, who: Caller) -> FileResponse:
-        """The recording (FLAC, agent left, customer right); takes HTTP Range requests, so a player can seek."""
+    async def call_audio(call_id: str, request: Request, token: str | None = None) -> FileResponse:
+        """The recording (FLAC, agent left, customer right); takes HTTP Range requests, so a player can seek.
+        Besides the bearer header it takes ``?token=``, as the websockets do, so an ``<audio src>`` can stream it."""
+        who = request.app.state.tokens.authenticate(token) if token and "authorization" not in request.headers else principal(request)
+        if who is None:
+            raise HTTPException(401, "a valid token is required", headers={"WWW-Authenticate": "Bearer"})
         record = await stored_call(call_id, request, who)
         if record.state == "live":
             raise HTTPException(409, "the call is live: its recording is ready when it ends")

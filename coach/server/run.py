@@ -79,10 +79,12 @@ async def _play(server, app, base: str, audio, path: Path, agent_id: str) -> Non
     ingest, _ = await asyncio.to_thread(issue, "ingest", name="make run: example call")
     agent, _ = await asyncio.to_thread(issue, "agent", agent_id=agent_id, name=f"make run: {agent_id}'s sidebar")
     lead, _ = await asyncio.to_thread(issue, "lead", name="make run: team lead")
+    qa, _ = await asyncio.to_thread(issue, "qa", name="make run: QA")
     print(
         "\nOpen these while the example call plays:\n"
         f"  agent sidebar ({agent_id}): {base}/sidebar?token={agent}\n"
-        f"  team lead board:        {base}/board?token={lead}\n",
+        f"  team lead board:        {base}/board?token={lead}\n"
+        f"  QA replay (after the call): {base}/qa?token={qa}\n",
         flush=True,
     )
     print(f"playing {path.name} as a live call through /ws/twilio ({audio.shape[0] / 16000:.0f} s, real time)", flush=True)
@@ -96,7 +98,7 @@ async def _play(server, app, base: str, audio, path: Path, agent_id: str) -> Non
     events = app.state.registry.get(call.call_id)
     count = len(events.log.events) if events else 0
     print(
-        f"the example call ended ({count} events); it stays at the links above for replay. "
+        f"the example call ended ({count} events) and is kept: replay its flags with audio on the QA page. "
         f"Play more with `coach simulate {path} --server {base} --token <ingest token>`. Ctrl-C stops.",
         flush=True,
     )
