@@ -134,3 +134,23 @@ def test_a_reader_that_stops_early_is_no_error(short_call):
                          capture_output=True, text=True, timeout=300)
     assert json.loads(run.stdout)["type"] == "transcript"
     assert "Traceback" not in run.stderr and "Error" not in run.stderr
+
+
+def test_a_recording_analysed_with_store_is_kept_for_qa_like_a_live_call(short_call, tmp_path):
+    from coach.audio.files import read_blocks
+    from coach.store import open_store
+
+    path, timeline = short_call
+    run = coach("analyze", path, "--jsonl", "--store", "--data-dir", tmp_path, "--agent-id", "ana")
+    assert run.returncode == 0, run.stderr
+    printed = [json.loads(line) for line in run.stdout.splitlines()]
+    store = open_store(tmp_path)
+    call = store.call(path.stem)
+    assert (call.state, call.source, call.agent_id) == ("ended", "recording", "ana")
+    assert [{k: v for k, v in e.items() if k != "seq"} for e in store.events(path.stem)] == printed  # every event, in order
+    kept = np.concatenate(list(read_blocks(store.audio_path(path.stem))))
+    original = np.concatenate(list(read_blocks(path)))
+    assert kept.shape == original.shape and np.abs(kept - original).max() < 2e-4  # lossless, channels as recorded
+    store.close()
+    again = coach("analyze", path, "--store", "--data-dir", tmp_path)
+    assert again.returncode == 1 and "already kept" in again.stderr and "--call-id" in again.stderr
