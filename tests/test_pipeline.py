@@ -196,3 +196,15 @@ async def test_a_monologue_puts_up_a_stop_sign_while_the_agent_talks_and_takes_i
     assert 32.5 <= sign["at"] <= 34.0  # 30 s into the agent's turn, which began at 3 s
     cleared = next(e for e in wire if e["type"] == "prompt_cleared")
     assert cleared["id"] == sign["id"] and 43.0 <= cleared["at"] <= 44.5  # once the agent has stopped
+
+
+async def test_a_long_utterance_shows_its_last_words_at_the_short_pause_before_the_whole_decode():
+    # three chunks of one utterance (AGENT): at the end, the words after the last chunk are decoded alone first
+    events, transcriber = await analyze(stereo(AGENT, CUSTOMER), early_pause=0.4, min_silence=0.7)
+    agent = [e for e in events if e["speaker"] == "agent"]
+    final = next(e for e in agent if e["final"])
+    at_pause = [e for e in agent if not e["final"] and e["end"] == final["end"]]
+    assert at_pause and "w5" in at_pause[0]["text"].split()  # the last words, shown before the final
+    assert at_pause[0]["at"] < final["at"]
+    tails = [seconds for seconds, options in transcriber.calls if options.beam_size == 1 and seconds < 3.5]
+    assert tails  # the tail alone (about 2 s of speech and its pad), greedy

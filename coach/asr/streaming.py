@@ -63,6 +63,7 @@ class RollingAudio:
         return self._chunks[0]
 
 
+MIN_TAIL = 0.3  # seconds: less speech than this after the last chunk is not decoded on its own
 SHORT_UTTERANCE = 2.0  # seconds: a noise burst is short, and Whisper makes words of it with little confidence
 
 
@@ -233,8 +234,20 @@ class PartyTranscriber:
             return
         if utt.early is not None:
             utt.early.cancel()  # the party went on after the last pause: that decode is stale
+        if self.settings.interims and utt.chunks and halted.end - utt.chunk_from >= MIN_TAIL:
+            # a long utterance: its whole decode takes a while, so the words since the last chunk are
+            # decoded on their own first (greedy, a short window) and shown after the chunks
+            tail = self.audio.slice(utt.chunk_from, halted.end + self.settings.speech_pad)
+            self._spawn(self._early_tail(utt, halted.end, tail, utt.last_chunk))
         audio = self._clip(halted.start, halted.end)
         utt.early, utt.early_end = self._spawn(self._early_decode(utt, halted.end, audio)), halted.end
+
+    async def _early_tail(self, utt: _Utterance, end: float, audio: np.ndarray, prev: asyncio.Task | None) -> None:
+        result = await self._scheduler.transcribe(audio, self._chunk, final=True, audio_end=end)  # urgent: a prompt may wait on it
+        if prev is not None:
+            await asyncio.wait({prev})  # the chunks before it are in utt.text
+        if accept(result, audio.size / SAMPLE_RATE):
+            self._show(utt, end, _join(utt.text, result.text))
 
     async def _early_decode(self, utt: _Utterance, end: float, audio: np.ndarray) -> str:
         result = await self._scheduler.transcribe(audio, self._final, final=True, audio_end=end, context=self._context())
