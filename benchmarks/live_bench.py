@@ -74,7 +74,7 @@ def completing_audio(signal: dict) -> float:
     return signal["end"]
 
 
-async def one_call(base: str, ws_base: str, audio, ingest: str, reader_token: str, call_id: str, agent: str) -> dict:
+async def one_call(base: str, ws_base: str, audio, ingest: str, reader_token: str, call_id: str, agent: str, streams: Path | None = None) -> dict:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
@@ -115,6 +115,12 @@ async def one_call(base: str, ws_base: str, audio, ingest: str, reader_token: st
             sent = sent_at(completing_audio(trigger)) if trigger else None
             if sent is not None:
                 prompts.append({"kind": event["kind"], "label": event["signals"][0], "latency": wall - sent})
+    if streams is not None:  # each event with the call audio the sender had sent when it arrived
+        streams.mkdir(parents=True, exist_ok=True)
+        with open(streams / f"{call_id}.jsonl", "w") as f:
+            for wall, event in arrivals:
+                sent = bisect.bisect_right(sent_wall, wall)
+                f.write(json.dumps({"sent": round(sent_audio[sent - 1], 3) if sent else 0.0, **event}) + "\n")
     finals = [e for _, e in arrivals if e["type"] == "transcript" and e["final"] and e["text"]]
     final_lag = [wall - sent_at(e["end"]) for wall, e in arrivals if e in finals and sent_at(e["end"]) is not None]
     return {"call_id": call_id, "seconds": len(audio) / 16000, "prompts": prompts, "signals": signals, "final_latency": final_lag}
@@ -145,11 +151,11 @@ async def run(args) -> dict:
         for n in args.concurrency:
             cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
             if n == 1:  # one call at a time, through the recordings
-                calls = [await one_call(base, ws_base, a, ingest, lead, f"B1x{i}", f"agent-{i}") for i, a in enumerate(audios)]
+                calls = [await one_call(base, ws_base, a, ingest, lead, f"B1x{i}", f"agent-{i}", args.streams) for i, a in enumerate(audios)]
             else:
                 async def staggered(i: int):
                     await asyncio.sleep(i * args.stagger)
-                    return await one_call(base, ws_base, audios[i % len(audios)], ingest, lead, f"B{n}x{i}", f"agent-{i}")
+                    return await one_call(base, ws_base, audios[i % len(audios)], ingest, lead, f"B{n}x{i}", f"agent-{i}", args.streams)
                 calls = await asyncio.gather(*(staggered(i) for i in range(n)))
             cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - wall0
             audio_seconds = sum(c["seconds"] for c in calls)
@@ -185,6 +191,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 3])
     parser.add_argument("--stagger", type=float, default=2.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "live.json")
+    parser.add_argument("--streams", type=Path, help="write each call's events, with the audio sent when each arrived, here")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)

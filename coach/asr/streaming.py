@@ -234,24 +234,26 @@ class PartyTranscriber:
             return
         if utt.early is not None:
             utt.early.cancel()  # the party went on after the last pause: that decode is stale
+        for chunk in utt.chunks:
+            chunk.cancel()  # a chunk's interim not yet decoded: the whole decode below covers its words
         if self.settings.interims and utt.chunks and halted.end - utt.chunk_from >= MIN_TAIL:
             # a long utterance: its whole decode takes a while, so the words since the last chunk are
-            # decoded on their own first (greedy, a short window) and shown after the chunks
+            # decoded on their own first (greedy, a short window) and shown after the chunks heard so far
             tail = self.audio.slice(utt.chunk_from, halted.end + self.settings.speech_pad)
-            self._spawn(self._early_tail(utt, halted.end, tail, utt.last_chunk))
+            self._spawn(self._early_tail(utt, halted.end, tail))
         audio = self._clip(halted.start, halted.end)
-        utt.early, utt.early_end = self._spawn(self._early_decode(utt, halted.end, audio)), halted.end
+        utt.early, utt.early_end = self._spawn(self._early_decode(utt, halted.end, audio, len(utt.chunks))), halted.end
 
-    async def _early_tail(self, utt: _Utterance, end: float, audio: np.ndarray, prev: asyncio.Task | None) -> None:
+    async def _early_tail(self, utt: _Utterance, end: float, audio: np.ndarray) -> None:
         result = await self._scheduler.transcribe(audio, self._chunk, final=True, audio_end=end)  # urgent: a prompt may wait on it
-        if prev is not None:
-            await asyncio.wait({prev})  # the chunks before it are in utt.text
         if accept(result, audio.size / SAMPLE_RATE):
             self._show(utt, end, _join(utt.text, result.text))
 
-    async def _early_decode(self, utt: _Utterance, end: float, audio: np.ndarray) -> str:
+    async def _early_decode(self, utt: _Utterance, end: float, audio: np.ndarray, chunks: int) -> str:
         result = await self._scheduler.transcribe(audio, self._final, final=True, audio_end=end, context=self._context())
         text = result.text if accept(result, audio.size / SAMPLE_RATE) else ""
+        if text and len(utt.chunks) == chunks and utt.chunk_from >= end:
+            utt.text = text  # the party may go on: later chunks add to this (the chunks it covers were cancelled)
         if self.settings.interims:
             self._show(utt, end, text)  # the whole utterance so far, better than its chunks
         return text
