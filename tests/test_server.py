@@ -349,3 +349,43 @@ async def test_an_ended_call_is_kept_with_its_audio_seekable_and_qa_can_review_i
     # a kept call's id is not taken again
     replay = await play_call(live.url, ESCALATION, token=ingest, call_id="Q1", speed=0)
     assert replay.closed[0] == 4409
+
+
+async def test_metrics_show_live_calls_their_lag_and_what_was_sent_in_prometheus_format(live):
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    ingest, lead = await live.token("ingest"), await live.token("lead")
+
+    def scrape(token):
+        req = urllib.request.Request(f"{live.url}/metrics", headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.headers["content-type"], resp.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, None, ""
+
+    def samples(text):
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+    async with connect(f"{live.ws}/ws/twilio") as ws:  # a call left open mid-way: live, with a lag figure
+        await ws.send(_twilio_start("MET1", ingest))
+        for chunk in list(_twilio_media(ESCALATION))[:50]:
+            await ws.send(chunk)
+        assert (await live.request("GET", "/api/calls/MET1"))[0] == 200
+        status, kind, text = await asyncio.to_thread(scrape, lead)
+        assert status == 200 and kind.startswith("text/plain")
+        during = samples(text)
+        assert during[("coach_live_calls", ())] == 1
+        assert ("coach_call_lag_seconds", (("call_id", "MET1"),)) in during
+        await ws.send(json.dumps({"event": "stop"}))
+    await play_call(live.url, ESCALATION, token=ingest, call_id="MET2", speed=0)
+    after = samples((await asyncio.to_thread(scrape, lead))[2])
+    assert after[("coach_live_calls", ())] == 0 and after[("coach_calls_started_total", ())] == 2
+    assert after[("coach_prompts_sent_total", (("kind", "deescalate"),))] >= 1
+    assert after[("coach_signals_total", (("label", "escalation_request"),))] >= 1
+    assert after[("coach_asr_audio_seconds_total", ())] > 0 and after[("coach_asr_busy_seconds_total", ())] > 0
+    assert (await asyncio.to_thread(scrape, ingest))[0] == 403
+    assert (await asyncio.to_thread(scrape, "nope"))[0] == 401

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -43,6 +45,19 @@ class AsrScheduler:
         self._interims_running = 0
         self._interim_slots = max(1, workers - 1)
         self._seq = itertools.count()
+        # for /metrics: model time spent and audio transcribed (their ratio is the real-time factor)
+        self.busy_seconds = 0.0
+        self.audio_seconds = 0.0
+        self.jobs_done = 0
+        self._tally = threading.Lock()  # workers add to the three figures above
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def running(self) -> int:
+        return self._running
 
     async def transcribe(
         self, audio: np.ndarray, options: DecodeOptions, *, final: bool, audio_end: float, context: str = ""
@@ -63,8 +78,19 @@ class AsrScheduler:
                 continue
             self._running += 1
             self._interims_running += interim
-            work = loop.run_in_executor(self._executor, self.transcriber.transcribe, job.audio, job.options, job.context)
+            work = loop.run_in_executor(self._executor, self._timed, job)
             work.add_done_callback(lambda done, job=job: self._finished(loop, job, done))
+
+    def _timed(self, job: _Job) -> Transcription:
+        """In a worker thread: the model call, timed."""
+        started = time.perf_counter()
+        try:
+            return self.transcriber.transcribe(job.audio, job.options, job.context)
+        finally:
+            with self._tally:
+                self.busy_seconds += time.perf_counter() - started
+                self.audio_seconds += job.audio.size / 16000
+                self.jobs_done += 1
 
     def _finished(self, loop: asyncio.AbstractEventLoop, job: _Job, done: asyncio.Future) -> None:
         self._running -= 1

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from datetime import datetime, timezone
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -30,6 +30,8 @@ from coach.server import readers
 from coach.server.auth import Principal, TokenStore
 from coach.server.calls import CallRegistry, CallServices
 from coach.server.ingest import AudioStream, TwilioStream
+from coach.server.metrics import CONTENT_TYPE as METRICS_TYPE
+from coach.server.metrics import render as render_metrics
 from coach.store import CallQuery, Review, open_store
 
 log = logging.getLogger("coach.server")
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
         if recovered:
             log.warning("kept %d call(s) cut off by the last stop, marked interrupted", len(recovered))
         upkeep = asyncio.get_running_loop().create_task(_retention(app, settings.server.retention_days))
+        app.state.scheduler, app.state.counters = scheduler, services.counters
         app.state.registry = CallRegistry(services, keep_ended=settings.server.keep_ended, store=store, store_executor=store_executor)
         app.state.tokens = TokenStore(settings.server.data_dir / "tokens.json", admin)
         log.info("serving; data in %s", settings.server.data_dir)
@@ -215,6 +218,13 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
     async def revoke_token(token_id: str, request: Request, _: Annotated[Principal, Depends(admin_only)]) -> None:
         if not await asyncio.to_thread(request.app.state.tokens.revoke, token_id):
             raise HTTPException(404, f"no token {token_id}")
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics(request: Request, who: Caller) -> Response:
+        """Prometheus text format: live calls, per-call lag, queue depths, ASR real-time factor, prompts, errors."""
+        if not who.sees_every_call:
+            raise HTTPException(403, "metrics name every live call: lead, qa or admin tokens only")
+        return Response(render_metrics(request.app), media_type=METRICS_TYPE)
 
     @app.get("/healthz")
     async def health(request: Request) -> dict:

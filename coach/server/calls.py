@@ -29,6 +29,7 @@ from coach.detect.text import TextAnalyzer
 from coach.events import Event, PromptEvent, RiskEvent, SignalEvent
 from coach.pipeline import CallPipeline
 from coach.playbook import Playbook, PromptPolicy
+from coach.server.metrics import ServiceCounters
 from coach.server.recorder import CallRecorder
 from coach.store import CallExistsInStore, CallRecord, CallStore
 
@@ -50,6 +51,7 @@ class CallServices:
     frame_seconds: float = 0.096
     queue_seconds: float = 30.0  # audio a call may have waiting before its sender is slowed
     reader_limit: int = 1000  # messages a websocket reader may fall behind before it is dropped
+    counters: ServiceCounters = field(default_factory=ServiceCounters)  # for /metrics
 
 
 class CallExists(Exception):
@@ -74,6 +76,7 @@ class LiveCall:
         self.flagged = False
         self.error: str | None = None
         self._board = board
+        self._counters = services.counters
         self.recorder = recorder
         self._frame = int(services.frame_seconds * SAMPLE_RATE)
         self._carry: list[np.ndarray] = []  # audio not yet a whole frame
@@ -90,6 +93,10 @@ class LiveCall:
         if recorder is not None:
             recorder.start()
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"call {call_id}")
+
+    @property
+    def queued_frames(self) -> int:
+        return self._audio.qsize()
 
     @property
     def lag(self) -> float:
@@ -138,6 +145,7 @@ class LiveCall:
             raise
         except Exception as exc:  # one call's failure must not touch another call
             log.exception("call %s failed", self.call_id)
+            self._counters.errors["pipeline"] += 1
             self.error = f"{type(exc).__name__}: {exc}"
             error = self._stamp({"type": "error", "at": round(self.pipeline.consumed, 2), "message": "the call's analysis failed; its events so far are kept"})
             self.log.publish(error)
@@ -147,6 +155,8 @@ class LiveCall:
             await self.pipeline.aclose()
             if self.recorder is not None:
                 await self.recorder.end(self.error)
+                if self.recorder.failed:
+                    self._counters.errors["store"] += 1
             self.state = "ended"
             self.ended_at = time.time()
             summary = self.summary()
@@ -158,13 +168,16 @@ class LiveCall:
     def _emit(self, event: Event) -> None:
         message = self._stamp(event.to_dict())
         self.log.publish(message)
+        self._counters.events += 1
         if self.recorder is not None:
             self.recorder.event(message)
         changed = False
         if isinstance(event, SignalEvent):
+            self._counters.signals[event.label] += 1
             self.signals = (self.signals + [event.label])[-RECENT_SIGNALS:]
             self.flagged = changed = True
         elif isinstance(event, PromptEvent):
+            self._counters.prompts[event.kind] += 1
             self.prompt, changed = event.title, True
         elif isinstance(event, RiskEvent):
             self.risk, changed = event.score, True
@@ -193,7 +206,7 @@ class CallRegistry:
     board: Board = field(default_factory=Board)
     live: dict[str, LiveCall] = field(default_factory=dict)
     ended: OrderedDict[str, LiveCall] = field(default_factory=OrderedDict)
-    _starting: set[str] = field(default_factory=set)
+    _starting: dict[str, asyncio.Event] = field(default_factory=dict)  # call ids whose store row is being written
 
     async def start(self, call_id: str, agent_id: str | None, layout: CallLayout) -> LiveCall:
         if call_id in self.live or call_id in self._starting:
@@ -201,22 +214,28 @@ class CallRegistry:
         recorder = None
         if self.store is not None:
             record = CallRecord(call_id, agent_id, "live", "live", time.time(), channels=len(layout.parties))
-            self._starting.add(call_id)  # held while the store answers
+            started = self._starting[call_id] = asyncio.Event()  # held while the store answers
             try:
                 await asyncio.get_running_loop().run_in_executor(self.store_executor, self.store.begin, record)
-            except CallExistsInStore:
-                raise CallExists(f"call {call_id} was taken before and is kept; use a new call id") from None
-            finally:
-                self._starting.discard(call_id)
+            except BaseException as exc:
+                del self._starting[call_id]
+                started.set()
+                if isinstance(exc, CallExistsInStore):
+                    raise CallExists(f"call {call_id} was taken before and is kept; use a new call id") from None
+                raise
             recorder = CallRecorder(self.store, self.store_executor, record, layout)
         self.ended.pop(call_id, None)
         call = LiveCall(call_id, agent_id, layout, self.services, self.board, recorder)
         self.live[call_id] = call
+        if call_id in self._starting:
+            self._starting.pop(call_id).set()
+        self.services.counters.calls_started += 1
         call.task.add_done_callback(lambda _: self._ended(call))
         log.info("call %s started (agent %s, %s)", call_id, agent_id, "+".join(s for s, _ in layout.parties))
         return call
 
     def _ended(self, call: LiveCall) -> None:
+        self.services.counters.calls_ended += 1
         if self.live.get(call.call_id) is call:
             del self.live[call.call_id]
         self.ended[call.call_id] = call
@@ -226,6 +245,12 @@ class CallRegistry:
 
     def get(self, call_id: str) -> LiveCall | None:
         return self.live.get(call_id) or self.ended.get(call_id)
+
+    async def find(self, call_id: str) -> LiveCall | None:
+        """The call, waiting for it if it is just starting (its store row being written)."""
+        if call_id not in self.live and call_id in self._starting:
+            await self._starting[call_id].wait()
+        return self.get(call_id)
 
     def all(self) -> list[LiveCall]:
         """Newest first."""

@@ -134,6 +134,7 @@ class TwilioStream:
         except StreamRefused as refused:
             code, reason = refused.code, refused.reason
             log.warning("twilio stream %s refused: %s", self._name, reason)
+            self.registry.services.counters.errors["ingest"] += 1
         except WebSocketDisconnect:
             log.info("twilio stream %s: the sender went away", self._name)
         finally:
@@ -245,6 +246,7 @@ class AudioStream:
         except StreamRefused as refused:
             code, reason = refused.code, refused.reason
             log.warning("audio stream %s refused: %s", self.call.call_id if self.call else "(no header)", reason)
+            self.registry.services.counters.errors["ingest"] += 1
         except WebSocketDisconnect:
             log.info("audio stream %s: the sender went away", self.call.call_id if self.call else "(no header)")
         finally:

@@ -26,14 +26,14 @@ TOO_SLOW = 4408
 async def call_events(ws: WebSocket, call_id: str, token: str | None, registry: CallRegistry, tokens: TokenStore, send_timeout: float) -> None:
     await ws.accept()
     principal = tokens.authenticate(token)
-    call = registry.get(call_id)
+    call = await registry.find(call_id)
     if principal is None:
         return await _refuse(ws, UNAUTHENTICATED, "missing, unknown, expired or revoked token")
     if call is None:
         return await _replay_kept(ws, call_id, principal, registry, send_timeout)
     if not principal.can_view(call.agent_id):
         return await _refuse(ws, FORBIDDEN, "an agent sees only their own calls")
-    await _pump(ws, call.log, call.log.subscribe(), send_timeout, "call ended")
+    await _pump(ws, call.log, call.log.subscribe(), send_timeout, "call ended", registry.services.counters)
 
 
 async def board(ws: WebSocket, token: str | None, registry: CallRegistry, tokens: TokenStore, send_timeout: float) -> None:
@@ -44,7 +44,7 @@ async def board(ws: WebSocket, token: str | None, registry: CallRegistry, tokens
     if principal.role == "ingest":
         return await _refuse(ws, FORBIDDEN, "an ingest token cannot read calls")
     accept = None if principal.sees_every_call else (lambda summary: principal.can_view(summary.get("agent_id")))
-    await _pump(ws, registry.board, registry.board.subscribe(accept), send_timeout, "server stopping")
+    await _pump(ws, registry.board, registry.board.subscribe(accept), send_timeout, "server stopping", registry.services.counters)
 
 
 async def _replay_kept(ws: WebSocket, call_id: str, principal, registry: CallRegistry, send_timeout: float) -> None:
@@ -69,7 +69,7 @@ async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
         await ws.close(code, reason)
 
 
-async def _pump(ws: WebSocket, topic: Topic, reader: Subscription, send_timeout: float, done_reason: str) -> None:
+async def _pump(ws: WebSocket, topic: Topic, reader: Subscription, send_timeout: float, done_reason: str, counters=None) -> None:
     """Send the reader's messages until the stream ends, the client leaves, or it falls behind."""
 
     async def write() -> tuple[int, str]:
@@ -98,5 +98,7 @@ async def _pump(ws: WebSocket, topic: Topic, reader: Subscription, send_timeout:
     if code is not None:
         if code == TOO_SLOW:
             log.warning("dropped a slow reader: %s", reason)
+            if counters is not None:
+                counters.readers_dropped += 1
         with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
             await ws.close(code, reason)

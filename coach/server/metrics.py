@@ -1,0 +1,76 @@
+"""``/metrics``: the live service in Prometheus text format (issue 6).
+
+Figures are read when scraped, from the objects that own them: the call registry (live calls,
+each call's lag and queued audio), the ASR scheduler (queue depth, model time per audio second),
+and :class:`ServiceCounters`, which the calls and readers count into as they go.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass
+class ServiceCounters:
+    """Monotonic counts since the server started; incremented on the event loop only."""
+
+    calls_started: int = 0
+    calls_ended: int = 0
+    prompts: Counter = field(default_factory=Counter)  # by kind
+    signals: Counter = field(default_factory=Counter)  # by label
+    events: int = 0
+    errors: Counter = field(default_factory=Counter)  # by where: "pipeline", "store", "ingest"
+    readers_dropped: int = 0
+
+
+class ServiceCollector:
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def collect(self):
+        state = self.app.state
+        registry, scheduler, counts = state.registry, state.scheduler, state.counters
+        live = list(registry.live.values())
+        yield GaugeMetricFamily("coach_live_calls", "Calls streaming now", value=len(live))
+        lag = GaugeMetricFamily("coach_call_lag_seconds", "Seconds of a live call's received audio not yet analysed", labels=["call_id"])
+        queued = GaugeMetricFamily("coach_call_audio_queue_frames", "Audio frames waiting for a live call's pipeline", labels=["call_id"])
+        for call in live:
+            lag.add_metric([call.call_id], call.lag)
+            queued.add_metric([call.call_id], call.queued_frames)
+        yield lag
+        yield queued
+        yield GaugeMetricFamily("coach_call_lag_max_seconds", "The largest lag of any live call", value=max((c.lag for c in live), default=0.0))
+        yield GaugeMetricFamily("coach_asr_queue_depth", "Transcriptions waiting for the speech model", value=scheduler.queued)
+        yield GaugeMetricFamily("coach_asr_running", "Transcriptions running now", value=scheduler.running)
+        yield CounterMetricFamily("coach_asr_busy_seconds", "Model time spent transcribing", value=scheduler.busy_seconds)
+        yield CounterMetricFamily("coach_asr_audio_seconds", "Audio transcribed (a party's utterances, chunks and tails)", value=scheduler.audio_seconds)
+        rtf = scheduler.busy_seconds / scheduler.audio_seconds if scheduler.audio_seconds else 0.0
+        yield GaugeMetricFamily("coach_asr_real_time_factor", "Model seconds per second of audio transcribed, since start", value=rtf)
+        yield CounterMetricFamily("coach_calls_started", "Calls started", value=counts.calls_started)
+        yield CounterMetricFamily("coach_calls_ended", "Calls ended", value=counts.calls_ended)
+        yield CounterMetricFamily("coach_events", "Events published to call streams", value=counts.events)
+        prompts = CounterMetricFamily("coach_prompts_sent", "Prompts put on agents' screens", labels=["kind"])
+        for kind, n in sorted(counts.prompts.items()):
+            prompts.add_metric([kind], n)
+        yield prompts
+        signals = CounterMetricFamily("coach_signals", "Signals raised", labels=["label"])
+        for label, n in sorted(counts.signals.items()):
+            signals.add_metric([label], n)
+        yield signals
+        errors = CounterMetricFamily("coach_errors", "Failures: a call's analysis, a store write, a refused stream", labels=["where"])
+        for where, n in sorted(counts.errors.items()):
+            errors.add_metric([where], n)
+        yield errors
+        yield CounterMetricFamily("coach_readers_dropped", "Websocket readers closed for falling behind", value=counts.readers_dropped)
+
+
+def render(app) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServiceCollector(app))
+    return generate_latest(registry)
