@@ -103,6 +103,9 @@ class ServerSettings(BaseModel):
     send_timeout: float = Field(5.0, gt=0, description="a reader whose sends stall this long (s) is dropped")
     reader_limit: int = Field(1000, ge=10, description="messages a reader may fall behind before it is dropped")
     keep_ended: int = Field(200, ge=0, description="ended calls kept in memory for late readers")
+    max_calls: int = Field(0, ge=0, description="live calls at most; a new one is refused (1013, try again later) beyond; 0 = no limit")
+    refuse_lag: float = Field(10.0, gt=0, description="while any live call's analysis is this far (s) behind its audio, new calls are refused (1013)")
+    shed_interims_after: float = Field(1.0, gt=0, description="under load, an interim that waited this long (s) for the model is dropped (finals never are)")
     retention_days: float = Field(0, ge=0, description="delete stored calls (events, audio, reviews) after this many days; 0 = keep")
 
 

@@ -39,3 +39,29 @@ async def test_a_final_starts_at_once_while_interims_are_running():
     finally:
         model.gate.set()
         scheduler.close()
+
+
+async def test_under_load_a_stale_interim_is_dropped_and_a_final_never_is():
+    model = GatedTranscriber(asyncio.get_running_loop())
+    now = [0.0]
+    scheduler = AsrScheduler(model, workers=1, shed_interims_after=1.0, clock=lambda: now[0])
+    audio = np.zeros(1600, np.float32)
+    try:
+        busy = asyncio.create_task(scheduler.transcribe(audio, DecodeOptions(), final=True, audio_end=1, context="busy"))
+        assert await model.started.get() == "busy"
+        stale = asyncio.create_task(scheduler.transcribe(audio, DecodeOptions(), final=False, audio_end=2, context="interim"))
+        late_final = asyncio.create_task(scheduler.transcribe(audio, DecodeOptions(), final=True, audio_end=3, context="final"))
+        while scheduler.queued < 2:  # until both tasks have queued their jobs
+            await asyncio.sleep(0)
+        now[0] = 5.0  # both have waited 5 s behind the busy worker
+        model.gate.set()
+        assert (await busy).text == "busy" and (await late_final).text == "final"
+        try:
+            await stale
+            raise AssertionError("the stale interim ran")
+        except asyncio.CancelledError:
+            pass
+        assert scheduler.interims_shed == 1
+    finally:
+        model.gate.set()
+        scheduler.close()

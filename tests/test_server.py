@@ -389,3 +389,21 @@ async def test_metrics_show_live_calls_their_lag_and_what_was_sent_in_prometheus
     assert after[("coach_asr_audio_seconds_total", ())] > 0 and after[("coach_asr_busy_seconds_total", ())] > 0
     assert (await asyncio.to_thread(scrape, ingest))[0] == 403
     assert (await asyncio.to_thread(scrape, "nope"))[0] == 401
+
+
+async def test_beyond_max_calls_a_new_call_is_refused_with_try_again_later_and_the_live_one_goes_on(tmp_path):
+    async with running_server(tmp_path, max_calls=1) as live:
+        ingest = await live.token("ingest")
+        async with connect(f"{live.ws}/ws/twilio") as first:
+            await first.send(_twilio_start("CAP1", ingest))
+            assert (await live.request("GET", "/api/calls/CAP1"))[0] == 200  # live
+            second = await play_call(live.url, ESCALATION, token=ingest, call_id="CAP2", speed=0)
+            assert second.closed[0] == 1013 and "try again later" in second.closed[1]
+            for chunk in _twilio_media(ESCALATION):
+                await first.send(chunk)
+            await first.send(json.dumps({"event": "stop"}))
+        async with connect(f"{live.ws}/ws/calls/CAP1?token={ADMIN}") as reader:
+            events = await read_all(reader)
+        assert finals(events, "customer") == [PHRASES[400], PHRASES[500]]  # the live call was not disturbed
+        later = await play_call(live.url, ESCALATION, token=ingest, call_id="CAP3", speed=0)
+        assert later.closed[0] == 1000  # room again once the first ended

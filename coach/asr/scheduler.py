@@ -33,12 +33,21 @@ class _Job:
     options: DecodeOptions = field(compare=False)
     context: str = field(compare=False)
     future: asyncio.Future = field(compare=False)
+    queued_at: float = field(compare=False, default=0.0)
 
 
 class AsrScheduler:
-    def __init__(self, transcriber: Transcriber, workers: int = 1) -> None:
+    """``shed_interims_after``: under load, an interim that has waited this long (s) is dropped, not run:
+    its words are stale, and the final will carry them (the first step of degrading gracefully). None:
+    never (``coach analyze`` runs in lockstep, where dropping would make the output machine-dependent)."""
+
+    def __init__(self, transcriber: Transcriber, workers: int = 1, shed_interims_after: float | None = None,
+                 clock=time.monotonic) -> None:
         self.transcriber = transcriber
         self.workers = workers
+        self.shed_interims_after = shed_interims_after
+        self.interims_shed = 0
+        self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asr")
         self._queue: list[_Job] = []
         self._running = 0
@@ -63,7 +72,7 @@ class AsrScheduler:
         self, audio: np.ndarray, options: DecodeOptions, *, final: bool, audio_end: float, context: str = ""
     ) -> Transcription:
         loop = asyncio.get_running_loop()
-        job = _Job((0 if final else 1, audio_end, next(self._seq)), audio, options, context, loop.create_future())
+        job = _Job((0 if final else 1, audio_end, next(self._seq)), audio, options, context, loop.create_future(), self._clock())
         heapq.heappush(self._queue, job)
         self._pump(loop)
         return await job.future  # cancelling the caller cancels the job if it has not started
@@ -75,6 +84,10 @@ class AsrScheduler:
                 break
             job = heapq.heappop(self._queue)
             if job.future.cancelled():
+                continue
+            if interim and self.shed_interims_after is not None and self._clock() - job.queued_at > self.shed_interims_after:
+                self.interims_shed += 1
+                job.future.cancel()  # the party's interim is skipped; its final is not
                 continue
             self._running += 1
             self._interims_running += interim

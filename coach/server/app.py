@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
 
         speech = transcriber or await asyncio.to_thread(load_transcriber, settings)
         text_models = await asyncio.to_thread(load_text_analyzer, settings) if text is _LOAD else text
-        scheduler = AsrScheduler(speech, settings.asr.worker_count)
+        scheduler = AsrScheduler(speech, settings.asr.worker_count, shed_interims_after=settings.server.shed_interims_after)
         vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
         services = CallServices(scheduler, settings.asr, vad_executor, playbook, text_models, reader_limit=settings.server.reader_limit)
         if vad_factory is not None:
@@ -78,7 +78,10 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
             log.warning("kept %d call(s) cut off by the last stop, marked interrupted", len(recovered))
         upkeep = asyncio.get_running_loop().create_task(_retention(app, settings.server.retention_days))
         app.state.scheduler, app.state.counters = scheduler, services.counters
-        app.state.registry = CallRegistry(services, keep_ended=settings.server.keep_ended, store=store, store_executor=store_executor)
+        app.state.registry = CallRegistry(
+            services, keep_ended=settings.server.keep_ended, store=store, store_executor=store_executor,
+            max_calls=settings.server.max_calls, refuse_lag=settings.server.refuse_lag,
+        )
         app.state.tokens = TokenStore(settings.server.data_dir / "tokens.json", admin)
         log.info("serving; data in %s", settings.server.data_dir)
         try:

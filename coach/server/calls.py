@@ -54,6 +54,10 @@ class CallServices:
     counters: ServiceCounters = field(default_factory=ServiceCounters)  # for /metrics
 
 
+class CallRefused(Exception):
+    """The server is at capacity: the caller should try again later."""
+
+
 class CallExists(Exception):
     """A stream for this call id is already live, or a call with this id is already kept."""
 
@@ -203,6 +207,8 @@ class CallRegistry:
     keep_ended: int = 200
     store: CallStore | None = None  # every call is kept here as it goes
     store_executor: Executor | None = None  # the store's one writer thread
+    max_calls: int = 0  # 0: no limit
+    refuse_lag: float = 10.0  # new calls wait until no live call is this far behind
     board: Board = field(default_factory=Board)
     live: dict[str, LiveCall] = field(default_factory=dict)
     ended: OrderedDict[str, LiveCall] = field(default_factory=OrderedDict)
@@ -211,6 +217,13 @@ class CallRegistry:
     async def start(self, call_id: str, agent_id: str | None, layout: CallLayout) -> LiveCall:
         if call_id in self.live or call_id in self._starting:
             raise CallExists(f"call {call_id} is already streaming")
+        # degrading under load: interims are shed first (the scheduler); then new calls are refused,
+        # so the calls already live keep a bounded lag
+        if self.max_calls and len(self.live) + len(self._starting) >= self.max_calls:
+            raise CallRefused(f"at capacity ({self.max_calls} live calls): try again later")
+        behind = max((c.lag for c in self.live.values()), default=0.0)
+        if behind > self.refuse_lag:
+            raise CallRefused(f"overloaded (a live call's analysis is {behind:.0f} s behind): try again later")
         recorder = None
         if self.store is not None:
             record = CallRecord(call_id, agent_id, "live", "live", time.time(), channels=len(layout.parties))

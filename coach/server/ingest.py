@@ -21,7 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from coach.audio.frames import CallLayout
 from coach.audio.telephony import MULAW_RATE, Resampler, TrackAligner, mulaw_decode, pcm16_decode
 from coach.server.auth import Principal, TokenStore
-from coach.server.calls import CallExists, CallRegistry, LiveCall
+from coach.server.calls import CallExists, CallRefused, CallRegistry, LiveCall
 
 log = logging.getLogger("coach.ingest")
 
@@ -31,6 +31,7 @@ UNAUTHENTICATED = 4401
 FORBIDDEN = 4403
 NOT_FOUND = 4404
 CALL_EXISTS = 4409
+TRY_AGAIN_LATER = 1013  # the server is at capacity
 TOO_BIG = 1009
 
 TWILIO_TRACKS = {"inbound": "customer", "outbound": "agent"}
@@ -66,6 +67,8 @@ async def _start_call(registry: CallRegistry, call_id: str, agent_id: str | None
         return await registry.start(call_id, agent_id, layout)
     except CallExists as exc:
         raise StreamRefused(CALL_EXISTS, str(exc)) from None
+    except CallRefused as exc:
+        raise StreamRefused(TRY_AGAIN_LATER, str(exc)) from None
 
 
 async def _receive(ws: WebSocket, max_bytes: int) -> str | bytes | None:
