@@ -309,8 +309,8 @@ class SqlCallStore:
     def purge(self, older_than: float) -> int:
         """Delete calls started before ``older_than`` (Unix seconds): rows, events, reviews and recordings."""
         with self._lock:
-            old = [r for r in (_record(row) for row in self._all(
-                f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE started_at < ? AND state <> ?", (older_than, "live")))]
+            old = [_record(row) for row in self._all(
+                f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE started_at < ? AND state <> ?", (older_than, "live"))]
             for record in old:
                 for table in ("events", "reviews", "calls"):
                     self._exec(f"DELETE FROM {table} WHERE call_id = ?", (record.call_id,))

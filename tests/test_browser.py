@@ -4,7 +4,6 @@ running app, with calls played in real time. Screenshots are kept in ``test-arti
 
 import asyncio
 import os
-import shutil
 from pathlib import Path
 
 import pytest

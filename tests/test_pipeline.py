@@ -1,10 +1,8 @@
 """A call through the streaming pipeline with fake models: what the event stream promises."""
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pytest
 
 from coach.asr.scheduler import AsrScheduler
 from coach.audio.frames import CallLayout

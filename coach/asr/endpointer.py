@@ -3,8 +3,8 @@
 Pure logic on a stream of 32 ms speech probabilities, so it is tested on synthetic timelines.
 An utterance opens after ``min_speech`` of speech and closes after ``min_silence`` of silence;
 ``early_pause`` of silence before that, it is announced as halted (the party may have finished: its
-words so far can be read while the endpointer waits to be sure). A run-on utterance is cut at the first short pause after ``max_utterance`` seconds, or at
-``hard_max_utterance`` whatever happens.
+words so far can be read while the endpointer waits to be sure). A run-on utterance is cut at the
+first short pause after ``max_utterance`` seconds, or at ``hard_max_utterance`` whatever happens.
 """
 
 from __future__ import annotations

@@ -57,8 +57,7 @@ class AsrScheduler:
         # for /metrics: model time spent and audio transcribed (their ratio is the real-time factor)
         self.busy_seconds = 0.0
         self.audio_seconds = 0.0
-        self.jobs_done = 0
-        self._tally = threading.Lock()  # workers add to the three figures above
+        self._tally = threading.Lock()  # workers add to the two figures above
 
     @property
     def queued(self) -> int:
@@ -103,7 +102,6 @@ class AsrScheduler:
             with self._tally:
                 self.busy_seconds += time.perf_counter() - started
                 self.audio_seconds += job.audio.size / 16000
-                self.jobs_done += 1
 
     def _finished(self, loop: asyncio.AbstractEventLoop, job: _Job, done: asyncio.Future) -> None:
         self._running -= 1

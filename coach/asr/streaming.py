@@ -4,8 +4,8 @@ While a party speaks, each chunk of the open utterance (cut at a short pause, 3-
 transcribed once and the interim hypothesis grows by its words; when the utterance ends, its final
 follows. The final's decode starts early, at a shorter pause (``early_pause``) than the one that
 ends an utterance: its text goes out as an interim at once (so triggers are read before the
-endpointer is sure), and becomes the final if the party says nothing more. Results come back from the shared :class:`AsrScheduler` and are emitted with ``at`` = the
-call audio consumed at that moment.
+endpointer is sure), and becomes the final if the party says nothing more. Results come back from
+the shared :class:`AsrScheduler` and are emitted with ``at`` = the call audio consumed at that moment.
 """
 
 from __future__ import annotations
@@ -108,8 +108,7 @@ class _Utterance:
     last_chunk: asyncio.Task | None = None  # the next chunk's result waits for this one
     chunks: list[asyncio.Task] = field(default_factory=list)
     finalised: bool = False
-    shown: bool = False  # an interim of it reached the sink
-    shown_end: float = 0.0  # where the last interim shown ended: an older, shorter one is not shown after it
+    shown_end: float = 0.0  # where the last interim shown ended (0: none shown); an older, shorter one is not shown after it
     early: asyncio.Task | None = None  # the final's decode, started at a pause, of the speech up to early_end
     early_end: float = -1.0
 
@@ -224,7 +223,7 @@ class PartyTranscriber:
         """Emit an interim of ``utt`` up to ``end``, unless its final or a longer interim went out already."""
         if utt.finalised or not text or end < utt.shown_end:
             return
-        utt.shown, utt.shown_end = True, end
+        utt.shown_end = end
         self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, utt.start, end, text, False))
 
     def _decode_early(self, halted: SpeechHalted) -> None:
@@ -304,7 +303,7 @@ class PartyTranscriber:
 
     def _emit_final(self, utt: _Utterance, ended: SpeechEnded, text: str) -> None:
         self.conversation.add(self.speaker, text)
-        if text or utt.shown:  # an empty final withdraws an interim that turned out to be noise
+        if text or utt.shown_end:  # an empty final withdraws an interim that turned out to be noise
             self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, ended.start, ended.end, text, True))
 
     def _spawn(self, coro) -> asyncio.Task:

@@ -135,11 +135,12 @@ class TriggerDetector:
     def on_transcript(self, event: TranscriptEvent, matches: list[ExemplarMatch] = ()) -> list[SignalEvent]:
         if event.id in self._closed:
             return []
-        fired = self._fired.pop(event.id, set()) if event.final else self._fired.setdefault(event.id, set())
-        if event.final:
-            self._closed.append(event.id)
+        fired = self._fired.setdefault(event.id, set())
         signals = [s for s in self._detect(event, matches) if s.label not in fired]
         fired.update(s.label for s in signals)
+        if event.final:  # the utterance is over
+            del self._fired[event.id]
+            self._closed.append(event.id)
         return signals
 
     def _detect(self, event: TranscriptEvent, matches: list[ExemplarMatch]) -> list[SignalEvent]:

@@ -265,10 +265,6 @@ class CallRegistry:
             await self._starting[call_id].wait()
         return self.get(call_id)
 
-    def all(self) -> list[LiveCall]:
-        """Newest first."""
-        return sorted([*self.live.values(), *self.ended.values()], key=lambda c: c.started_at, reverse=True)
-
     async def aclose(self) -> None:
         await asyncio.gather(*(call.cancel() for call in list(self.live.values())))
         self.board.close()

@@ -34,7 +34,6 @@ class CallRecorder:
         self._risk = 0
         self._prompts = 0
         self._consumed = 0.0
-        self._writing: asyncio.Future | None = None
         self._timer: asyncio.Task | None = None
         self.failed: str | None = None  # the store refused a write: the call goes on, unrecorded
 
@@ -85,13 +84,10 @@ class CallRecorder:
         await self._write(self.store.end, self.call_id, self._summary(), "ended", error)
 
     async def _write(self, method, *args) -> None:
-        loop = asyncio.get_running_loop()
-        previous = self._writing
-        self._writing = loop.run_in_executor(self.executor, method, *args)
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)
+        """In the store's one thread, so writes land in the order they were asked for."""
+        writing = asyncio.get_running_loop().run_in_executor(self.executor, method, *args)
         try:
-            await asyncio.shield(self._writing)
+            await asyncio.shield(writing)  # a cancelled flush timer does not cancel a write under way
         except Exception as exc:  # a full disk must not end the call; say so once
             if self.failed is None:
                 log.error("call %s: cannot write to the store (%s); the call goes on", self.call_id, exc)
