@@ -106,6 +106,7 @@ class ServerSettings(BaseModel):
     max_calls: int = Field(0, ge=0, description="live calls at most; a new one is refused (1013, try again later) beyond; 0 = no limit")
     refuse_lag: float = Field(10.0, gt=0, description="while any live call's analysis is this far (s) behind its audio, new calls are refused (1013)")
     shed_interims_after: float = Field(1.0, gt=0, description="under load, an interim that waited this long (s) for the model is dropped (finals never are)")
+    max_batch: int = Field(8, ge=1, description="jobs of different calls (or parties) waiting for the model are decoded together, up to this many in one batch; 1 = never")
     retention_days: float = Field(0, ge=0, description="delete stored calls (events, audio, reviews) after this many days; 0 = keep")
 
 

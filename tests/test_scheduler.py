@@ -22,6 +22,11 @@ class GatedTranscriber:
         self.gate.wait()
         return Transcription(context, -0.1, 0.0, 1.0, 1.0)
 
+    def transcribe_batch(self, requests, options: DecodeOptions) -> list[Transcription]:
+        self.loop.call_soon_threadsafe(self.started.put_nowait, "+".join(context for _, context in requests))
+        self.gate.wait()
+        return [Transcription(context, -0.1, 0.0, 1.0, 1.0) for _, context in requests]
+
 
 async def test_a_final_starts_at_once_while_interims_are_running():
     model = GatedTranscriber(asyncio.get_running_loop())
@@ -62,6 +67,44 @@ async def test_under_load_a_stale_interim_is_dropped_and_a_final_never_is():
         except asyncio.CancelledError:
             pass
         assert scheduler.interims_shed == 1
+    finally:
+        model.gate.set()
+        scheduler.close()
+
+
+async def test_jobs_waiting_behind_a_busy_model_are_decoded_together_when_they_decode_alike():
+    model = GatedTranscriber(asyncio.get_running_loop())
+    scheduler = AsrScheduler(model, workers=1, max_batch=3)
+    second = np.zeros(16000, np.float32)
+    said = " ".join(["word"] * 30)  # a long context, as a call's last 40 words are
+
+    finals = DecodeOptions(min_window=10.0)
+
+    def job(seconds: float, context: str, end: float, options=finals, final=True):
+        audio = np.zeros(int(seconds * 16000), np.float32)
+        return asyncio.create_task(scheduler.transcribe(audio, options, final=final, audio_end=end, context=context))
+
+    try:
+        busy = job(1, "busy", 0, DecodeOptions())
+        assert await model.started.get() == "busy"
+        waiting = [
+            job(3, f"a {said}", 1),  # windows of 10 s (the shortest), 10 s, 15 s: within 1.5x
+            job(2, f"b {said}", 2),
+            job(25, f"c {said}", 3),  # a 29 s window: not with the others
+            job(11, f"d {said}", 4),
+            job(2, "e", 5),  # a short context cannot be cut to a long one's length
+            job(2, f"f {said}", 6, DecodeOptions(beam_size=1), final=False),  # decoded otherwise
+        ]
+        while scheduler.queued < len(waiting):
+            await asyncio.sleep(0)
+        model.gate.set()
+        results = await asyncio.gather(busy, *waiting)
+        assert [r.text.split()[0] for r in results] == ["busy", "a", "b", "c", "d", "e", "f"]  # each its own result
+        started = []
+        while not model.started.empty():
+            started.append(model.started.get_nowait())
+        assert [[c.split()[0] for c in batch.split("+")] for batch in started] == [["a", "b", "d"], ["c"], ["e"], ["f"]]
+        assert (scheduler.batches, scheduler.batched_jobs) == (5, 7)
     finally:
         model.gate.set()
         scheduler.close()

@@ -19,11 +19,17 @@ from typing import Protocol
 
 import numpy as np
 
-from coach.asr.transcriber import DecodeOptions, Transcription
+from coach.asr.transcriber import FULL_WINDOW, DecodeOptions, Transcription, window_for
+
+SAME_WINDOW = 1.5  # jobs batched together share the longest window: at most this times the shortest
+LONG_CONTEXT = 20  # words: contexts at least this long may be cut to each other's length in a batch
 
 
 class Transcriber(Protocol):
     def transcribe(self, audio: np.ndarray, options: DecodeOptions, context: str = "") -> Transcription: ...
+
+    # needed only with max_batch > 1
+    def transcribe_batch(self, requests: list[tuple[np.ndarray, str]], options: DecodeOptions) -> list[Transcription]: ...
 
 
 @dataclass(order=True)
@@ -35,18 +41,43 @@ class _Job:
     future: asyncio.Future = field(compare=False)
     queued_at: float = field(compare=False, default=0.0)
 
+    @property
+    def interim(self) -> bool:
+        return self.priority[0] == 1
+
+    @property
+    def window(self) -> float:
+        if self.options.window_margin < 0:
+            return FULL_WINDOW
+        return window_for(self.audio.size / 16000, self.options.window_margin, self.options.min_window)
+
+    @property
+    def context_kind(self) -> int:
+        """Jobs decode together only with contexts of the same kind: none, short (exact length) or long."""
+        words = len(self.context.split())
+        return LONG_CONTEXT if words >= LONG_CONTEXT else words
+
 
 class AsrScheduler:
-    """``shed_interims_after``: under load, an interim that has waited this long (s) is dropped, not run:
+    """``max_batch``: when jobs wait, a free worker takes up to this many that decode alike (same
+    options, windows within 1.5x, contexts of a kind) as one batch: on a CPU a decoding step costs
+    about the same for one utterance or eight, so many calls cost much less than one each. Jobs
+    never wait to form a batch; a batch forms only from jobs already queued behind busy workers.
+    1: every job alone (``coach analyze``, whose output must not depend on timing).
+
+    ``shed_interims_after``: under load, an interim that has waited this long (s) is dropped, not run:
     its words are stale, and the final will carry them (the first step of degrading gracefully). None:
     never (``coach analyze`` runs in lockstep, where dropping would make the output machine-dependent)."""
 
     def __init__(self, transcriber: Transcriber, workers: int = 1, shed_interims_after: float | None = None,
-                 clock=time.monotonic) -> None:
+                 clock=time.monotonic, max_batch: int = 1) -> None:
         self.transcriber = transcriber
         self.workers = workers
+        self.max_batch = max_batch
         self.shed_interims_after = shed_interims_after
         self.interims_shed = 0
+        self.batches = 0  # model calls made, and the jobs they carried: their ratio is the mean batch size
+        self.batched_jobs = 0
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asr")
         self._queue: list[_Job] = []
@@ -77,42 +108,76 @@ class AsrScheduler:
         return await job.future  # cancelling the caller cancels the job if it has not started
 
     def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
-        while self._running < self.workers and self._queue:
-            interim = self._queue[0].priority[0] == 1  # finals sort first: an interim on top means no final waits
-            if interim and self._interims_running >= self._interim_slots and not self._queue[0].future.cancelled():
+        while self._running < self.workers and (job := self._next()) is not None:
+            if job.interim and self._interims_running >= self._interim_slots:
+                heapq.heappush(self._queue, job)  # no final waits (they sort first): keep a worker for the next one
                 break
+            batch = [job, *self._companions(job)]
+            self._running += 1
+            self._interims_running += job.interim
+            work = loop.run_in_executor(self._executor, self._timed, batch)
+            work.add_done_callback(lambda done, batch=batch: self._finished(loop, batch, done))
+
+    def _next(self) -> _Job | None:
+        """The most urgent job still wanted (cancelled and stale ones are dropped on the way)."""
+        while self._queue:
             job = heapq.heappop(self._queue)
             if job.future.cancelled():
                 continue
-            if interim and self.shed_interims_after is not None and self._clock() - job.queued_at > self.shed_interims_after:
+            if job.interim and self.shed_interims_after is not None and self._clock() - job.queued_at > self.shed_interims_after:
                 self.interims_shed += 1
                 job.future.cancel()  # the party's interim is skipped; its final is not
                 continue
-            self._running += 1
-            self._interims_running += interim
-            work = loop.run_in_executor(self._executor, self._timed, job)
-            work.add_done_callback(lambda done, job=job: self._finished(loop, job, done))
+            return job
+        return None
 
-    def _timed(self, job: _Job) -> Transcription:
+    def _companions(self, first: _Job) -> list[_Job]:
+        """Queued jobs that can be decoded in one batch with ``first``, most urgent first."""
+        if self.max_batch <= 1:
+            return []
+        taken: list[_Job] = []
+        low = high = first.window
+        for job in sorted(self._queue):
+            if len(taken) + 1 >= self.max_batch:
+                break
+            if job.future.cancelled() or job.options != first.options or job.context_kind != first.context_kind:
+                continue
+            if max(high, job.window) > SAME_WINDOW * min(low, job.window):
+                continue
+            low, high = min(low, job.window), max(high, job.window)
+            taken.append(job)
+        if taken:
+            chosen = {id(job) for job in taken}
+            self._queue = [job for job in self._queue if id(job) not in chosen]
+            heapq.heapify(self._queue)
+        return taken
+
+    def _timed(self, batch: list[_Job]) -> list[Transcription]:
         """In a worker thread: the model call, timed."""
         started = time.perf_counter()
         try:
-            return self.transcriber.transcribe(job.audio, job.options, job.context)
+            if len(batch) == 1:
+                return [self.transcriber.transcribe(batch[0].audio, batch[0].options, batch[0].context)]
+            return self.transcriber.transcribe_batch([(job.audio, job.context) for job in batch], batch[0].options)
         finally:
             with self._tally:
                 self.busy_seconds += time.perf_counter() - started
-                self.audio_seconds += job.audio.size / 16000
+                self.audio_seconds += sum(job.audio.size for job in batch) / 16000
+                self.batches += 1
+                self.batched_jobs += len(batch)
 
-    def _finished(self, loop: asyncio.AbstractEventLoop, job: _Job, done: asyncio.Future) -> None:
+    def _finished(self, loop: asyncio.AbstractEventLoop, batch: list[_Job], done: asyncio.Future) -> None:
         self._running -= 1
-        self._interims_running -= job.priority[0] == 1
-        if not job.future.done():
+        self._interims_running -= batch[0].interim
+        for i, job in enumerate(batch):
+            if job.future.done():
+                continue
             if done.cancelled():
                 job.future.cancel()
             elif done.exception() is not None:
                 job.future.set_exception(done.exception())
             else:
-                job.future.set_result(done.result())
+                job.future.set_result(done.result()[i])
         self._pump(loop)
 
     def close(self) -> None:

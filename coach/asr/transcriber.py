@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,48 +97,64 @@ class WhisperTranscriber:
     def transcribe(self, audio: np.ndarray, options: DecodeOptions, context: str = "") -> Transcription:
         """``context``: what was said just before (Whisper's previous-text prompt); it costs one
         forward pass, not a decoding step per token."""
-        duration = audio.size / SAMPLE_RATE
-        window = FULL_WINDOW if options.window_margin < 0 else window_for(duration, options.window_margin, options.min_window)
-        result = self._decode(audio, window, options, context)
-        if result.compression_ratio > 2.0 or has_repetition_loop(result.text) or has_repeated_phrase(result.text):
-            # a loop: try the full window, and without the context that may have led it astray
-            retry = self._decode(audio, FULL_WINDOW, options, "")
-            result = Transcription(**{**retry.__dict__, "retried": True})
-        return result
+        return self.transcribe_batch([(audio, context)], options)[0]
 
-    def _decode(self, audio: np.ndarray, window: float, options: DecodeOptions, context: str = "") -> Transcription:
+    def transcribe_batch(self, requests: Sequence[tuple[np.ndarray, str]], options: DecodeOptions) -> list[Transcription]:
+        """Several utterances (audio, context) at once, decoded as one batch: a decoding step reads the
+        decoder's weights once for all of them, which is most of its cost on a CPU. They share the
+        longest one's encoder window, and their contexts are cut to the shortest one's length
+        (CTranslate2 needs the start token at the same place in every prompt)."""
+        if options.window_margin < 0:
+            window = FULL_WINDOW
+        else:
+            window = max(window_for(audio.size / SAMPLE_RATE, options.window_margin, options.min_window) for audio, _ in requests)
+        results = self._decode([audio for audio, _ in requests], window, options, [context for _, context in requests])
+        for i, ((audio, _), result) in enumerate(zip(requests, results)):
+            if result.compression_ratio > 2.0 or has_repetition_loop(result.text) or has_repeated_phrase(result.text):
+                # a loop: try the full window, and without the context that may have led it astray
+                retry = self._decode([audio], FULL_WINDOW, options, [""])[0]
+                results[i] = Transcription(**{**retry.__dict__, "retried": True})
+        return results
+
+    def _decode(self, audios: list[np.ndarray], window: float, options: DecodeOptions, contexts: list[str]) -> list[Transcription]:
         import ctranslate2
 
         samples = int(window * SAMPLE_RATE)
-        padded = np.zeros(samples, dtype=np.float32)
-        padded[: min(samples, audio.size)] = audio[:samples]
         frames = int(window * FRAMES_PER_SECOND)
-        features = self._features(padded, padding=0)[:, :frames]
-        if features.shape[1] < frames:
-            features = np.pad(features, ((0, 0), (0, frames - features.shape[1])), constant_values=features.min())
-        encoded = self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])))
+        batch = []
+        for audio in audios:
+            padded = np.zeros(samples, dtype=np.float32)
+            padded[: min(samples, audio.size)] = audio[:samples]
+            features = self._features(padded, padding=0)[:, :frames]
+            if features.shape[1] < frames:
+                features = np.pad(features, ((0, 0), (0, frames - features.shape[1])), constant_values=features.min())
+            batch.append(features)
+        encoded = self._model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(batch))))
         tokenizer = self._tokenizer(options.language)
-        prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
-        if context:
-            previous = tokenizer.encode(" " + context.strip())[-MAX_CONTEXT_TOKENS:]
-            prompt = [tokenizer.sot_prev, *previous, *prompt]
-        duration = audio.size / SAMPLE_RATE
-        max_new = min(220, int(10 + 8 * duration))  # ~8 tokens a second of speech is generous
-        out = self._model.generate(
+        start = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+        previous = [tokenizer.encode(" " + c.strip())[-MAX_CONTEXT_TOKENS:] if c else [] for c in contexts]
+        keep = min(len(p) for p in previous)  # the start token must sit at the same place in every prompt
+        prompts = [[tokenizer.sot_prev, *p[len(p) - keep :], *start] if keep else start for p in previous]
+        longest = max(audio.size for audio in audios) / SAMPLE_RATE
+        max_new = min(220, int(10 + 8 * longest))  # ~8 tokens a second of speech is generous
+        outs = self._model.generate(
             encoded,
-            [prompt],
+            prompts,
             beam_size=options.beam_size,
-            max_length=len(prompt) + max_new,
+            max_length=len(prompts[0]) + max_new,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=[-1],
             no_repeat_ngram_size=0,
-        )[0]
-        tokens = [t for t in out.sequences_ids[0] if t < tokenizer.eot]
-        text = tokenizer.decode(tokens).strip()
-        avg_logprob = out.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else -math.inf
-        return Transcription(text, avg_logprob, out.no_speech_prob, compression_ratio(text), window)
+        )
+        results = []
+        for out in outs:
+            tokens = [t for t in out.sequences_ids[0] if t < tokenizer.eot]
+            text = tokenizer.decode(tokens).strip()
+            avg_logprob = out.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else -math.inf
+            results.append(Transcription(text, avg_logprob, out.no_speech_prob, compression_ratio(text), window))
+        return results
 
 
 def window_for(duration: float, margin: float, shortest: float = 2.0) -> float:

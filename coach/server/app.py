@@ -64,7 +64,10 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
 
         speech = transcriber or await asyncio.to_thread(load_transcriber, settings)
         text_models = await asyncio.to_thread(load_text_analyzer, settings) if text is _LOAD else text
-        scheduler = AsrScheduler(speech, settings.asr.worker_count, shed_interims_after=settings.server.shed_interims_after)
+        scheduler = AsrScheduler(
+            speech, settings.asr.worker_count, shed_interims_after=settings.server.shed_interims_after,
+            max_batch=settings.server.max_batch,
+        )
         vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
         services = CallServices(scheduler, settings.asr, vad_executor, playbook, text_models, reader_limit=settings.server.reader_limit)
         if vad_factory is not None:
