@@ -67,6 +67,12 @@ class CallPipeline:
     def _clock(self) -> float:
         return self.consumed
 
+    @property
+    def caught_up_to(self) -> float:
+        """Call audio through the pipeline: taken in, and every utterance that ended before it final."""
+        due = [since for party in self.parties.values() if (since := party.final_due_since) is not None]
+        return min([self.consumed, *due])
+
     async def push(self, block: np.ndarray) -> None:
         """Take ``(samples, channels)`` float32 audio at 16 kHz, in call order."""
         self.consumed += block.shape[0] / SAMPLE_RATE

@@ -206,3 +206,71 @@ async def test_a_long_utterance_shows_its_last_words_at_the_short_pause_before_t
     assert at_pause[0]["at"] < final["at"]
     tails = [seconds for seconds, options in transcriber.calls if options.beam_size == 1 and seconds < 3.5]
     assert tails  # the tail alone (about 2 s of speech and its pad), greedy
+
+
+class LoadedScheduler(AsrScheduler):
+    """Reports the model as falling behind for the first ``busy_for`` chunks that ask."""
+
+    def __init__(self, transcriber, busy_for: int) -> None:
+        super().__init__(transcriber, workers=2)
+        self.busy_for = busy_for
+
+    @property
+    def wants_interims(self) -> bool:
+        self.busy_for -= 1
+        return self.busy_for < 0
+
+
+async def test_under_load_interims_come_less_often_and_cover_the_words_skipped():
+    # one utterance of four 2 s phrases: two chunks (cut at the pauses once 3 s long), then the final
+    phrases = [np.concatenate([tone(f, 2.0), silence(0.25)]) for f in (300, 400, 500, 600)]
+    agent = np.concatenate([silence(0.5), *phrases, silence(3.0)])
+    transcriber = ToneTranscriber()
+    scheduler = LoadedScheduler(transcriber, busy_for=1)
+    events = []
+    with ThreadPoolExecutor(1) as vad_executor:
+        pipeline = CallPipeline(CallLayout.stereo(), scheduler, AsrSettings(), events.append, vad_executor, EnergyVad)
+        await feed_in_lockstep(pipeline, blocks_of(stereo(agent, silence(agent.size / 16000))))
+    scheduler.close()
+    assert scheduler.interims_deferred == 1
+    interims = [e.text for e in events if not e.final]
+    first = interims[0].split()
+    assert [w for i, w in enumerate(first) if i == 0 or first[i - 1] != w] == ["w3", "w4", "w5", "w6"]  # both chunks' words, in one interim
+    greedy = [seconds for seconds, options in transcriber.calls if options.beam_size == 1]
+    assert len(greedy) == 1 and greedy[0] > 8.0  # one chunk decode, of both chunks' audio
+    final = next(e.text for e in events if e.final).split()
+    assert [w for i, w in enumerate(final) if i == 0 or final[i - 1] != w] == ["w3", "w4", "w5", "w6"]
+
+
+class GatedToneTranscriber(ToneTranscriber):
+    def __init__(self) -> None:
+        super().__init__()
+        import threading
+
+        self.gate = threading.Event()
+
+    def transcribe(self, audio, options, context=""):
+        self.gate.wait()
+        return super().transcribe(audio, options, context)
+
+
+async def test_audio_counts_as_analysed_only_once_the_utterances_before_it_have_their_finals():
+    transcriber = GatedToneTranscriber()
+    scheduler = AsrScheduler(transcriber, workers=2)
+    events = []
+    audio = stereo(AGENT, CUSTOMER[: AGENT.size])  # the agent speaks 0.5-7.0 s; the customer answers at 7.5 s
+    try:
+        with ThreadPoolExecutor(1) as vad_executor:
+            pipeline = CallPipeline(CallLayout.stereo(), scheduler, AsrSettings(), events.append, vad_executor, EnergyVad)
+            for i in range(0, audio.shape[0], 1536):  # live: pushed without waiting for the model
+                await pipeline.push(audio[i : i + 1536])
+            assert pipeline.consumed > 10.0
+            assert 6.9 <= pipeline.caught_up_to <= 7.2  # the model holds the agent's final
+            transcriber.gate.set()
+            await pipeline.finish()
+            assert pipeline.caught_up_to == pipeline.consumed
+            await pipeline.aclose()
+    finally:
+        transcriber.gate.set()
+        scheduler.close()
+    assert any(e.final and e.speaker == "agent" for e in events)

@@ -75,7 +75,6 @@ async def test_under_load_a_stale_interim_is_dropped_and_a_final_never_is():
 async def test_jobs_waiting_behind_a_busy_model_are_decoded_together_when_they_decode_alike():
     model = GatedTranscriber(asyncio.get_running_loop())
     scheduler = AsrScheduler(model, workers=1, max_batch=3)
-    second = np.zeros(16000, np.float32)
     said = " ".join(["word"] * 30)  # a long context, as a call's last 40 words are
 
     finals = DecodeOptions(min_window=10.0)

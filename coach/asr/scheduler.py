@@ -76,6 +76,7 @@ class AsrScheduler:
         self.max_batch = max_batch
         self.shed_interims_after = shed_interims_after
         self.interims_shed = 0
+        self.interims_deferred = 0  # chunks whose interim was not asked for (counted by the parties)
         self.batches = 0  # model calls made, and the jobs they carried: their ratio is the mean batch size
         self.batched_jobs = 0
         self._clock = clock
@@ -97,6 +98,16 @@ class AsrScheduler:
     @property
     def running(self) -> int:
         return self._running
+
+    @property
+    def wants_interims(self) -> bool:
+        """False while the model is falling behind (the oldest waiting job has waited half of
+        ``shed_interims_after``): parties then ask for interims less often (the second step of
+        degrading, before stale ones are shed). Always True when nothing is shed (``coach analyze``)."""
+        if self.shed_interims_after is None:
+            return True
+        waiting = [job.queued_at for job in self._queue if not job.future.done()]
+        return not waiting or self._clock() - min(waiting) <= self.shed_interims_after / 2
 
     async def transcribe(
         self, audio: np.ndarray, options: DecodeOptions, *, final: bool, audio_end: float, context: str = ""

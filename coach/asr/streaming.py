@@ -154,6 +154,7 @@ class PartyTranscriber:
         self._count = 0
         self._open: _Utterance | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._awaiting: dict[str, float] = {}  # utterances ended and not yet final: id -> where they ended
         self._join_mode = settings.final_mode == "join"
         self._final = DecodeOptions(settings.beam_size, settings.window_margin, settings.language, settings.min_window)
         if self._join_mode:  # chunks are the final text: decoded as finals are
@@ -166,6 +167,11 @@ class PartyTranscriber:
     @property
     def pending(self) -> set[asyncio.Task]:
         return self._tasks
+
+    @property
+    def final_due_since(self) -> float | None:
+        """Where the oldest utterance that ended and still waits for its final ended (None: none waits)."""
+        return min(self._awaiting.values(), default=None)
 
     def take(self, samples: np.ndarray, probabilities: np.ndarray) -> None:
         """Take the next frame of this party's audio (16 kHz float32) and its speech probabilities."""
@@ -199,7 +205,10 @@ class PartyTranscriber:
         utt = self._open
         if utt is None or not (self._join_mode or self.settings.interims):
             return
-        utt.chunk_from = end
+        if not self._join_mode and not self._scheduler.wants_interims:
+            self._scheduler.interims_deferred += 1  # under load: this chunk's words go with the next chunk
+            return
+        start, utt.chunk_from = utt.chunk_from, end
         prev = utt.last_chunk
         task = self._spawn(self._transcribe_chunk(utt, start, end, self._clip(start, end, utt), prev))
         utt.last_chunk = task
@@ -261,6 +270,7 @@ class PartyTranscriber:
         utt = self._open or _Utterance(f"{self.speaker}-{self._count}", ended.start, ended.start)
         self._open = None
         utt.finalised = True
+        self._awaiting[utt.id] = ended.end
         if self._join_mode and utt.chunks:
             tail = self._clip(utt.chunk_from, ended.end) if ended.end - utt.chunk_from >= 0.1 else None
             self._spawn(self._final_from_chunks(utt, ended, tail))
@@ -302,6 +312,7 @@ class PartyTranscriber:
         return " ".join(words[-self.settings.context_words :])
 
     def _emit_final(self, utt: _Utterance, ended: SpeechEnded, text: str) -> None:
+        self._awaiting.pop(utt.id, None)
         self.conversation.add(self.speaker, text)
         if text or utt.shown_end:  # an empty final withdraws an interim that turned out to be noise
             self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, ended.start, ended.end, text, True))

@@ -104,8 +104,9 @@ class LiveCall:
 
     @property
     def lag(self) -> float:
-        """Seconds of received audio not yet through the pipeline."""
-        return max(0.0, self.received - self.pipeline.consumed)
+        """Seconds of received audio not yet through the pipeline: waiting to be taken in, or spoken
+        in an utterance that ended and still waits for the model to make its final."""
+        return max(0.0, self.received - self.pipeline.caught_up_to)
 
     async def feed(self, block: np.ndarray) -> None:
         """Take ``(samples, channels)`` float32 audio at 16 kHz, in any size; it goes to the pipeline

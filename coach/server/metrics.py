@@ -49,6 +49,7 @@ class ServiceCollector:
         yield GaugeMetricFamily("coach_asr_queue_depth", "Transcriptions waiting for the speech model", value=scheduler.queued)
         yield GaugeMetricFamily("coach_asr_running", "Transcriptions running now", value=scheduler.running)
         yield CounterMetricFamily("coach_asr_interims_shed", "Interims dropped under load (stale before the model was free)", value=scheduler.interims_shed)
+        yield CounterMetricFamily("coach_asr_interims_deferred", "Chunks whose interim was not asked for while the model fell behind", value=scheduler.interims_deferred)
         yield CounterMetricFamily("coach_asr_batches", "Model calls made (each decodes one or more jobs)", value=scheduler.batches)
         yield CounterMetricFamily("coach_asr_batched_jobs", "Jobs decoded, in all the model calls", value=scheduler.batched_jobs)
         yield CounterMetricFamily("coach_asr_busy_seconds", "Model time spent transcribing", value=scheduler.busy_seconds)
