@@ -54,6 +54,34 @@ def post(url: str, admin: str, body: dict) -> dict:
         return json.loads(resp.read())
 
 
+def get(url: str, token: str) -> dict | str:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        body = resp.read().decode()
+    return json.loads(body) if resp.headers.get_content_type() == "application/json" else body
+
+
+def metrics(base: str, token: str) -> dict[str, float]:
+    """The server's /metrics, unlabelled series only."""
+    values = {}
+    for line in get(base + "/metrics", token).splitlines():
+        name, _, value = line.partition(" ")
+        if line and not line.startswith("#") and "{" not in name:
+            values[name] = float(value)
+    return values
+
+
+async def watch_lag(base: str, token: str, worst: list[float]) -> None:
+    """Until cancelled: the largest lag of any live call, read from /metrics every second."""
+    while True:
+        try:
+            seen = await asyncio.to_thread(metrics, base, token)
+            worst[0] = max(worst[0], seen.get("coach_call_lag_max_seconds", 0.0))
+        except OSError:
+            pass
+        await asyncio.sleep(1.0)  # a sampling period, not synchronisation
+
+
 def wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 180) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -94,10 +122,15 @@ async def one_call(base: str, ws_base: str, audio, ingest: str, reader_token: st
                     arrivals.append((time.time(), json.loads(message)))
             except ConnectionClosed:
                 pass
-            if ws.close_code != 4404:
+            if ws.close_code != 4404 or sender.done():
                 break
         await asyncio.sleep(0.05)
-    await sender
+    played = await sender
+    if played.closed[0] == 1013:  # refused: the server was too far behind to take another call
+        return {"call_id": call_id, "seconds": 0.0, "refused": True, "prompts": [], "signals": [], "final_latency": [], "lost": 0}
+    stored = await asyncio.to_thread(get, f"{base}/api/calls/{call_id}", reader_token)
+    received = {(e["type"], e.get("at"), e.get("ts")) for _, e in arrivals}
+    lost = sum((e["type"], e.get("at"), e.get("ts")) not in received for e in stored["events"])
 
     def sent_at(audio_second: float) -> float | None:
         i = bisect.bisect_left(sent_audio, audio_second)
@@ -123,7 +156,10 @@ async def one_call(base: str, ws_base: str, audio, ingest: str, reader_token: st
                 f.write(json.dumps({"sent": round(sent_audio[sent - 1], 3) if sent else 0.0, **event}) + "\n")
     finals = [e for _, e in arrivals if e["type"] == "transcript" and e["final"] and e["text"]]
     final_lag = [wall - sent_at(e["end"]) for wall, e in arrivals if e in finals and sent_at(e["end"]) is not None]
-    return {"call_id": call_id, "seconds": len(audio) / 16000, "prompts": prompts, "signals": signals, "final_latency": final_lag}
+    final_detail = [{"speaker": e["speaker"], "seconds": round(e["end"] - e["start"], 1), "latency": round(wall - sent_at(e["end"]), 2)}
+                    for wall, e in arrivals if e in finals and sent_at(e["end"]) is not None]
+    return {"call_id": call_id, "seconds": len(audio) / 16000, "refused": False, "prompts": prompts, "signals": signals,
+            "final_latency": final_lag, "finals": final_detail, "lost": lost, "kept": len(stored["events"])}
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -133,51 +169,98 @@ def pct(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
+# The naive baseline (issue 6): the same pipeline with what lets one model serve many calls turned
+# off: every job decoded alone in a padded 30 s window, no early decode of finals, interims never
+# deferred or shed, and no call refused however far behind the calls are.
+SYSTEMS = {
+    "coach": {},
+    "coach-cut12": {"COACH_ASR__MAX_UTTERANCE": "12", "COACH_ASR__HARD_MAX_UTTERANCE": "14"},
+    "naive": {
+        "COACH_SERVER__MAX_BATCH": "1", "COACH_ASR__WINDOW_MARGIN": "-1", "COACH_ASR__EARLY_PAUSE": "0",
+        "COACH_SERVER__SHED_INTERIMS_AFTER": "1e9", "COACH_SERVER__REFUSE_LAG": "1e9",
+    },
+}
+
+
+async def one_round(n: int, args, audios, base: str, ws_base: str, ingest: str, lead: str, pid: int, tag: str) -> dict:
+    before = await asyncio.to_thread(metrics, base, lead)
+    worst_lag = [0.0]
+    watcher = asyncio.create_task(watch_lag(base, lead, worst_lag))
+    cpu0, wall0, client0 = cpu_seconds(pid), time.monotonic(), time.process_time()
+    if n == 1:  # one call at a time, through the first --single recordings
+        calls = [await one_call(base, ws_base, a, ingest, lead, f"{tag}1x{i}", f"agent-{i}", args.streams) for i, a in enumerate(audios[: args.single])]
+    else:  # n calls, each a different recording (while there are enough), starting args.stagger s apart
+        async def staggered(i: int):
+            await asyncio.sleep(i * args.stagger)
+            return await one_call(base, ws_base, audios[i % len(audios)], ingest, lead, f"{tag}{n}x{i}", f"agent-{i}", args.streams)
+        calls = await asyncio.gather(*(staggered(i) for i in range(n)))
+    cpu, wall, client = cpu_seconds(pid) - cpu0, time.monotonic() - wall0, time.process_time() - client0
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    after = await asyncio.to_thread(metrics, base, lead)
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    audio_seconds = sum(c["seconds"] for c in calls)
+    prompt_lat = [p["latency"] for c in calls for p in c["prompts"]]
+    signal_lat = [s["latency"] for c in calls for s in c["signals"]]
+    final_lat = [x for c in calls for x in c["final_latency"]]
+    batches = delta.get("coach_asr_batches_total", 0.0)
+    return {
+        "concurrent": n, "calls": len(calls), "refused": sum(c["refused"] for c in calls), "audio_seconds": round(audio_seconds, 1),
+        "prompts": len(prompt_lat), "prompt_p50": pct(prompt_lat, 0.5), "prompt_p95": pct(prompt_lat, 0.95),
+        "prompt_max": max(prompt_lat, default=None), "signals": len(signal_lat), "signal_p50": pct(signal_lat, 0.5),
+        "signal_p95": pct(signal_lat, 0.95), "final_p50": pct(final_lat, 0.5), "final_p95": pct(final_lat, 0.95),
+        "max_lag": round(worst_lag[0], 2), "events_kept": sum(c.get("kept", 0) for c in calls),
+        "events_lost": sum(c["lost"] for c in calls), "readers_dropped": delta.get("coach_readers_dropped_total", 0.0),
+        "server_cpu_per_audio_second": round(cpu / audio_seconds, 3) if audio_seconds else None,
+        "cpu_busy": round(cpu / wall / (os.cpu_count() or 1), 2), "wall_seconds": round(wall, 1),
+        "client_cpu_busy": round(client / wall / (os.cpu_count() or 1), 2),  # the simulated telephony and readers
+        "mean_batch": round(delta.get("coach_asr_batched_jobs_total", 0.0) / batches, 2) if batches else None,
+        "interims_deferred": delta.get("coach_asr_interims_deferred_total", 0.0),
+        "interims_shed": delta.get("coach_asr_interims_shed_total", 0.0),
+        "detail": calls,
+    }
+
+
+async def run_system(name: str, args, audios) -> list[dict]:
+    admin, port = secrets.token_urlsafe(16), free_port()
+    base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+    data = tempfile.mkdtemp(prefix="coach-live-bench-")
+    env = {**os.environ, "COACH_ADMIN_TOKEN": admin, **SYSTEMS[name]}
+    proc = subprocess.Popen([sys.executable, "-m", "coach", "serve", "--port", str(port), "--data-dir", data], env=env, stdout=subprocess.DEVNULL, stderr=open(os.environ.get("SERVER_LOG", os.devnull), "w"))
+    rounds = []
+    try:
+        wait_healthy(base, proc)
+        ingest = post(base + "/api/tokens", admin, {"role": "ingest"})["token"]
+        lead = post(base + "/api/tokens", admin, {"role": "lead"})["token"]
+        for n in args.concurrency:
+            r = await one_round(n, args, audios, base, ws_base, ingest, lead, proc.pid, f"{name[0].upper()}")
+            rounds.append(r)
+            print(f"{name}, {n} at once: {r['prompts']} prompts p50 {fmt(r['prompt_p50'])} p95 {fmt(r['prompt_p95'])} "
+                  f"max {fmt(r['prompt_max'])}; finals p50 {fmt(r['final_p50'])} p95 {fmt(r['final_p95'])}; "
+                  f"largest lag {r['max_lag']} s; {r['events_lost']} of {r['events_kept']} events lost; "
+                  f"{r['refused']} refused; CPU {r['server_cpu_per_audio_second']} s per s of call "
+                  f"({r['cpu_busy']:.0%} of the cores; the callers {r['client_cpu_busy']:.0%}); mean batch {r['mean_batch']}; interims deferred "
+                  f"{r['interims_deferred']:.0f}, shed {r['interims_shed']:.0f}", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return rounds
+
+
 async def run(args) -> dict:
     recordings = sorted(Path(p) for pattern in args.recordings for p in glob.glob(pattern))[: args.limit or None]
     if not recordings:
         raise SystemExit(f"no recordings match {args.recordings}")
     audios = [load_recording(p) for p in recordings]
-    admin, port = secrets.token_urlsafe(16), free_port()
-    base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
-    data = tempfile.mkdtemp(prefix="coach-live-bench-")
-    env = {**os.environ, "COACH_ADMIN_TOKEN": admin}
-    proc = subprocess.Popen([sys.executable, "-m", "coach", "serve", "--port", str(port), "--data-dir", data], env=env, stdout=subprocess.DEVNULL)
-    try:
-        wait_healthy(base, proc)
-        ingest = post(base + "/api/tokens", admin, {"role": "ingest"})["token"]
-        lead = post(base + "/api/tokens", admin, {"role": "lead"})["token"]
-        rounds = []
-        for n in args.concurrency:
-            cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
-            if n == 1:  # one call at a time, through the recordings
-                calls = [await one_call(base, ws_base, a, ingest, lead, f"B1x{i}", f"agent-{i}", args.streams) for i, a in enumerate(audios)]
-            else:
-                async def staggered(i: int):
-                    await asyncio.sleep(i * args.stagger)
-                    return await one_call(base, ws_base, audios[i % len(audios)], ingest, lead, f"B{n}x{i}", f"agent-{i}", args.streams)
-                calls = await asyncio.gather(*(staggered(i) for i in range(n)))
-            cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - wall0
-            audio_seconds = sum(c["seconds"] for c in calls)
-            prompt_lat = [p["latency"] for c in calls for p in c["prompts"]]
-            signal_lat = [s["latency"] for c in calls for s in c["signals"]]
-            final_lat = [x for c in calls for x in c["final_latency"]]
-            rounds.append({
-                "concurrent": n, "calls": len(calls), "audio_seconds": round(audio_seconds, 1),
-                "prompts": len(prompt_lat), "prompt_p50": pct(prompt_lat, 0.5), "prompt_p95": pct(prompt_lat, 0.95),
-                "prompt_max": max(prompt_lat, default=None), "signals": len(signal_lat), "signal_p50": pct(signal_lat, 0.5),
-                "signal_p95": pct(signal_lat, 0.95), "final_p50": pct(final_lat, 0.5), "final_p95": pct(final_lat, 0.95),
-                "server_cpu_per_audio_second": round(cpu / audio_seconds, 3), "wall_seconds": round(wall, 1),
-                "detail": calls,
-            })
-            r = rounds[-1]
-            print(f"{n} at once: {r['prompts']} prompts p50 {fmt(r['prompt_p50'])} p95 {fmt(r['prompt_p95'])} max {fmt(r['prompt_max'])}; "
-                  f"{r['signals']} signals p50 {fmt(r['signal_p50'])} p95 {fmt(r['signal_p95'])}; finals p50 {fmt(r['final_p50'])} "
-                  f"p95 {fmt(r['final_p95'])}; server CPU {r['server_cpu_per_audio_second']} s per s of call", flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-    return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "recordings": [str(p) for p in recordings], "rounds": rounds}
+    systems = {}
+    for name in args.systems:
+        saved = args.concurrency
+        if name != "coach" and args.baseline_concurrency:
+            args.concurrency = args.baseline_concurrency
+        systems[name] = await run_system(name, args, audios)
+        args.concurrency = saved
+    return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "recordings": [str(p) for p in recordings], "systems": systems}
 
 
 def fmt(x: float | None) -> str:
@@ -189,7 +272,10 @@ def main() -> None:
     parser.add_argument("--recordings", nargs="+", default=[str(ROOT / "examples" / "example-call.wav")])
     parser.add_argument("--limit", type=int, default=0, help="use the first N recordings")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 3])
-    parser.add_argument("--stagger", type=float, default=2.0)
+    parser.add_argument("--single", type=int, default=3, help="with concurrency 1, play this many recordings one after another")
+    parser.add_argument("--stagger", type=float, default=2.0, help="seconds between the starts of concurrent calls")
+    parser.add_argument("--systems", type=lambda s: s.split(","), default=["coach"], help=f"of {', '.join(SYSTEMS)}")
+    parser.add_argument("--baseline-concurrency", type=lambda s: [int(x) for x in s.split(",")], help="concurrency for the systems other than coach (default: the same)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "live.json")
     parser.add_argument("--streams", type=Path, help="write each call's events, with the audio sent when each arrived, here")
     args = parser.parse_args()

@@ -75,7 +75,7 @@ async def play_call(
     call = SimulatedCall(call_id or f"SIM{uuid.uuid4().hex[:16]}", agent_id)
     messages = _twilio_messages(audio, call, token) if via == "twilio" else _audio_messages(audio, call)
     url = ws_url(server, f"/ws/{via}", None if via == "twilio" else token)
-    async with connect(url, max_size=None, open_timeout=30) as ws:
+    async with connect(url, max_size=None, open_timeout=30, compression=None) as ws:  # as telephony platforms send
         started = time.monotonic()
         try:
             for seconds, message in messages:

@@ -105,6 +105,9 @@ async def _finish(ws: WebSocket, call: LiveCall | None, code: int = 1000, reason
         pass
 
 
+RESAMPLE_BLOCK = 768  # 8 kHz samples: one 96 ms pipeline frame
+
+
 class TwilioStream:
     """One Twilio Media Stream: ``connected``, ``start``, ``media``..., ``stop``."""
 
@@ -116,6 +119,8 @@ class TwilioStream:
         self.tracks: tuple[str, ...] = ()
         self.aligner: TrackAligner | None = None
         self.resampler: Resampler | None = None
+        self._narrowband: list[np.ndarray] = []  # aligned 8 kHz audio not yet resampled
+        self._held = 0
 
     async def serve(self, ws: WebSocket, query_token: str | None) -> None:
         await ws.accept()
@@ -141,8 +146,9 @@ class TwilioStream:
         except WebSocketDisconnect:
             log.info("twilio stream %s: the sender went away", self._name)
         finally:
-            if self.aligner is not None and self.call is not None:
-                await self._feed(self.aligner.flush())
+            if self.aligner is not None and self.call is not None and self.resampler is not None:
+                await self._feed(self.aligner.flush(), last=True)
+                await self.call.feed(self.resampler.flush())
             await _finish(ws, self.call, code, reason)
 
     @property
@@ -190,9 +196,17 @@ class TwilioStream:
             raise StreamRefused(BAD_INPUT, "media payload is not base64 or its timestamp is not a number") from None
         await self._feed(self.aligner.add(track, mulaw_decode(payload), timestamp))
 
-    async def _feed(self, block: np.ndarray) -> None:
-        if block.shape[0] and self.call is not None and self.resampler is not None:
-            await self.call.feed(self.resampler(block.ravel()))
+    async def _feed(self, block: np.ndarray, last: bool = False) -> None:
+        """Resample in blocks of a pipeline frame, not per 20 ms message: a fifth of the cost, and the
+        pipeline waits for a whole frame anyway."""
+        if block.shape[0]:
+            self._narrowband.append(block)
+            self._held += block.shape[0]
+        if self.call is None or self.resampler is None or not self._held or (self._held < RESAMPLE_BLOCK and not last):
+            return
+        audio = np.concatenate(self._narrowband)
+        self._narrowband, self._held = [], 0
+        await self.call.feed(self.resampler(audio.ravel()))
 
 
 class AudioHeader(BaseModel):
