@@ -65,12 +65,17 @@ bench: install models
 	$(MAKE) system-deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"
 	$(PY) benchmarks/asr_bench.py $(BENCH_ARGS)
 
-# End-to-end prompt latency of `coach serve` with real websocket clients (docs/benchmarks.md).
-# Uses the synthesized calls in bench-out/calls (`make bench` makes them), else the example call.
-N ?= 3
+# End-to-end prompt latency of `coach serve` with real websocket clients (docs/benchmarks.md):
+# `make bench-live N=10` plays N calls at once (different recordings, 3 s apart, real time, through
+# /ws/twilio) into the coach and into the naive baseline, in the same run; CURVE=1,2,4,6,10 measures
+# the coach at each N (1: two calls one after another). Uses the synthesized calls in bench-out/calls
+# (`make bench` makes them), else the example call.
+N ?= 10
+CURVE ?= $(N)
 LIVE_CALLS ?= $(if $(wildcard bench-out/calls/dev-*.wav),bench-out/calls/dev-*.wav,$(EXAMPLE))
 bench-live: install models $(EXAMPLE)
-	$(PY) benchmarks/live_bench.py --recordings '$(LIVE_CALLS)' --limit 3 --concurrency 1,$(N)
+	$(PY) benchmarks/live_bench.py --recordings '$(LIVE_CALLS)' --systems coach,naive --concurrency $(CURVE) \
+	  --baseline-concurrency $(N) --single 2 --stagger 3
 
 clean:
 	rm -rf $(VENV) examples/*.wav .pytest_cache bench-out test-artifacts

@@ -387,6 +387,7 @@ async def test_metrics_show_live_calls_their_lag_and_what_was_sent_in_prometheus
     assert after[("coach_prompts_sent_total", (("kind", "deescalate"),))] >= 1
     assert after[("coach_signals_total", (("label", "escalation_request"),))] >= 1
     assert after[("coach_asr_audio_seconds_total", ())] > 0 and after[("coach_asr_busy_seconds_total", ())] > 0
+    assert after[("coach_asr_batched_jobs_total", ())] >= after[("coach_asr_batches_total", ())] > 0
     assert (await asyncio.to_thread(scrape, ingest))[0] == 403
     assert (await asyncio.to_thread(scrape, "nope"))[0] == 401
 
