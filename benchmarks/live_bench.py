@@ -221,18 +221,18 @@ async def one_round(n: int, args, audios, base: str, ws_base: str, ingest: str, 
     }
 
 
-async def run_system(name: str, args, audios) -> list[dict]:
+async def run_system(name: str, concurrency: list[int], args, audios) -> list[dict]:
     admin, port = secrets.token_urlsafe(16), free_port()
     base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
     data = tempfile.mkdtemp(prefix="coach-live-bench-")
     env = {**os.environ, "COACH_ADMIN_TOKEN": admin, **SYSTEMS[name]}
-    proc = subprocess.Popen([sys.executable, "-m", "coach", "serve", "--port", str(port), "--data-dir", data], env=env, stdout=subprocess.DEVNULL, stderr=open(os.environ.get("SERVER_LOG", os.devnull), "w"))
+    proc = subprocess.Popen([sys.executable, "-m", "coach", "serve", "--port", str(port), "--data-dir", data], env=env, stdout=subprocess.DEVNULL)
     rounds = []
     try:
         wait_healthy(base, proc)
         ingest = post(base + "/api/tokens", admin, {"role": "ingest"})["token"]
         lead = post(base + "/api/tokens", admin, {"role": "lead"})["token"]
-        for n in args.concurrency:
+        for n in concurrency:
             r = await one_round(n, args, audios, base, ws_base, ingest, lead, proc.pid, f"{name[0].upper()}")
             rounds.append(r)
             print(f"{name}, {n} at once: {r['prompts']} prompts p50 {fmt(r['prompt_p50'])} p95 {fmt(r['prompt_p95'])} "
@@ -254,11 +254,8 @@ async def run(args) -> dict:
     audios = [load_recording(p) for p in recordings]
     systems = {}
     for name in args.systems:
-        saved = args.concurrency
-        if name != "coach" and args.baseline_concurrency:
-            args.concurrency = args.baseline_concurrency
-        systems[name] = await run_system(name, args, audios)
-        args.concurrency = saved
+        concurrency = args.baseline_concurrency if name != "coach" and args.baseline_concurrency else args.concurrency
+        systems[name] = await run_system(name, concurrency, args, audios)
     return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             "recordings": [str(p) for p in recordings], "systems": systems}
 

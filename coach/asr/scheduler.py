@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from coach.asr.transcriber import FULL_WINDOW, DecodeOptions, Transcription, window_for
+from coach.asr.transcriber import DecodeOptions, Transcription, encoder_window
 
 SAME_WINDOW = 1.5  # jobs batched together share the longest window: at most this times the shortest
 LONG_CONTEXT = 20  # words: contexts at least this long may be cut to each other's length in a batch
@@ -47,9 +47,7 @@ class _Job:
 
     @property
     def window(self) -> float:
-        if self.options.window_margin < 0:
-            return FULL_WINDOW
-        return window_for(self.audio.size / 16000, self.options.window_margin, self.options.min_window)
+        return encoder_window(self.audio.size / 16000, self.options)
 
     @property
     def context_kind(self) -> int:
@@ -153,9 +151,10 @@ class AsrScheduler:
                 break
             if job.future.cancelled() or job.options != first.options or job.context_kind != first.context_kind:
                 continue
-            if max(high, job.window) > SAME_WINDOW * min(low, job.window):
+            window = job.window
+            if max(high, window) > SAME_WINDOW * min(low, window):
                 continue
-            low, high = min(low, job.window), max(high, job.window)
+            low, high = min(low, window), max(high, window)
             taken.append(job)
         if taken:
             chosen = {id(job) for job in taken}

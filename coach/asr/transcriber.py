@@ -104,10 +104,7 @@ class WhisperTranscriber:
         decoder's weights once for all of them, which is most of its cost on a CPU. They share the
         longest one's encoder window, and their contexts are cut to the shortest one's length
         (CTranslate2 needs the start token at the same place in every prompt)."""
-        if options.window_margin < 0:
-            window = FULL_WINDOW
-        else:
-            window = max(window_for(audio.size / SAMPLE_RATE, options.window_margin, options.min_window) for audio, _ in requests)
+        window = max(encoder_window(audio.size / SAMPLE_RATE, options) for audio, _ in requests)
         results = self._decode([audio for audio, _ in requests], window, options, [context for _, context in requests])
         for i, ((audio, _), result) in enumerate(zip(requests, results)):
             if result.compression_ratio > 2.0 or has_repetition_loop(result.text) or has_repeated_phrase(result.text):
@@ -160,3 +157,8 @@ class WhisperTranscriber:
 def window_for(duration: float, margin: float, shortest: float = 2.0) -> float:
     """Encoder window (s) for ``duration`` s of speech: speech plus margin, whole seconds, at most 30 s."""
     return float(min(FULL_WINDOW, max(shortest, math.ceil(duration + margin))))
+
+
+def encoder_window(duration: float, options: DecodeOptions) -> float:
+    """The encoder window (s) that ``options`` give ``duration`` s of audio."""
+    return FULL_WINDOW if options.window_margin < 0 else window_for(duration, options.window_margin, options.min_window)

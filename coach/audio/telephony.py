@@ -51,32 +51,48 @@ def pcm16_encode(samples: np.ndarray) -> bytes:
 
 
 class Resampler:
-    """Interleaved float32 audio at ``rate`` -> ``(samples, channels)`` at ``target`` Hz, chunk by chunk."""
+    """Interleaved float32 audio at ``rate`` -> ``(samples, channels)`` at ``target`` Hz, chunk by chunk.
 
-    def __init__(self, rate: int, channels: int, target: int = SAMPLE_RATE) -> None:
+    ``block``: input samples (per channel) gathered before they are resampled, so that a stream of
+    20 ms telephony messages costs one resampler call per pipeline frame, not one per message."""
+
+    def __init__(self, rate: int, channels: int, target: int = SAMPLE_RATE, block: int = 0) -> None:
         import av
 
         self.rate = rate
         self.channels = channels
+        self.block = block
         self._layout = "mono" if channels == 1 else "stereo"
         self._resampler = None if rate == target else av.AudioResampler(format="flt", layout=self._layout, rate=target)
+        self._held: list[np.ndarray] = []
+        self._held_samples = 0
 
     def __call__(self, interleaved: np.ndarray) -> np.ndarray:
         if self._resampler is None:
             return interleaved.reshape(-1, self.channels)
-        import av
-
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(interleaved, dtype=np.float32).reshape(1, -1), format="flt", layout=self._layout
-        )
-        frame.sample_rate = self.rate
-        return self._collect(self._resampler.resample(frame))
+        self._held.append(interleaved)
+        self._held_samples += interleaved.size // self.channels
+        if self._held_samples < max(1, self.block):
+            return np.zeros((0, self.channels), np.float32)
+        return self._resample()
 
     def flush(self) -> np.ndarray:
         """What the resampler still holds at the end of the call."""
         if self._resampler is None:
             return np.zeros((0, self.channels), np.float32)
-        return self._collect(self._resampler.resample(None))
+        held = self._resample() if self._held_samples else np.zeros((0, self.channels), np.float32)
+        return np.concatenate([held, self._collect(self._resampler.resample(None))])
+
+    def _resample(self) -> np.ndarray:
+        import av
+
+        audio = np.concatenate(self._held) if len(self._held) > 1 else self._held[0]
+        self._held, self._held_samples = [], 0
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1), format="flt", layout=self._layout
+        )
+        frame.sample_rate = self.rate
+        return self._collect(self._resampler.resample(frame))
 
     def _collect(self, frames) -> np.ndarray:
         parts = [out.to_ndarray().reshape(-1, self.channels) for out in frames]
