@@ -216,6 +216,7 @@ async def run_analyze(args, settings: Settings) -> int:
     from coach.output import JsonlSink, TranscriptView
     from coach.pipeline import analyze_recording
     from coach.playbook import PromptPolicy, load_playbook
+    from coach.redact import Redactor
 
     if args.no_interims:
         settings.asr.interims = False
@@ -227,13 +228,18 @@ async def run_analyze(args, settings: Settings) -> int:
     sink = JsonlSink() if args.jsonl else TranscriptView(duration=info.duration)
     finals = 0
     keeper = await _start_keeping(args, settings, info, layout) if args.store else None
+    # what is kept is redacted, as a live call's is (the printed output is the caller's own)
+    redactor = Redactor(settings.redaction.context_seconds) if keeper is not None and settings.redaction.enabled else None
 
     def emit(event) -> None:
         nonlocal finals
         finals += bool(getattr(event, "final", False) and getattr(event, "text", ""))
         sink(event)
         if keeper is not None:
-            keeper.event(event.to_dict())
+            message, spans = redactor.event(event.to_dict()) if redactor is not None else (event.to_dict(), [])
+            keeper.event(message)
+            if spans and settings.redaction.silence_audio and message["type"] == "transcript":
+                keeper.silence(message["speaker"], event.start, event.end)
 
     error = None
     try:

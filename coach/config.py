@@ -89,6 +89,18 @@ class TextSettings(BaseModel):
     threads: int = Field(1, ge=1)
 
 
+class RedactionSettings(BaseModel):
+    """Personal data (card, ID and account numbers, e-mail addresses, phone numbers) out of what is
+    stored and what team leads and QA see."""
+
+    enabled: bool = Field(True, description="redact transcripts and signal evidence before they are stored or sent")
+    agent_view: Literal["redacted", "raw"] = Field(
+        "redacted", description="'raw': the agent's own live view keeps the words (never stored; leads and QA still get them redacted)"
+    )
+    silence_audio: bool = Field(True, description="silence the stored recording where personal data was said")
+    context_seconds: float = Field(30.0, ge=0, description="after a card, account, ID or phone is mentioned, shorter digit runs are redacted for this long (s)")
+
+
 def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "coach"
 
@@ -119,3 +131,4 @@ class Settings(BaseSettings):
     playbook: Path = Field(default_factory=lambda: DEFAULT_PLAYBOOK)
     asr: AsrSettings = AsrSettings()
     text: TextSettings = TextSettings()
+    redaction: RedactionSettings = RedactionSettings()

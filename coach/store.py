@@ -111,6 +111,15 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
+class Silence:
+    """A stretch of one channel of a recording to silence (personal data was said there)."""
+
+    channel: int  # 0: agent (or the one mixed channel), 1: customer
+    start: float  # seconds into the call
+    end: float
+
+
+@dataclass(frozen=True)
 class Review:
     review_id: str
     call_id: str
@@ -141,7 +150,10 @@ class CallStore(Protocol):
     folder: Path
 
     def begin(self, record: CallRecord) -> None: ...
-    def append(self, call_id: str, events: list[dict[str, Any]], audio: np.ndarray | None, summary: dict[str, Any]) -> None: ...
+    def append(
+        self, call_id: str, events: list[dict[str, Any]], audio: np.ndarray | None, summary: dict[str, Any],
+        silence: Iterable[Silence] = (),
+    ) -> None: ...
     def end(self, call_id: str, summary: dict[str, Any], state: str = "ended", error: str | None = None) -> None: ...
     def call(self, call_id: str) -> CallRecord | None: ...
     def calls(self, query: CallQuery) -> list[CallRecord]: ...
@@ -186,11 +198,17 @@ class SqlCallStore:
             self._next_seq[record.call_id] = 0
             self._pcm[record.call_id] = open(self.folder / record.audio, "ab", buffering=0)  # noqa: SIM115
 
-    def append(self, call_id: str, events: list[dict[str, Any]], audio: np.ndarray | None, summary: dict[str, Any]) -> None:
-        """Events (in order), audio (``(samples, channels)`` float32 at 16 kHz) and the call's latest summary."""
+    def append(
+        self, call_id: str, events: list[dict[str, Any]], audio: np.ndarray | None, summary: dict[str, Any],
+        silence: Iterable[Silence] = (),
+    ) -> None:
+        """Events (in order), audio (``(samples, channels)`` float32 at 16 kHz) and the call's latest
+        summary; then ``silence``: stretches of the recording so far to overwrite with silence."""
         with self._lock:
             if audio is not None and audio.size and call_id in self._pcm:
                 self._pcm[call_id].write(pcm16(audio))
+            for stretch in silence:
+                self._silence(call_id, stretch)
             seq = self._next_seq.get(call_id)
             if seq is None:
                 seq = self._next_seq[call_id] = self._max_seq(call_id) + 1
@@ -327,6 +345,24 @@ class SqlCallStore:
             self._db.close()
 
     # ---- internals ----
+    def _silence(self, call_id: str, stretch: Silence) -> None:
+        """Zero one channel of the call's raw recording from ``start`` to ``end`` seconds."""
+        record = self._record(call_id)
+        if record is None or record.audio is None or not record.audio.endswith(".pcm"):
+            return
+        path = self.folder / record.audio
+        width = 2 * record.channels
+        with open(path, "r+b") as raw:
+            frames = raw.seek(0, 2) // width
+            first, last = max(0, int(stretch.start * SAMPLE_RATE)), min(frames, int(np.ceil(stretch.end * SAMPLE_RATE)))
+            if last <= first:
+                return
+            raw.seek(first * width)
+            block = np.frombuffer(raw.read((last - first) * width), dtype="<i2").reshape(-1, record.channels).copy()
+            block[:, min(stretch.channel, record.channels - 1)] = 0
+            raw.seek(first * width)
+            raw.write(block.tobytes())
+
     def _seal_recording(self, record: CallRecord) -> tuple[str | None, float]:
         if record.audio is None:
             return None, 0.0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import uvicorn
 
-from coach.config import ServerSettings, Settings
+from coach.config import RedactionSettings, ServerSettings, Settings
 from coach.server.app import create_app
 from tests.fakes import EnergyVad, PhraseTranscriber, tone
 
@@ -33,9 +33,12 @@ def said(freq: int, seconds: float = 1.5):
 
 
 @asynccontextmanager
-async def running_server(data_dir: Path, transcriber=None, send_buffer: int | None = None, real_models: bool = False, **server):
+async def running_server(
+    data_dir: Path, transcriber=None, send_buffer: int | None = None, real_models: bool = False, redaction: RedactionSettings | None = None,
+    **server,
+):
     """The app on a free port. Stand-in models (tones heard as PHRASES), or the real ones."""
-    settings = Settings(admin_token=ADMIN, server=ServerSettings(data_dir=data_dir, **server))
+    settings = Settings(admin_token=ADMIN, server=ServerSettings(data_dir=data_dir, **server), redaction=redaction or RedactionSettings())
     if real_models:
         app = create_app(settings)
     else:

@@ -69,7 +69,10 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
             max_batch=settings.server.max_batch,
         )
         vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
-        services = CallServices(scheduler, settings.asr, vad_executor, playbook, text_models, reader_limit=settings.server.reader_limit)
+        services = CallServices(
+            scheduler, settings.asr, vad_executor, playbook, text_models, reader_limit=settings.server.reader_limit,
+            redaction=settings.redaction,
+        )
         if vad_factory is not None:
             services.vad_factory = vad_factory
         store_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")

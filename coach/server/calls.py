@@ -24,11 +24,12 @@ from coach.asr.scheduler import AsrScheduler
 from coach.asr.vad import StreamingVad
 from coach.audio.frames import SAMPLE_RATE, CallLayout
 from coach.bus import Board, CallLog, Message
-from coach.config import AsrSettings
+from coach.config import AsrSettings, RedactionSettings
 from coach.detect.text import TextAnalyzer
-from coach.events import Event, PromptEvent, RiskEvent, SignalEvent
+from coach.events import Event, PromptEvent, RiskEvent, SignalEvent, TranscriptEvent
 from coach.pipeline import CallPipeline
 from coach.playbook import Playbook, PromptPolicy
+from coach.redact import Redactor
 from coach.server.metrics import ServiceCounters
 from coach.server.recorder import CallRecorder
 from coach.store import CallExistsInStore, CallRecord, CallStore
@@ -52,6 +53,7 @@ class CallServices:
     queue_seconds: float = 30.0  # audio a call may have waiting before its sender is slowed
     reader_limit: int = 1000  # messages a websocket reader may fall behind before it is dropped
     counters: ServiceCounters = field(default_factory=ServiceCounters)  # for /metrics
+    redaction: RedactionSettings = field(default_factory=RedactionSettings)
 
 
 class CallRefused(Exception):
@@ -72,7 +74,12 @@ class LiveCall:
         self.started_at = time.time()
         self.ended_at: float | None = None
         self.state = "live"
-        self.log = CallLog(services.reader_limit)
+        self.log = CallLog(services.reader_limit)  # redacted: what leads, QA and the store get
+        redaction = services.redaction
+        self.redactor = Redactor(redaction.context_seconds) if redaction.enabled else None
+        self._silence_audio = redaction.silence_audio
+        # the agent's own live view, with the words as said (never stored)
+        self.raw_log = CallLog(services.reader_limit) if redaction.enabled and redaction.agent_view == "raw" else None
         self.received = 0.0  # seconds of audio taken in from the sender
         self.risk = 0
         self.signals: list[str] = []
@@ -92,7 +99,7 @@ class LiveCall:
             vad_factory=services.vad_factory, policy=PromptPolicy(services.playbook), text=services.text,
         )
         summary = self.summary()
-        self.log.publish(self._stamp({**summary, "at": 0.0}))  # the call's own stream opens with its summary
+        self._publish(self._stamp({**summary, "at": 0.0}))  # the call's own stream opens with its summary
         board.publish(summary)
         if recorder is not None:
             recorder.start()
@@ -153,7 +160,7 @@ class LiveCall:
             self._counters.errors["pipeline"] += 1
             self.error = f"{type(exc).__name__}: {exc}"
             error = self._stamp({"type": "error", "at": round(self.pipeline.consumed, 2), "message": "the call's analysis failed; its events so far are kept"})
-            self.log.publish(error)
+            self._publish(error)
             if self.recorder is not None:
                 self.recorder.event(error)
         finally:
@@ -165,17 +172,29 @@ class LiveCall:
             self.state = "ended"
             self.ended_at = time.time()
             summary = self.summary()
-            self.log.publish(self._stamp({**summary, "at": round(self.pipeline.consumed, 2)}))
+            self._publish(self._stamp({**summary, "at": round(self.pipeline.consumed, 2)}))
             self._board.publish(summary)
             self.log.close()
+            if self.raw_log is not None:
+                self.raw_log.close()
             log.info("call %s ended after %.1f s of audio", self.call_id, self.pipeline.consumed)
 
-    def _emit(self, event: Event) -> None:
-        message = self._stamp(event.to_dict())
+    def _publish(self, message: Message, raw: Message | None = None) -> None:
         self.log.publish(message)
+        if self.raw_log is not None:
+            self.raw_log.publish(raw or message)
+
+    def _emit(self, event: Event) -> None:
+        raw = self._stamp(event.to_dict())
+        message, spans = self.redactor.event(raw) if self.redactor is not None else (raw, [])
+        if spans:
+            self._counters.redactions += len(spans)
+        self._publish(message, raw)
         self._counters.events += 1
         if self.recorder is not None:
             self.recorder.event(message)
+            if spans and self._silence_audio and isinstance(event, TranscriptEvent):
+                self.recorder.silence(event.speaker, event.start, event.end)
         changed = False
         if isinstance(event, SignalEvent):
             self._counters.signals[event.label] += 1

@@ -27,6 +27,8 @@ class ServiceCounters:
     events: int = 0
     errors: Counter = field(default_factory=Counter)  # by where: "pipeline", "store", "ingest"
     readers_dropped: int = 0
+    redactions: int = 0  # personal data replaced in transcripts and evidence
+    refused: Counter = field(default_factory=Counter)  # connections and streams refused, by reason
 
 
 class ServiceCollector:
@@ -72,6 +74,11 @@ class ServiceCollector:
             errors.add_metric([where], n)
         yield errors
         yield CounterMetricFamily("coach_readers_dropped", "Websocket readers closed for falling behind", value=counts.readers_dropped)
+        yield CounterMetricFamily("coach_redactions", "Personal data replaced in transcripts and evidence", value=counts.redactions)
+        refused = CounterMetricFamily("coach_refused", "Connections and streams refused", labels=["reason"])
+        for reason, n in sorted(counts.refused.items()):
+            refused.add_metric([reason], n)
+        yield refused
 
 
 def render(app) -> bytes:

@@ -33,7 +33,9 @@ async def call_events(ws: WebSocket, call_id: str, token: str | None, registry: 
         return await _replay_kept(ws, call_id, principal, registry, send_timeout)
     if not principal.can_view(call.agent_id):
         return await _refuse(ws, FORBIDDEN, "an agent sees only their own calls")
-    await _pump(ws, call.log, call.log.subscribe(), send_timeout, "call ended", registry.services.counters)
+    # the agent's own live view may keep the words as said (settings.redaction.agent_view)
+    log_ = call.raw_log if call.raw_log is not None and principal.role == "agent" else call.log
+    await _pump(ws, log_, log_.subscribe(), send_timeout, "call ended", registry.services.counters)
 
 
 async def board(ws: WebSocket, token: str | None, registry: CallRegistry, tokens: TokenStore, send_timeout: float) -> None:

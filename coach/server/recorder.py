@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from coach.audio.frames import CallLayout
-from coach.store import CallRecord, CallStore
+from coach.store import CallRecord, CallStore, Silence
 
 log = logging.getLogger("coach.recorder")
 
@@ -30,6 +30,7 @@ class CallRecorder:
         self._flush_seconds = flush_seconds
         self._events: list[dict[str, Any]] = []
         self._audio: list[np.ndarray] = []
+        self._silence: list[Silence] = []
         self._labels: list[str] = []
         self._risk = 0
         self._prompts = 0
@@ -52,6 +53,11 @@ class CallRecorder:
         if "at" in message:
             self._consumed = max(self._consumed, float(message["at"]))
 
+    def silence(self, speaker: str, start: float, end: float) -> None:
+        """Personal data was said by ``speaker`` from ``start`` to ``end``: the kept recording gets
+        silence there, on that party's channel (the next write does it, after the audio it covers)."""
+        self._silence.append(Silence(0 if speaker in ("agent", "mixed") else 1, start, end))
+
     def audio(self, block: np.ndarray) -> None:
         """``(samples, channels)`` as the call's layout has them; kept agent left, customer right."""
         parties = self._layout.split(block)
@@ -72,8 +78,8 @@ class CallRecorder:
         """Write what has gathered (after any write still going)."""
         events, self._events = self._events, []
         audio = np.concatenate(self._audio) if self._audio else None
-        self._audio = []
-        await self._write(self.store.append, self.call_id, events, audio, self._summary())
+        silence, self._audio, self._silence = self._silence, [], []
+        await self._write(self.store.append, self.call_id, events, audio, self._summary(), silence)
 
     async def end(self, error: str | None = None) -> None:
         """The call is over: write the rest and seal the recording."""
