@@ -120,12 +120,20 @@ class ServerSettings(BaseModel):
     shed_interims_after: float = Field(1.0, gt=0, description="under load, an interim that waited this long (s) for the model is dropped (finals never are)")
     max_batch: int = Field(8, ge=1, description="jobs of different calls (or parties) waiting for the model are decoded together, up to this many in one batch; 1 = never")
     retention_days: float = Field(0, ge=0, description="delete stored calls (events, audio, reviews) after this many days; 0 = keep")
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="web origins (https://host:port) whose pages may open websockets, besides this server's own; '*' = any"
+    )
+    connections_per_minute: int = Field(600, ge=0, description="websocket connections and API requests from one client address in any minute; 0 = no limit")
+    max_calls_per_token: int = Field(0, ge=0, description="live calls one ingest token may stream at once (4429 beyond); 0 = no limit")
+    stream_idle_timeout: float = Field(30.0, gt=0, description="a call stream that sends nothing for this long (s) is ended, keeping what it sent")
+    public_url: str | None = Field(None, description="the server's URL as Twilio calls it (wss://host), for checking X-Twilio-Signature behind a proxy")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="COACH_", env_nested_delimiter="__", extra="ignore")
 
     admin_token: SecretStr | None = Field(None, description="COACH_ADMIN_TOKEN: the admin's bearer token")
+    twilio_auth_token: SecretStr | None = Field(None, description="COACH_TWILIO_AUTH_TOKEN: verify Twilio streams by X-Twilio-Signature")
     server: ServerSettings = Field(default_factory=ServerSettings)
     models_dir: Path = Field(default_factory=_default_models_dir)
     playbook: Path = Field(default_factory=lambda: DEFAULT_PLAYBOOK)

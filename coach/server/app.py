@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -28,7 +28,8 @@ from coach.playbook import load_playbook
 from coach.server import readers
 from coach.server.auth import Principal, TokenStore
 from coach.server.calls import CallRegistry, CallServices
-from coach.server.ingest import AudioStream, TwilioStream
+from coach.server.guards import TOO_MANY, RateLimiter, origin_allowed, twilio_signature_valid
+from coach.server.ingest import FORBIDDEN, UNAUTHENTICATED, AudioStream, TwilioStream
 from coach.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from coach.server.metrics import render as render_metrics
 from coach.store import CallQuery, Review, open_store
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
         app.state.registry = CallRegistry(
             services, keep_ended=settings.server.keep_ended, store=store, store_executor=store_executor,
             max_calls=settings.server.max_calls, refuse_lag=settings.server.refuse_lag,
+            max_calls_per_sender=settings.server.max_calls_per_token,
         )
         app.state.tokens = TokenStore(settings.server.data_dir / "tokens.json", admin)
         log.info("serving; data in %s", settings.server.data_dir)
@@ -105,24 +107,67 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
     app = FastAPI(title="coach", summary="Real-time call coaching: live call audio in, prompts out.", lifespan=lifespan)
     app.state.settings = settings
     limits = settings.server
+    rate = app.state.rate = RateLimiter(limits.connections_per_minute)
+    twilio_token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
+
+    async def refuse(ws: WebSocket, code: int, reason: str, why: str) -> None:
+        log.warning("refused %s from %s (%d): %s", ws.url.path, ws.client.host if ws.client else "?", code, reason)
+        ws.app.state.counters.refused[why] += 1
+        await ws.accept()
+        await ws.close(code, reason[:120])
+
+    async def admitted(ws: WebSocket) -> bool:
+        """Origin and rate checks, before anything else: a refusal gets its close code and a log line."""
+        origin = ws.headers.get("origin")
+        if not origin_allowed(origin, ws.headers.get("host"), limits.allowed_origins):
+            await refuse(ws, FORBIDDEN, f"origin {origin[:60]} may not open this server's websockets", "origin")
+            return False
+        if not rate.allow(ws.client.host if ws.client else None):
+            await refuse(ws, TOO_MANY, f"over {limits.connections_per_minute} connections a minute from this address: try again later", "rate")
+            return False
+        return True
 
     # ---- audio in ----
     @app.websocket("/ws/twilio")
     async def twilio(ws: WebSocket, token: str | None = None) -> None:
-        await TwilioStream(ws.app.state.registry, ws.app.state.tokens, limits.max_message_bytes).serve(ws, token)
+        if not await admitted(ws):
+            return
+        signed = None
+        signature = ws.headers.get("x-twilio-signature")
+        if twilio_token and signature is not None:
+            urls = [str(ws.url)]
+            if limits.public_url:
+                urls.append(limits.public_url.rstrip("/") + ws.url.path + (f"?{ws.url.query}" if ws.url.query else ""))
+            if not twilio_signature_valid(twilio_token, signature, urls):
+                return await refuse(ws, UNAUTHENTICATED, "X-Twilio-Signature does not sign this URL with the configured auth token", "signature")
+            signed = Principal("ingest", name="twilio")
+        stream = TwilioStream(ws.app.state.registry, ws.app.state.tokens, limits.max_message_bytes, limits.stream_idle_timeout, signed)
+        await stream.serve(ws, token)
 
     @app.websocket("/ws/audio")
     async def audio(ws: WebSocket, token: str | None = None) -> None:
-        await AudioStream(ws.app.state.registry, ws.app.state.tokens, limits.max_message_bytes).serve(ws, token)
+        if await admitted(ws):
+            await AudioStream(ws.app.state.registry, ws.app.state.tokens, limits.max_message_bytes, limits.stream_idle_timeout).serve(ws, token)
 
     # ---- events out ----
     @app.websocket("/ws/calls/{call_id}")
     async def call_events(ws: WebSocket, call_id: str, token: str | None = None) -> None:
-        await readers.call_events(ws, call_id, token, ws.app.state.registry, ws.app.state.tokens, limits.send_timeout)
+        if await admitted(ws):
+            await readers.call_events(ws, call_id, token, ws.app.state.registry, ws.app.state.tokens, limits.send_timeout)
 
     @app.websocket("/ws/board")
     async def board(ws: WebSocket, token: str | None = None) -> None:
-        await readers.board(ws, token, ws.app.state.registry, ws.app.state.tokens, limits.send_timeout)
+        if await admitted(ws):
+            await readers.board(ws, token, ws.app.state.registry, ws.app.state.tokens, limits.send_timeout)
+
+    @app.middleware("http")
+    async def api_rate(request: Request, call_next):
+        """API requests count toward the address's connections a minute (pages and static files do not)."""
+        if request.url.path.startswith(("/api/", "/metrics")) and not rate.allow(request.client.host if request.client else None):
+            request.app.state.counters.refused["rate"] += 1
+            return JSONResponse({"detail": f"over {limits.connections_per_minute} requests a minute from this address: try again later"},
+                                status_code=429, headers={"Retry-After": "60"})
+        return await call_next(request)
 
     # ---- REST ----
     def principal(request: Request) -> Principal:

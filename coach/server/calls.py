@@ -60,6 +60,10 @@ class CallRefused(Exception):
     """The server is at capacity: the caller should try again later."""
 
 
+class TooManyCalls(CallRefused):
+    """One sender (token) is streaming as many calls as it may."""
+
+
 class CallExists(Exception):
     """A stream for this call id is already live, or a call with this id is already kept."""
 
@@ -71,6 +75,7 @@ class LiveCall:
     ) -> None:
         self.call_id = call_id
         self.agent_id = agent_id
+        self.sender: str | None = None  # who streams it (a token id): for the per-token limit
         self.started_at = time.time()
         self.ended_at: float | None = None
         self.state = "live"
@@ -228,15 +233,20 @@ class CallRegistry:
     store: CallStore | None = None  # every call is kept here as it goes
     store_executor: Executor | None = None  # the store's one writer thread
     max_calls: int = 0  # 0: no limit
+    max_calls_per_sender: int = 0  # live calls one token may stream at once; 0: no limit
     refuse_lag: float = 10.0  # new calls wait until no live call is this far behind
     board: Board = field(default_factory=Board)
     live: dict[str, LiveCall] = field(default_factory=dict)
     ended: OrderedDict[str, LiveCall] = field(default_factory=OrderedDict)
     _starting: dict[str, asyncio.Event] = field(default_factory=dict)  # call ids whose store row is being written
 
-    async def start(self, call_id: str, agent_id: str | None, layout: CallLayout) -> LiveCall:
+    async def start(self, call_id: str, agent_id: str | None, layout: CallLayout, sender: str | None = None) -> LiveCall:
         if call_id in self.live or call_id in self._starting:
             raise CallExists(f"call {call_id} is already streaming")
+        if self.max_calls_per_sender and sender is not None:
+            streaming = sum(1 for c in self.live.values() if c.sender == sender)
+            if streaming >= self.max_calls_per_sender:
+                raise TooManyCalls(f"this token is already streaming {streaming} calls, its limit: end one first")
         # degrading under load: interims are shed first (the scheduler); then new calls are refused,
         # so the calls already live keep a bounded lag
         if self.max_calls and len(self.live) + len(self._starting) >= self.max_calls:
@@ -259,6 +269,7 @@ class CallRegistry:
             recorder = CallRecorder(self.store, self.store_executor, record, layout)
         self.ended.pop(call_id, None)
         call = LiveCall(call_id, agent_id, layout, self.services, self.board, recorder)
+        call.sender = sender
         self.live[call_id] = call
         if call_id in self._starting:
             self._starting.pop(call_id).set()

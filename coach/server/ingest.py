@@ -7,6 +7,7 @@ and a reason the sender can read, and a log line here; other calls never notice.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -21,7 +22,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from coach.audio.frames import CallLayout
 from coach.audio.telephony import MULAW_RATE, Resampler, TrackAligner, mulaw_decode, pcm16_decode
 from coach.server.auth import Principal, TokenStore
-from coach.server.calls import CallExists, CallRefused, CallRegistry, LiveCall
+from coach.server.calls import CallExists, CallRefused, CallRegistry, LiveCall, TooManyCalls
+from coach.server.guards import TOO_MANY
 
 log = logging.getLogger("coach.ingest")
 
@@ -33,6 +35,7 @@ NOT_FOUND = 4404
 CALL_EXISTS = 4409
 TRY_AGAIN_LATER = 1013  # the server is at capacity
 TOO_BIG = 1009
+IDLE = 4408  # the sender went quiet
 
 TWILIO_TRACKS = {"inbound": "customer", "outbound": "agent"}
 CALL_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
@@ -62,18 +65,23 @@ def _check_call_id(call_id: object) -> str:
     return call_id
 
 
-async def _start_call(registry: CallRegistry, call_id: str, agent_id: str | None, layout: CallLayout) -> LiveCall:
+async def _start_call(registry: CallRegistry, call_id: str, agent_id: str | None, layout: CallLayout, sender: Principal) -> LiveCall:
     try:
-        return await registry.start(call_id, agent_id, layout)
+        return await registry.start(call_id, agent_id, layout, sender=sender.token_id or sender.name or sender.role)
     except CallExists as exc:
         raise StreamRefused(CALL_EXISTS, str(exc)) from None
+    except TooManyCalls as exc:
+        raise StreamRefused(TOO_MANY, str(exc)) from None
     except CallRefused as exc:
         raise StreamRefused(TRY_AGAIN_LATER, str(exc)) from None
 
 
-async def _receive(ws: WebSocket, max_bytes: int) -> str | bytes | None:
+async def _receive(ws: WebSocket, max_bytes: int, idle_timeout: float | None = None) -> str | bytes | None:
     """The next frame, or None when the sender closed the socket."""
-    message = await ws.receive()
+    try:
+        message = await asyncio.wait_for(ws.receive(), idle_timeout)
+    except TimeoutError:
+        raise StreamRefused(IDLE, f"nothing received for {idle_timeout:g} s: the call is ended with what was sent") from None
     if message["type"] == "websocket.disconnect":
         return None
     data = message.get("text")
@@ -111,10 +119,14 @@ RESAMPLE_BLOCK = 768  # 8 kHz samples: one 96 ms pipeline frame (the pipeline wa
 class TwilioStream:
     """One Twilio Media Stream: ``connected``, ``start``, ``media``..., ``stop``."""
 
-    def __init__(self, registry: CallRegistry, tokens: TokenStore, max_bytes: int) -> None:
+    def __init__(
+        self, registry: CallRegistry, tokens: TokenStore, max_bytes: int, idle_timeout: float | None = None, signed: Principal | None = None,
+    ) -> None:
         self.registry = registry
         self.tokens = tokens
         self.max_bytes = max_bytes
+        self.idle_timeout = idle_timeout
+        self.signed = signed  # Twilio's signature on the request was checked: no token needed
         self.call: LiveCall | None = None
         self.tracks: tuple[str, ...] = ()
         self.aligner: TrackAligner | None = None
@@ -124,7 +136,7 @@ class TwilioStream:
         await ws.accept()
         code, reason = 1000, "call ended"
         try:
-            while (frame := await _receive(ws, self.max_bytes)) is not None:
+            while (frame := await _receive(ws, self.max_bytes, self.idle_timeout)) is not None:
                 message = _json(frame, "Twilio sends JSON text frames")
                 event = message.get("event")
                 if event == "start":
@@ -162,7 +174,7 @@ class TwilioStream:
         params = start.get("customParameters") or {}
         if not isinstance(params, dict):
             raise StreamRefused(BAD_INPUT, "start.customParameters must be an object")
-        _authorise(self.tokens, query_token or params.get("token"))
+        sender = self.signed or _authorise(self.tokens, query_token or params.get("token"))
         call_id = _check_call_id(start.get("callSid") or message.get("streamSid"))
         media = start.get("mediaFormat") or {"encoding": "audio/x-mulaw", "sampleRate": MULAW_RATE, "channels": 1}
         if (media.get("encoding"), media.get("sampleRate"), media.get("channels")) != ("audio/x-mulaw", MULAW_RATE, 1):
@@ -176,7 +188,7 @@ class TwilioStream:
         agent_id = params.get("agent_id")
         self.aligner = TrackAligner(self.tracks, MULAW_RATE)
         self.resampler = Resampler(MULAW_RATE, len(self.tracks), block=RESAMPLE_BLOCK)
-        self.call = await _start_call(self.registry, call_id, str(agent_id) if agent_id is not None else None, layout)
+        self.call = await _start_call(self.registry, call_id, str(agent_id) if agent_id is not None else None, layout, sender)
 
     async def _media(self, message: dict) -> None:
         if self.call is None or self.aligner is None:
@@ -216,28 +228,29 @@ class AudioHeader(BaseModel):
 class AudioStream:
     """The generic stream: a JSON header, binary frames of interleaved samples, ``{"event": "stop"}``."""
 
-    def __init__(self, registry: CallRegistry, tokens: TokenStore, max_bytes: int) -> None:
+    def __init__(self, registry: CallRegistry, tokens: TokenStore, max_bytes: int, idle_timeout: float | None = None) -> None:
         self.registry = registry
         self.tokens = tokens
         self.max_bytes = max_bytes
+        self.idle_timeout = idle_timeout
         self.call: LiveCall | None = None
 
     async def serve(self, ws: WebSocket, query_token: str | None) -> None:
         await ws.accept()
         code, reason = 1000, "call ended"
         try:
-            frame = await _receive(ws, self.max_bytes)
+            frame = await _receive(ws, self.max_bytes, self.idle_timeout)
             if frame is None:
                 return
             header = self._header(_json(frame, "the first frame is the stream header"))
-            _authorise(self.tokens, query_token or header.token)
+            sender = _authorise(self.tokens, query_token or header.token)
             layout = CallLayout.mono() if header.channels == 1 else CallLayout.stereo(header.agent_channel)
             width = header.channels * (2 if header.encoding == "pcm_s16le" else 1)
             decode = pcm16_decode if header.encoding == "pcm_s16le" else mulaw_decode
             resampler = Resampler(header.sample_rate, header.channels)
-            self.call = await _start_call(self.registry, header.call_id, header.agent_id, layout)
+            self.call = await _start_call(self.registry, header.call_id, header.agent_id, layout, sender)
             carry = b""  # a frame may end mid-sample; the rest comes with the next
-            while (frame := await _receive(ws, self.max_bytes)) is not None:
+            while (frame := await _receive(ws, self.max_bytes, self.idle_timeout)) is not None:
                 if isinstance(frame, bytes):
                     data = carry + frame
                     usable = len(data) - len(data) % width
