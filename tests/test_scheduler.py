@@ -107,3 +107,41 @@ async def test_jobs_waiting_behind_a_busy_model_are_decoded_together_when_they_d
     finally:
         model.gate.set()
         scheduler.close()
+
+
+class BadAudioTranscriber(GatedTranscriber):
+    """Fails on any job whose context says "bad", and on any batch holding one."""
+
+    def transcribe(self, audio, options, context=""):
+        result = super().transcribe(audio, options, context)
+        if "bad" in context:
+            raise RuntimeError("the model choked on this audio")
+        return result
+
+    def transcribe_batch(self, requests, options):
+        results = super().transcribe_batch(requests, options)
+        if any("bad" in context for _, context in requests):
+            raise RuntimeError("the model choked on this batch")
+        return results
+
+
+async def test_one_calls_bad_audio_in_a_batch_fails_only_that_call():
+    model = BadAudioTranscriber(asyncio.get_running_loop())
+    scheduler = AsrScheduler(model, workers=1, max_batch=4)
+    audio = np.zeros(1600, np.float32)
+    try:
+        busy = asyncio.create_task(scheduler.transcribe(audio, DecodeOptions(), final=True, audio_end=1, context="busy"))
+        assert await model.started.get() == "busy"
+        jobs = [asyncio.create_task(scheduler.transcribe(audio, DecodeOptions(), final=True, audio_end=2 + i, context=c))
+                for i, c in enumerate(["call A", "bad B", "call C"])]  # contexts alike: one batch
+        while scheduler.queued < 3:  # until all three have queued their jobs
+            await asyncio.sleep(0)
+        model.gate.set()
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        await busy
+        assert [r.text if not isinstance(r, Exception) else "failed" for r in results] == ["call A", "failed", "call C"]
+        first_tries = [model.started.get_nowait() for _ in range(model.started.qsize())]
+        assert first_tries[0] == "call A+bad B+call C"  # tried as one batch, then one by one
+    finally:
+        model.gate.set()
+        scheduler.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import itertools
 import threading
 import time
@@ -23,6 +24,9 @@ from coach.asr.transcriber import DecodeOptions, Transcription, encoder_window
 
 SAME_WINDOW = 1.5  # jobs batched together share the longest window: at most this times the shortest
 LONG_CONTEXT = 20  # words: contexts at least this long may be cut to each other's length in a batch
+
+
+log = logging.getLogger("coach.asr")
 
 
 class Transcriber(Protocol):
@@ -162,13 +166,24 @@ class AsrScheduler:
             heapq.heapify(self._queue)
         return taken
 
-    def _timed(self, batch: list[_Job]) -> list[Transcription]:
-        """In a worker thread: the model call, timed."""
+    def _timed(self, batch: list[_Job]) -> list[Transcription | Exception]:
+        """In a worker thread: the model call, timed. A batch that fails is done again one job at a
+        time, so that one call's bad audio fails only that call."""
         started = time.perf_counter()
         try:
             if len(batch) == 1:
                 return [self.transcriber.transcribe(batch[0].audio, batch[0].options, batch[0].context)]
-            return self.transcriber.transcribe_batch([(job.audio, job.context) for job in batch], batch[0].options)
+            try:
+                return self.transcriber.transcribe_batch([(job.audio, job.context) for job in batch], batch[0].options)
+            except Exception:
+                log.warning("a batch of %d failed; transcribing its jobs one by one", len(batch), exc_info=True)
+            results: list[Transcription | Exception] = []
+            for job in batch:
+                try:
+                    results.append(self.transcriber.transcribe(job.audio, job.options, job.context))
+                except Exception as exc:
+                    results.append(exc)
+            return results
         finally:
             with self._tally:
                 self.busy_seconds += time.perf_counter() - started
@@ -186,8 +201,10 @@ class AsrScheduler:
                 job.future.cancel()
             elif done.exception() is not None:
                 job.future.set_exception(done.exception())
+            elif isinstance(result := done.result()[i], Exception):
+                job.future.set_exception(result)
             else:
-                job.future.set_result(done.result()[i])
+                job.future.set_result(result)
         self._pump(loop)
 
     def close(self) -> None:
