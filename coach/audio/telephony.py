@@ -99,6 +99,10 @@ class Resampler:
         return np.concatenate(parts) if parts else np.zeros((0, self.channels), np.float32)
 
 
+class GapTooLong(ValueError):
+    """A chunk's timestamp leaves a longer gap than any call has."""
+
+
 class TrackAligner:
     """Tracks that arrive as separate timed chunks -> one timeline, one channel per track.
 
@@ -107,10 +111,11 @@ class TrackAligner:
     sending (a muted leg), up to ``max_skew`` seconds behind the other, so the call never stalls.
     """
 
-    def __init__(self, tracks: tuple[str, ...], rate: int, max_skew: float = 0.5) -> None:
+    def __init__(self, tracks: tuple[str, ...], rate: int, max_skew: float = 0.5, max_gap: float = 60.0) -> None:
         self.tracks = tracks
         self.rate = rate
         self.max_skew = int(max_skew * rate)
+        self.max_gap = int(max_gap * rate)  # a chunk stamped further ahead is refused, not filled with silence
         self._buffers: dict[str, list[np.ndarray]] = {t: [] for t in tracks}
         self._ends = dict.fromkeys(tracks, 0)  # samples received (or filled) per track, from the call start
         self._released = 0  # samples of the timeline already given out
@@ -122,6 +127,9 @@ class TrackAligner:
         if start < end:  # overlaps what this track already has: keep only the new part
             samples = samples[end - start :]
             start = end
+        if start - end > self.max_gap:
+            raise GapTooLong(f"a {track} chunk is stamped {(start - end) / self.rate:.0f} s after the track's last audio "
+                             f"(at most {self.max_gap / self.rate:.0f} s of silence is filled in)")
         if start > end:
             self._buffers[track].append(np.zeros(start - end, np.float32))
         if samples.size:

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import re
 from typing import Literal
 
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from coach.audio.frames import CallLayout
-from coach.audio.telephony import MULAW_RATE, Resampler, TrackAligner, mulaw_decode, pcm16_decode
+from coach.audio.telephony import MULAW_RATE, GapTooLong, Resampler, TrackAligner, mulaw_decode, pcm16_decode
 from coach.server.auth import Principal, TokenStore
 from coach.server.calls import CallExists, CallRefused, CallRegistry, LiveCall, TooManyCalls
 from coach.server.guards import TOO_MANY
@@ -177,10 +178,11 @@ class TwilioStream:
         sender = self.signed or _authorise(self.tokens, query_token or params.get("token"))
         call_id = _check_call_id(start.get("callSid") or message.get("streamSid"))
         media = start.get("mediaFormat") or {"encoding": "audio/x-mulaw", "sampleRate": MULAW_RATE, "channels": 1}
-        if (media.get("encoding"), media.get("sampleRate"), media.get("channels")) != ("audio/x-mulaw", MULAW_RATE, 1):
+        if not isinstance(media, dict) or (media.get("encoding"), media.get("sampleRate"), media.get("channels")) != ("audio/x-mulaw", MULAW_RATE, 1):
             raise StreamRefused(BAD_INPUT, f"Twilio streams are 8 kHz mono mu-law; got {json.dumps(media)[:80]}")
         tracks = start.get("tracks") or ["inbound", "outbound"]
-        if not isinstance(tracks, list) or not tracks or any(t not in TWILIO_TRACKS for t in tracks) or len(set(tracks)) != len(tracks):
+        if (not isinstance(tracks, list) or not tracks or any(not isinstance(t, str) or t not in TWILIO_TRACKS for t in tracks)
+                or len(set(tracks)) != len(tracks)):
             raise StreamRefused(BAD_INPUT, "start.tracks must be inbound and/or outbound")
         # the agent first, as on a stereo recording
         self.tracks = tuple(sorted(tracks, key=lambda t: TWILIO_TRACKS[t] != "agent"))
@@ -204,7 +206,13 @@ class TwilioStream:
             timestamp = float(media["timestamp"]) if media.get("timestamp") is not None else None
         except (binascii.Error, ValueError, TypeError):
             raise StreamRefused(BAD_INPUT, "media payload is not base64 or its timestamp is not a number") from None
-        await self._feed(self.aligner.add(track, mulaw_decode(payload), timestamp))
+        if timestamp is not None and not (math.isfinite(timestamp) and 0 <= timestamp):
+            raise StreamRefused(BAD_INPUT, f"media timestamp {timestamp} is not a time in the call (ms)")
+        try:
+            block = self.aligner.add(track, mulaw_decode(payload), timestamp)
+        except GapTooLong as exc:
+            raise StreamRefused(BAD_INPUT, str(exc)) from None
+        await self._feed(block)
 
     async def _feed(self, block: np.ndarray) -> None:
         if block.shape[0] and self.call is not None and self.resampler is not None:
