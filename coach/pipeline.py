@@ -63,6 +63,7 @@ class CallPipeline:
         self.mood = CallMood(text.mood_carry if text is not None else 0.0)
         self._reading: asyncio.Task | None = None  # the last final being read: finals go out in order
         self._tasks: set[asyncio.Task] = set()
+        self._failure: BaseException | None = None
 
     def _clock(self) -> float:
         return self.consumed
@@ -75,6 +76,7 @@ class CallPipeline:
 
     async def push(self, block: np.ndarray) -> None:
         """Take ``(samples, channels)`` float32 audio at 16 kHz, in call order."""
+        self._raise_failure()
         self.consumed += block.shape[0] / SAMPLE_RATE
         audio = self.layout.split(block)
         loop = asyncio.get_running_loop()
@@ -117,8 +119,19 @@ class CallPipeline:
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._settled)
         return task
+
+    def _settled(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if self._failure is None and not task.cancelled() and task.exception() is not None:
+            self._failure = task.exception()
+
+    def _raise_failure(self) -> None:
+        """A model call that failed in the background fails the call here, in its own task."""
+        failure = self._failure or next((p.failure for p in self.parties.values() if p.failure is not None), None)
+        if failure is not None:
+            raise failure
 
     async def _read_final(self, event: TranscriptEvent, before: asyncio.Task | None) -> None:
         reading = await self.text.read(event.speaker, event.text)
@@ -145,6 +158,7 @@ class CallPipeline:
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()
+        self._raise_failure()
 
     async def finish(self) -> None:
         """The call ended: finalise open utterances and wait for every result."""

@@ -154,6 +154,7 @@ class PartyTranscriber:
         self._count = 0
         self._open: _Utterance | None = None
         self._tasks: set[asyncio.Task] = set()
+        self.failure: BaseException | None = None  # a transcription that failed (the model raised)
         self._awaiting: dict[str, float] = {}  # utterances ended and not yet final: id -> where they ended
         self._join_mode = settings.final_mode == "join"
         self._final = DecodeOptions(settings.beam_size, settings.window_margin, settings.language, settings.min_window)
@@ -320,8 +321,13 @@ class PartyTranscriber:
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._settled)
         return task
+
+    def _settled(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if self.failure is None and not task.cancelled() and task.exception() is not None:
+            self.failure = task.exception()  # the pipeline raises it on its next push or drain
 
     def _forget_old_audio(self) -> None:
         # jobs hold copies of their audio: keep only the open utterance and a pre-roll

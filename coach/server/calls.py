@@ -118,6 +118,8 @@ class LiveCall:
     def lag(self) -> float:
         """Seconds of received audio not yet through the pipeline: waiting to be taken in, or spoken
         in an utterance that ended and still waits for the model to make its final."""
+        if self.error is not None:
+            return 0.0  # no analysis to fall behind: the call is only recorded
         return max(0.0, self.received - self.pipeline.caught_up_to)
 
     async def feed(self, block: np.ndarray) -> None:
@@ -164,10 +166,14 @@ class LiveCall:
             log.exception("call %s failed", self.call_id)
             self._counters.errors["pipeline"] += 1
             self.error = f"{type(exc).__name__}: {exc}"
-            error = self._stamp({"type": "error", "at": round(self.pipeline.consumed, 2), "message": "the call's analysis failed; its events so far are kept"})
+            error = self._stamp({"type": "error", "at": round(self.pipeline.consumed, 2),
+                                 "message": "the call's analysis failed; its events so far are kept, and its audio to the end"})
             self._publish(error)
             if self.recorder is not None:
                 self.recorder.event(error)
+            # the analysis is gone, the call is not: its audio is still taken in and recorded until it ends
+            while await self._audio.get() is not None:
+                pass
         finally:
             await self.pipeline.aclose()
             if self.recorder is not None:
