@@ -9,9 +9,10 @@ How many digits make a run personal depends on what the call is about:
 
 - anywhere: 7 digits or more (13-19: a card; 10-11: a phone number; else a number), a written
   ``123-45-6789`` (an ID number), an e-mail address, written or spoken ("jo dot smith at mail dot com");
-- for ``context_seconds`` after someone mentions a card, an account, an ID, a phone or "number"/
-  "digits" (either party), or after a redaction: 3 digits or more, named by that topic. People read
-  a card number in groups across several pauses, and a security code is three digits.
+- for ``context_seconds`` after someone mentions a card, an account, an ID or a phone (either party),
+  or after a redaction: 2 digits or more, named by that topic (3 or more after "number"/"digits").
+  People read a card number in groups across several pauses, the speech model may hear only part
+  of a group ("fine fine two six"), and a security code is three digits.
 
 Money ("$1,500", "forty five dollars") and quantities with a unit ("30 days") are kept.
 """
@@ -33,7 +34,8 @@ TEEN_WORDS = {
 }
 TENS_WORDS = {"twenty": 2, "thirty": 3, "forty": 4, "fifty": 5, "sixty": 6, "seventy": 7, "eighty": 8, "ninety": 9}
 REPEAT_WORDS = {"double": 2, "triple": 3}
-SOUNDALIKES = {"for": 4, "to": 2, "too": 2, "won": 1, "ate": 8}  # digits misheard as words: only between digits
+# digits the speech model may write as words ("fine fine two six"): only next to a digit
+SOUNDALIKES = {"for": 4, "fore": 4, "to": 2, "too": 2, "won": 1, "ate": 8, "fine": 5, "tree": 3, "free": 3, "niner": 9}
 JOINERS = {"-", ",", ".", "/", "dash", "hyphen"}  # may sit between the digits of one run
 UNIT_AFTER = re.compile(
     r"^\s*(?:%|percent|per\s*cent|dollars?|bucks|pounds?|quid|euros?|cents?|pence|p\b|minutes?|hours?|days?|weeks?|"
@@ -90,6 +92,14 @@ def _is_digit_token(word: str) -> bool:
     return word.isdigit() or word.lower() in DIGIT_WORDS
 
 
+def _digit_follows(tokens: list[tuple[str, int, int]], i: int) -> bool:
+    """Is token ``i`` followed by a digit (perhaps after a joiner, or after more soundalikes)?"""
+    j = i + 1
+    while j < len(tokens) and (tokens[j][0] in JOINERS or tokens[j][0].lower() in SOUNDALIKES):
+        j += 1
+    return j < len(tokens) and _is_digit_token(tokens[j][0]) and tokens[j][0].lower() != "o"
+
+
 def _digit_runs(text: str) -> list[_Run]:
     """Maximal runs of digits, written or spoken, with the joiners between them."""
     runs: list[_Run] = []
@@ -103,9 +113,9 @@ def _digit_runs(text: str) -> list[_Run]:
         digits: str | None = None
         if word.isdigit():
             digits = word
-        elif low in DIGIT_WORDS and not (low == "o" and current is None):
+        elif low in DIGIT_WORDS and not (low == "o" and current is None and not _digit_follows(tokens, i)):
             digits = str(DIGIT_WORDS[low])
-        elif low in SOUNDALIKES and current is not None and current.digits and i + 1 < len(tokens) and _is_digit_token(tokens[i + 1][0]):
+        elif low in SOUNDALIKES and ((current is not None and current.digits) or _digit_follows(tokens, i)) and _digit_follows(tokens, i):
             digits = str(SOUNDALIKES[low])
         elif low in TEEN_WORDS:
             digits = str(TEEN_WORDS[low])
@@ -166,7 +176,7 @@ def _kind_of(digits: str, topic: str | None) -> str | None:
     n = len(digits)
     if 13 <= n <= 19 and (topic in (None, "card", "number") or _luhn(digits)):
         return "card"
-    if topic not in (None, "number") and n >= 3:
+    if topic not in (None, "number") and n >= 2:
         return topic
     if n >= 7 or (topic == "number" and n >= 3):
         return "phone" if n in (10, 11) else "number"

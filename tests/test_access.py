@@ -12,7 +12,6 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from coach.server.guards import RateLimiter, origin_allowed, twilio_signature, twilio_signature_valid
-from coach.simulate import play_call
 from tests.fakes import silence, stereo
 from tests.live import ADMIN, PHRASES, running_server, said
 

@@ -1,8 +1,9 @@
 """One live call written to the store as it goes: its events, its audio, its summary.
 
-The call hands over events and audio without waiting; every ``flush_seconds`` what has gathered is
-written in the store's own thread (one thread for all calls, so writes never overlap and the
-event loop never waits on the disk). A crash loses at most that much; the end of the call writes
+The call hands over events and audio without waiting; every ``flush_seconds`` (0.3 s) what has
+gathered is written in the store's own thread (one thread for all calls, so writes never overlap and
+the event loop never waits on the disk). A crash loses at most 0.5 s: that, and the audio still in
+the ingest's buffers (one 96 ms resampling block, one 20 ms telephony message); the end of the call writes
 the rest and seals the recording.
 """
 
@@ -22,7 +23,7 @@ log = logging.getLogger("coach.recorder")
 
 
 class CallRecorder:
-    def __init__(self, store: CallStore, executor: Executor, record: CallRecord, layout: CallLayout, flush_seconds: float = 0.5) -> None:
+    def __init__(self, store: CallStore, executor: Executor, record: CallRecord, layout: CallLayout, flush_seconds: float = 0.3) -> None:
         self.store = store
         self.call_id = record.call_id
         self.executor = executor
