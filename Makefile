@@ -11,7 +11,7 @@ SYSTEM_PACKAGES := espeak-ng sox chromium
 # ../shared/tools/synth_call.py speaks the scripted calls with these
 BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k
 
-.PHONY: install system-deps models train run analyze-example test test-fast bench bench-live example clean
+.PHONY: install system-deps models train run analyze-example test test-fast bench bench-live reliability bench-redaction example clean
 
 install: $(STAMP)
 
@@ -76,6 +76,15 @@ LIVE_CALLS ?= $(if $(wildcard bench-out/calls/dev-*.wav),bench-out/calls/dev-*.w
 bench-live: install models $(EXAMPLE)
 	$(PY) benchmarks/live_bench.py --recordings '$(LIVE_CALLS)' --systems coach,naive --concurrency $(CURVE) \
 	  --baseline-concurrency $(N) --single 2 --stagger 3
+
+# Reliability figures (docs/reliability.md): fuzzing of every input, injected faults (stand-in models).
+reliability: install
+	$(PY) benchmarks/reliability_bench.py
+
+# Redaction recall on generated calls with spoken card and account numbers (real models; needs ../shared).
+bench-redaction: install models
+	$(MAKE) system-deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"
+	$(PY) benchmarks/redaction_bench.py
 
 clean:
 	rm -rf $(VENV) examples/*.wav .pytest_cache bench-out test-artifacts

@@ -9,6 +9,7 @@ import wave
 import numpy as np
 import pytest
 
+from coach.audio.files import read_blocks
 from coach.demo import write_wav
 
 pytestmark = pytest.mark.model
@@ -154,3 +155,36 @@ def test_a_recording_analysed_with_store_is_kept_for_qa_like_a_live_call(short_c
     store.close()
     again = coach("analyze", path, "--store", "--data-dir", tmp_path)
     assert again.returncode == 1 and "already kept" in again.stderr and "--call-id" in again.stderr
+
+
+def test_a_card_number_read_aloud_is_not_kept_in_the_store_nor_heard_in_the_kept_recording(tmp_path):
+    """The real speech model hears a card number read out digit by digit; what is kept holds
+    neither its digits nor its sound (issue 7)."""
+    from coach.demo import Turn, synthesize_call
+    from coach.store import open_store
+
+    card = "4539 1488 0343 6467"
+    spoken = ", ".join(" ".join(group) for group in card.split())  # "4 5 3 9, 1 4 8 8, ..."
+    turns = (
+        Turn("agent", "Could I take the long number on the front of your card, please?", 0.5),
+        Turn("customer", f"Yes, it's {spoken}."),
+        Turn("agent", "Thank you, that's all I need."),
+    )
+    stereo, timeline = synthesize_call(turns)
+    path = write_wav(tmp_path / "card-call.wav", stereo)
+    run = coach("analyze", path, "--jsonl", "--store", "--data-dir", tmp_path / "data")
+    assert run.returncode == 0, run.stderr
+    printed = [json.loads(line) for line in run.stdout.splitlines()]
+    heard = " ".join(e["text"] for e in printed if e["type"] == "transcript" and e["final"] and e["speaker"] == "customer")
+    assert sum(ch.isdigit() for ch in heard) >= 8, heard  # the model did hear the number (the printed output is the caller's own)
+    store = open_store(tmp_path / "data")
+    kept = store.events(path.stem)
+    customer = [e["text"] for e in kept if e["type"] == "transcript" and e["speaker"] == "customer"]
+    assert customer and not any(ch.isdigit() for text in customer for ch in text), customer
+    assert any("[card number]" in text for text in customer)
+    recording = np.concatenate(list(read_blocks(store.audio_path(path.stem))))
+    store.close()
+    said = timeline[1]
+    inside = recording[int((said["start"] + 0.3) * 16000) : int((said["end"] - 0.3) * 16000)]
+    assert np.abs(inside[:, 1]).max() == 0.0  # the customer's reading is silenced
+    assert np.abs(recording[: int(timeline[0]["end"] * 16000), 0]).max() > 0.05  # the agent's question is kept
