@@ -183,6 +183,7 @@ def main() -> int:
     offline = WhisperModel(resolve_speech_model(settings.asr.model, settings.models_dir).path, device="cpu", compute_type="int8", cpu_threads=2)
     tally: dict[str, Counter] = {}
     kept_numbers = Counter()
+    leaks: list[str] = []
     with tempfile.TemporaryDirectory() as data_dir:
         for call_id, wav, said in calls:
             raw = io.StringIO()
@@ -213,6 +214,8 @@ def main() -> int:
                 t["readable in store"] += readable(item["digits"], kept_runs)
                 t["audible originally"] += readable(item["digits"], heard_original)
                 t["audible in kept audio"] += readable(item["digits"], heard_kept)
+                if readable(item["digits"], heard_kept) or readable(item["digits"], kept_runs):
+                    leaks.append(f"{call_id} {item['kind']} {item['digits']}: kept audio heard as {heard_kept}")
             print(f"analysed {call_id}", file=sys.stderr)
     print(f"\n## Redaction on {args.calls} generated calls (seed {args.seed})\n")
     print("| data | said | heard in the raw transcript | readable in the store | recall | audible in the original | audible in the kept recording |")
@@ -220,6 +223,8 @@ def main() -> int:
     for kind, t in tally.items():
         recall = 1 - t["readable in store"] / t["heard"] if t["heard"] else float("nan")
         print(f"| {kind} | {t['said']} | {t['heard']} | {t['readable in store']} | {recall:.3f} | {t['audible originally']} | {t['audible in kept audio']} |")
+    for leak in leaks:
+        print("  leak:", leak)
     print(f"\nNumbers to keep: the customer's complaint with an amount and a duration was kept word for word in "
           f"{kept_numbers['kept']} of {kept_numbers['said']} calls.")
     return 0

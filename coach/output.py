@@ -20,8 +20,8 @@ def clock(seconds: float) -> str:
 class JsonlSink:
     """One JSON object per line, flushed as emitted (the contract of analysis-output.md)."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout  # the stdout of now, not of import time
 
     def __call__(self, event: Event) -> None:
         self.out.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
