@@ -39,11 +39,11 @@ sys.path.insert(0, str(ROOT))
 
 from coach.audio.telephony import mulaw_encode  # noqa: E402
 from coach.simulate import play_call  # noqa: E402
-from tests.fakes import PhraseTranscriber, silence, stereo  # noqa: E402
+from tests.fakes import silence, stereo  # noqa: E402
+from tests.test_faults import POISON, FailingTranscriber  # noqa: E402
 from tests.live import ADMIN, PHRASES, free_port, running_server, said  # noqa: E402
 
 FLUSH_WINDOW = 0.5  # the recorder writes every 0.5 s: a crash may lose that much
-POISON = 900
 TURNS = [300, 400, 700, 600]  # agent, customer, agent, customer
 
 
@@ -56,14 +56,6 @@ def call_audio(turns=TURNS) -> np.ndarray:
 
 
 TURN_SECONDS = 2.5  # each turn: 1.5 s said, 1.0 s silence
-
-
-class Poisonable(PhraseTranscriber):
-    def transcribe(self, audio, options, context=""):
-        heard = super().transcribe(audio, options, context)
-        if heard.text == "POISON":
-            raise RuntimeError("injected model failure")
-        return heard
 
 
 def media_messages(audio: np.ndarray):
@@ -126,7 +118,7 @@ async def send_partly(live, call_id: str, token: str, audio: np.ndarray, upto: f
 async def fault_round(kind: str, data_dir: Path, index: int) -> dict:
     audio = call_audio()
     options = {"stream_idle_timeout": 1.0} if kind == "quiet" else {}
-    model = Poisonable({**PHRASES, POISON: "POISON"})
+    model = FailingTranscriber({**PHRASES, POISON: "POISON"})
     async with running_server(data_dir, transcriber=model, **options) as live:
         ingest = await live.token("ingest")
         healthy = [f"H{index}-{i}" for i in range(2)]

@@ -20,6 +20,7 @@ from coach.asr.scheduler import AsrScheduler
 from coach.asr.streaming import Conversation, PartyTranscriber
 from coach.asr.vad import StreamingVad
 from coach.audio.frames import SAMPLE_RATE, CallLayout
+from coach.background import Background
 from coach.config import AsrSettings
 from coach.detect.timing import PartyActivity, TimingDetector
 from coach.detect.risk import RiskMeter
@@ -62,8 +63,7 @@ class CallPipeline:
         self.text = text  # sentiment and trigger similarity; None: phrase rules only
         self.mood = CallMood(text.mood_carry if text is not None else 0.0)
         self._reading: asyncio.Task | None = None  # the last final being read: finals go out in order
-        self._tasks: set[asyncio.Task] = set()
-        self._failure: BaseException | None = None
+        self.background = Background()  # finals being read by the text models
 
     def _clock(self) -> float:
         return self.consumed
@@ -114,22 +114,12 @@ class CallPipeline:
         elif self.text is None or not event.text:
             self._final(event, [])
         else:  # the final goes out with its sentiment, read off the loop in the text model's executor
-            self._reading = self._spawn(self._read_final(event, self._reading))
-
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._settled)
-        return task
-
-    def _settled(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if self._failure is None and not task.cancelled() and task.exception() is not None:
-            self._failure = task.exception()
+            self._reading = self.background.spawn(self._read_final(event, self._reading))
 
     def _raise_failure(self) -> None:
         """A model call that failed in the background fails the call here, in its own task."""
-        failure = self._failure or next((p.failure for p in self.parties.values() if p.failure is not None), None)
+        stages = [self.background, *(party.background for party in self.parties.values())]
+        failure = next((stage.failure for stage in stages if stage.failure is not None), None)
         if failure is not None:
             raise failure
 
@@ -153,7 +143,7 @@ class CallPipeline:
 
     async def drain(self) -> None:
         """Wait until every transcription asked for so far has been emitted."""
-        while pending := [t for party in self.parties.values() for t in party.pending] + list(self._tasks):
+        while pending := [t for party in self.parties.values() for t in party.pending] + list(self.background.tasks):
             done, _ = await asyncio.wait(pending)  # a cancelled interim is fine; a failed job is not
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
@@ -168,9 +158,7 @@ class CallPipeline:
 
     async def aclose(self) -> None:
         await asyncio.gather(*(party.aclose() for party in self.parties.values()))
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.background.cancel()
 
 
 async def iterate_in_thread(blocks: Iterator[T]) -> AsyncIterator[T]:

@@ -115,7 +115,7 @@ def _digit_runs(text: str) -> list[_Run]:
             digits = word
         elif low in DIGIT_WORDS and not (low == "o" and current is None and not _digit_follows(tokens, i)):
             digits = str(DIGIT_WORDS[low])
-        elif low in SOUNDALIKES and ((current is not None and current.digits) or _digit_follows(tokens, i)) and _digit_follows(tokens, i):
+        elif low in SOUNDALIKES and _digit_follows(tokens, i):
             digits = str(SOUNDALIKES[low])
         elif low in TEEN_WORDS:
             digits = str(TEEN_WORDS[low])
@@ -157,7 +157,8 @@ def _digit_runs(text: str) -> list[_Run]:
     return runs
 
 
-def _luhn(digits: str) -> bool:
+def luhn_valid(digits: str) -> bool:
+    """The check digit card numbers carry."""
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = int(ch)
@@ -174,7 +175,7 @@ def _is_quantity(text: str, run: _Run) -> bool:
 def _kind_of(digits: str, topic: str | None) -> str | None:
     """What a run of digits is, or None to keep it."""
     n = len(digits)
-    if 13 <= n <= 19 and (topic in (None, "card", "number") or _luhn(digits)):
+    if 13 <= n <= 19 and (topic in (None, "card", "number") or luhn_valid(digits)):
         return "card"
     if topic not in (None, "number") and n >= 2:
         return topic
@@ -183,9 +184,9 @@ def _kind_of(digits: str, topic: str | None) -> str | None:
     return None
 
 
-def _topic_in(text: str) -> tuple[str | None, int]:
-    """The topic last mentioned in ``text`` and where its mention ends (-1: none). "Number" after a
-    topic ("card number", "account number") is that topic."""
+def _topic_in(text: str) -> str | None:
+    """The topic last mentioned in ``text``. "Number" after a topic ("card number", "account
+    number") is that topic."""
     mentions = sorted((m.end(), m.start(), topic) for topic, pattern in TOPICS for m in pattern.finditer(text))
     best: tuple[str | None, int] = (None, -1)
     for end, start, topic in mentions:
@@ -193,7 +194,7 @@ def _topic_in(text: str) -> tuple[str | None, int]:
             best = (best[0], end)
         else:
             best = (topic, end)
-    return best
+    return best[0]
 
 
 def _narrower(said: str | None, before: str | None) -> str | None:
@@ -220,8 +221,7 @@ def redact_text(text: str, topic: str | None = None) -> tuple[str, list[Span]]:
     for run in _digit_runs(text):
         if not free(run.start, run.end) or _is_quantity(text, run):
             continue
-        said_here, _ = _topic_in(text[: run.start])
-        kind = _kind_of(run.digits, _narrower(said_here, topic))
+        kind = _kind_of(run.digits, _narrower(_topic_in(text[: run.start]), topic))
         if kind is not None:
             spans.append(Span(run.start, run.end, kind))
             taken.append((run.start, run.end))
@@ -253,11 +253,11 @@ class Redactor:
         redacted, spans = redact_text(text, self.topic(at))
         if not remember:
             return redacted, spans
-        said, _ = _topic_in(text)
-        if spans:
-            self._topic, self._until = spans[-1].kind if spans[-1].kind != "email" else self._topic, at + self.context_seconds
-        if said is not None:
-            self._topic, self._until = _narrower(said, self.topic(at)), at + self.context_seconds
+        numbers = [span.kind for span in spans if span.kind != "email"]
+        said = _topic_in(text)
+        if numbers or said is not None:  # a redaction or a mention keeps the topic open
+            self._topic = _narrower(said, numbers[-1] if numbers else self.topic(at))
+            self._until = at + self.context_seconds
         self.redacted += len(spans)
         return redacted, spans
 

@@ -256,9 +256,8 @@ def send_request(live, request, tally: Tally, log: ErrorLog, strict: bool) -> No
         body = None
     try:
         status, _ = http(live, method, path, body=body, auth=auth)
-    except (ValueError, UnicodeError, urllib.error.URLError) as exc:  # the client could not even send it
+    except (ValueError, UnicodeError, urllib.error.URLError):  # the client could not even send it
         tally.outcomes["rest unsendable"] += 1
-        del exc
         return
     tally.outcomes[f"rest {status}"] += 1
     problems = [f"rest: {status}"] if status >= 500 else []
@@ -312,8 +311,7 @@ class Bystander:
         status, kept = http(self.live, "GET", f"/api/calls/{self.call_id}")
         finals = [e["text"] for e in kept["events"] if e["type"] == "transcript" and e["final"]] if status == 200 else []
         expected = [PHRASES[300], PHRASES[400]] * self.turns
-        errors = [e for e in kept.get("events", [])] if status == 200 else []
-        errors = [e for e in errors if e["type"] == "error"]
+        errors = [e for e in kept["events"] if e["type"] == "error"] if status == 200 else []
         whole = code == 1000 and finals == expected and not errors
         return whole, f"closed {code}; {len(finals)} of {len(expected)} utterances; {len(errors)} errors"
 

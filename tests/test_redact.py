@@ -18,6 +18,7 @@ from coach.redact import Redactor, redact_text
 from coach.simulate import play_call
 from tests.fakes import PhraseTranscriber, silence, stereo
 from tests.live import ADMIN, running_server, said
+from tests.test_server import read_all
 
 
 def kinds(text: str, topic: str | None = None) -> list[str]:
@@ -110,7 +111,7 @@ async def test_a_live_call_keeps_no_card_number_in_the_store_the_lead_view_or_th
         async with connect(f"{live.ws}/ws/board?token={lead}") as board:
             await board.recv()  # the call is live
         async with connect(f"{live.ws}/ws/calls/PCI1?token={lead}") as lead_ws, connect(f"{live.ws}/ws/calls/PCI1?token={agent}") as agent_ws:
-            lead_view, agent_view = await asyncio.gather(_read_all(lead_ws), _read_all(agent_ws))
+            lead_view, agent_view = await asyncio.gather(read_all(lead_ws), read_all(agent_ws))
         await sending
         status, kept = await live.request("GET", "/api/calls/PCI1", token=ADMIN)
         from coach.audio.files import read_blocks
@@ -132,13 +133,3 @@ async def test_a_live_call_keeps_no_card_number_in_the_store_the_lead_view_or_th
     assert np.abs(audio[: int(1.5 * rate), 0]).max() > 0.1  # the agent's question is kept
 
 
-async def _read_all(ws) -> list[dict]:
-    from websockets.exceptions import ConnectionClosed
-
-    out = []
-    try:
-        async for message in ws:
-            out.append(json.loads(message))
-    except ConnectionClosed:
-        pass
-    return out

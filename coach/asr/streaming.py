@@ -21,6 +21,7 @@ from coach.asr.endpointer import Endpointer, EndpointSettings, SpeechEnded, Spee
 from coach.asr.scheduler import AsrScheduler
 from coach.asr.transcriber import DecodeOptions, Transcription
 from coach.audio.frames import SAMPLE_RATE
+from coach.background import Background
 from coach.config import AsrSettings
 from coach.events import TranscriptEvent
 
@@ -153,8 +154,7 @@ class PartyTranscriber:
         self.audio = RollingAudio()
         self._count = 0
         self._open: _Utterance | None = None
-        self._tasks: set[asyncio.Task] = set()
-        self.failure: BaseException | None = None  # a transcription that failed (the model raised)
+        self.background = Background()  # its transcriptions; a failed one is raised by the pipeline
         self._awaiting: dict[str, float] = {}  # utterances ended and not yet final: id -> where they ended
         self._join_mode = settings.final_mode == "join"
         self._final = DecodeOptions(settings.beam_size, settings.window_margin, settings.language, settings.min_window)
@@ -167,7 +167,7 @@ class PartyTranscriber:
 
     @property
     def pending(self) -> set[asyncio.Task]:
-        return self._tasks
+        return self.background.tasks
 
     @property
     def final_due_since(self) -> float | None:
@@ -211,7 +211,7 @@ class PartyTranscriber:
             return
         start, utt.chunk_from = utt.chunk_from, end
         prev = utt.last_chunk
-        task = self._spawn(self._transcribe_chunk(utt, start, end, self._clip(start, end, utt), prev))
+        task = self.background.spawn(self._transcribe_chunk(utt, start, end, self._clip(start, end, utt), prev))
         utt.last_chunk = task
         utt.chunks.append(task)
 
@@ -249,9 +249,9 @@ class PartyTranscriber:
             # a long utterance: its whole decode takes a while, so the words since the last chunk are
             # decoded on their own first (greedy, a short window) and shown after the chunks heard so far
             tail = self.audio.slice(utt.chunk_from, halted.end + self.settings.speech_pad)
-            self._spawn(self._early_tail(utt, halted.end, tail))
+            self.background.spawn(self._early_tail(utt, halted.end, tail))
         audio = self._clip(halted.start, halted.end)
-        utt.early, utt.early_end = self._spawn(self._early_decode(utt, halted.end, audio, len(utt.chunks))), halted.end
+        utt.early, utt.early_end = self.background.spawn(self._early_decode(utt, halted.end, audio, len(utt.chunks))), halted.end
 
     async def _early_tail(self, utt: _Utterance, end: float, audio: np.ndarray) -> None:
         result = await self._scheduler.transcribe(audio, self._chunk, final=True, audio_end=end)  # urgent: a prompt may wait on it
@@ -274,16 +274,16 @@ class PartyTranscriber:
         self._awaiting[utt.id] = ended.end
         if self._join_mode and utt.chunks:
             tail = self._clip(utt.chunk_from, ended.end) if ended.end - utt.chunk_from >= 0.1 else None
-            self._spawn(self._final_from_chunks(utt, ended, tail))
+            self.background.spawn(self._final_from_chunks(utt, ended, tail))
             return
         for chunk in utt.chunks:  # a fresh decode of the whole utterance replaces them
             chunk.cancel()
         if utt.early is not None and utt.early_end == ended.end and utt.start == ended.start:
-            self._spawn(self._final_from_early(utt, ended, utt.early))  # nothing said since: it is the final
+            self.background.spawn(self._final_from_early(utt, ended, utt.early))  # nothing said since: it is the final
             return
         if utt.early is not None:
             utt.early.cancel()
-        self._spawn(self._final_redecode(utt, ended, self._clip(ended.start, ended.end)))
+        self.background.spawn(self._final_redecode(utt, ended, self._clip(ended.start, ended.end)))
 
     async def _final_from_early(self, utt: _Utterance, ended: SpeechEnded, early: asyncio.Task) -> None:
         self._emit_final(utt, ended, await early)
@@ -318,17 +318,6 @@ class PartyTranscriber:
         if text or utt.shown_end:  # an empty final withdraws an interim that turned out to be noise
             self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, ended.start, ended.end, text, True))
 
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._settled)
-        return task
-
-    def _settled(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if self.failure is None and not task.cancelled() and task.exception() is not None:
-            self.failure = task.exception()  # the pipeline raises it on its next push or drain
-
     def _forget_old_audio(self) -> None:
         # jobs hold copies of their audio: keep only the open utterance and a pre-roll
         keep_from = self.audio.end - 2.0
@@ -338,6 +327,4 @@ class PartyTranscriber:
         self.audio.forget_before(keep_from)
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.background.cancel()

@@ -71,11 +71,11 @@ class CallExists(Exception):
 class LiveCall:
     def __init__(
         self, call_id: str, agent_id: str | None, layout: CallLayout, services: CallServices, board: Board,
-        recorder: CallRecorder | None = None,
+        recorder: CallRecorder | None = None, sender: str | None = None,
     ) -> None:
         self.call_id = call_id
         self.agent_id = agent_id
-        self.sender: str | None = None  # who streams it (a token id): for the per-token limit
+        self.sender = sender  # who streams it (a token id): for the per-token limit
         self.started_at = time.time()
         self.ended_at: float | None = None
         self.state = "live"
@@ -274,8 +274,7 @@ class CallRegistry:
                 raise
             recorder = CallRecorder(self.store, self.store_executor, record, layout)
         self.ended.pop(call_id, None)
-        call = LiveCall(call_id, agent_id, layout, self.services, self.board, recorder)
-        call.sender = sender
+        call = LiveCall(call_id, agent_id, layout, self.services, self.board, recorder, sender)
         self.live[call_id] = call
         if call_id in self._starting:
             self._starting.pop(call_id).set()

@@ -80,7 +80,8 @@ async def _start_call(registry: CallRegistry, call_id: str, agent_id: str | None
 async def _receive(ws: WebSocket, max_bytes: int, idle_timeout: float | None = None) -> str | bytes | None:
     """The next frame, or None when the sender closed the socket."""
     try:
-        message = await asyncio.wait_for(ws.receive(), idle_timeout)
+        async with asyncio.timeout(idle_timeout):  # no task per frame, as wait_for would make
+            message = await ws.receive()
     except TimeoutError:
         raise StreamRefused(IDLE, f"nothing received for {idle_timeout:g} s: the call is ended with what was sent") from None
     if message["type"] == "websocket.disconnect":

@@ -61,24 +61,19 @@ class ServiceCollector:
         yield CounterMetricFamily("coach_calls_started", "Calls started", value=counts.calls_started)
         yield CounterMetricFamily("coach_calls_ended", "Calls ended", value=counts.calls_ended)
         yield CounterMetricFamily("coach_events", "Events published to call streams", value=counts.events)
-        prompts = CounterMetricFamily("coach_prompts_sent", "Prompts put on agents' screens", labels=["kind"])
-        for kind, n in sorted(counts.prompts.items()):
-            prompts.add_metric([kind], n)
-        yield prompts
-        signals = CounterMetricFamily("coach_signals", "Signals raised", labels=["label"])
-        for label, n in sorted(counts.signals.items()):
-            signals.add_metric([label], n)
-        yield signals
-        errors = CounterMetricFamily("coach_errors", "Failures: a call's analysis, a store write, a refused stream", labels=["where"])
-        for where, n in sorted(counts.errors.items()):
-            errors.add_metric([where], n)
-        yield errors
+        yield _by_label("coach_prompts_sent", "Prompts put on agents' screens", "kind", counts.prompts)
+        yield _by_label("coach_signals", "Signals raised", "label", counts.signals)
+        yield _by_label("coach_errors", "Failures: a call's analysis, a store write, a refused stream", "where", counts.errors)
         yield CounterMetricFamily("coach_readers_dropped", "Websocket readers closed for falling behind", value=counts.readers_dropped)
         yield CounterMetricFamily("coach_redactions", "Personal data replaced in transcripts and evidence", value=counts.redactions)
-        refused = CounterMetricFamily("coach_refused", "Connections and streams refused", labels=["reason"])
-        for reason, n in sorted(counts.refused.items()):
-            refused.add_metric([reason], n)
-        yield refused
+        yield _by_label("coach_refused", "Connections and streams refused", "reason", counts.refused)
+
+
+def _by_label(name: str, help_text: str, label: str, counts: Counter) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, help_text, labels=[label])
+    for value, n in sorted(counts.items()):
+        family.add_metric([value], n)
+    return family
 
 
 def render(app) -> bytes:
