@@ -49,6 +49,16 @@ def test_hysteresis_keeps_speech_open_between_the_two_thresholds():
     assert ended[0].end == pytest.approx(2.0, abs=0.04)  # 0.4 >= 0.5 - 0.15 counts as speech going on
 
 
+def test_a_short_word_wavering_about_the_threshold_is_an_utterance():
+    # a quiet "hi": 0.1 s over the threshold, a dip just under it, 0.1 s over again, 0.1 s trailing off
+    hi = timeline((0.0, 1.0), (0.66, 0.1), (0.45, 0.03), (0.62, 0.1), (0.4, 0.1), (0.0, 1.0))
+    ended = [e for _, e in run(hi, threshold=0.5, min_speech=0.25, min_silence=0.5) if isinstance(e, SpeechEnded)]
+    assert len(ended) == 1 and ended[0].start == pytest.approx(1.0, abs=0.04)
+    # the same under the off threshold is noise, not speech
+    murmur = timeline((0.0, 1.0), (0.66, 0.1), (0.2, 0.03), (0.62, 0.1), (0.2, 0.1), (0.0, 1.0))
+    assert run(murmur, threshold=0.5, min_speech=0.25, min_silence=0.5) == []
+
+
 def test_chunks_are_cut_at_short_pauses_once_long_enough():
     probs = timeline((0.9, 1.0), (0.0, 0.2), (0.9, 1.0), (0.0, 0.2), (0.9, 1.0), (0, 1.0))
     events = run(probs, min_chunk=1.5, chunk_pause=0.15, min_silence=0.5)

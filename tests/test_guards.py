@@ -47,3 +47,36 @@ def test_a_phrase_said_twice_in_one_utterance_is_suspect():
     assert has_repeated_phrase("Give me one moment. Give me one moment.")
     assert has_repeated_phrase("Hello, this is Harper bank. How can I help? Hello, this is Harper")
     assert not has_repeated_phrase("I would like to reset my password, please reset it today")
+
+
+def test_an_interim_loop_is_cut_to_what_was_said():
+    from coach.asr.transcriber import cut_repeats
+
+    assert cut_repeats("Starting the whole thing from scratch. Starting the whole thing from scratch. Starting the") == (
+        "Starting the whole thing from scratch."
+    )
+    assert cut_repeats("And what does to to to the reading?") == "And what does to the reading?"
+    assert cut_repeats("thank you thank you thank you thank you") == "thank you"
+    assert cut_repeats("no no, I want a refund, I want it now") == "no no, I want a refund, I want it now"
+
+
+def test_interims_cut_their_loops_and_finals_retry_them_in_a_whole_window():
+    from coach.asr.transcriber import DecodeOptions, WhisperTranscriber
+
+    class Looping(WhisperTranscriber):
+        def __init__(self):
+            self.windows = []
+
+        def _decode(self, audios, window, options, contexts):
+            self.windows.append(window)
+            text = "I sent it twice. I sent it twice. I sent it" if window < 30 else "I sent it twice."
+            return [Transcription(text, -0.2, 0.0, compression_ratio(text), window) for _ in audios]
+
+    import numpy as np
+
+    audio = np.zeros(16000 * 3, np.float32)
+    model = Looping()
+    interim = model.transcribe(audio, DecodeOptions(beam_size=1, retry_loops=False))
+    assert (interim.text, interim.retried, model.windows) == ("I sent it twice.", False, [7.0])
+    final = model.transcribe(audio, DecodeOptions())
+    assert (final.text, final.retried, model.windows[1:]) == ("I sent it twice.", True, [7.0, 30.0])

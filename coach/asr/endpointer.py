@@ -96,7 +96,9 @@ class Endpointer:
             begin, self._t = self._t, self._t + WINDOW_SECONDS
             self._recent.append((self._t, float(p)))  # (window end, probability)
             if not self._speaking:
-                if p >= s.threshold:
+                # speech opens at the threshold and, once open, counts on down to the off threshold
+                # (the hysteresis of an open utterance): a short "hi" wavers about the threshold
+                if p >= s.threshold or (self._candidate is not None and p >= s.off_threshold):
                     if self._candidate is None:
                         self._candidate, self._candidate_speech = begin, 0.0
                     self._candidate_speech += WINDOW_SECONDS

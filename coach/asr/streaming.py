@@ -162,7 +162,8 @@ class PartyTranscriber:
             self._chunk = self._tail = replace(self._final, window_margin=settings.chunk_margin)
         else:  # chunks are cheap interims, windowed tightly (chunk + margin)
             self._chunk = replace(
-                self._final, beam_size=settings.interim_beam_size, window_margin=settings.chunk_margin, min_window=2.0
+                self._final, beam_size=settings.interim_beam_size, window_margin=settings.chunk_margin, min_window=2.0,
+                retry_loops=False,
             )
 
     @property

@@ -31,6 +31,7 @@ class DecodeOptions:
     window_margin: float = 4.0  # seconds of silence after the speech; <0 means the full 30 s window
     language: str = "en"
     min_window: float = 2.0  # the shortest encoder window, seconds
+    retry_loops: bool = True  # a looping result is decoded again in 30 s; False: the loop is cut off (interims)
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,38 @@ def has_repetition_loop(text: str, n: int = 3, times: int = 3) -> bool:
 
 def has_repeated_phrase(text: str, n: int = 4) -> bool:
     """True when some run of ``n`` words occurs twice: in one utterance, mostly Whisper filling silence."""
-    words = [w.strip(".,!?;:").lower() for w in text.split()]
+    return _repeat_start(text.split(), n) is not None
+
+
+def _repeat_start(words: list[str], n: int) -> int | None:
+    """Index of the first word where a run of ``n`` words said before begins again."""
+    plain = [w.strip(".,!?;:").lower() for w in words]
     seen: set[tuple[str, ...]] = set()
-    for i in range(len(words) - n + 1):
-        gram = tuple(words[i : i + n])
+    for i in range(len(plain) - n + 1):
+        gram = tuple(plain[i : i + n])
         if gram in seen:
-            return True
+            return i
         seen.add(gram)
-    return False
+    return None
+
+
+def cut_repeats(text: str) -> str:
+    """``text`` without its loops: a word or short phrase said three or more times in a row is said
+    once, and where a 4-word phrase begins again the text ends (Whisper filling the window). For
+    interims, which the final replaces anyway, instead of a 30 s decode."""
+    words = text.split()
+    for size in range(1, 4):
+        i = 0
+        while i + size * 3 <= len(words):
+            gram = [w.lower().strip(".,!?;:") for w in words[i : i + size]]
+            run = 1
+            while [w.lower().strip(".,!?;:") for w in words[i + run * size : i + (run + 1) * size]] == gram:
+                run += 1
+            if run >= 3:
+                del words[i + size : i + run * size]
+            i += 1
+    cut = _repeat_start(words, 4)
+    return " ".join(words[:cut] if cut is not None else words)
 
 
 class WhisperTranscriber:
@@ -77,6 +102,11 @@ class WhisperTranscriber:
     def __init__(self, model_path: str, compute_type: str = "int8", cpu_threads: int = 0, workers: int = 1) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
+        from threadpoolctl import threadpool_limits
+
+        # The log-mel's small matrix products: with more than one BLAS thread, the idle ones spin
+        # between calls and cost ~10% of the process's CPU for no speed-up. Process-wide, once.
+        threadpool_limits(1, user_api="blas")
 
         self.whisper = WhisperModel(
             model_path, device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, num_workers=workers
@@ -108,6 +138,10 @@ class WhisperTranscriber:
         results = self._decode([audio for audio, _ in requests], window, options, [context for _, context in requests])
         for i, ((audio, _), result) in enumerate(zip(requests, results)):
             if result.compression_ratio > 2.0 or has_repetition_loop(result.text) or has_repeated_phrase(result.text):
+                if not options.retry_loops:
+                    text = cut_repeats(result.text)
+                    results[i] = Transcription(**{**result.__dict__, "text": text, "compression_ratio": compression_ratio(text)})
+                    continue
                 # a loop: try the full window, and without the context that may have led it astray
                 retry = self._decode([audio], FULL_WINDOW, options, [""])[0]
                 results[i] = Transcription(**{**retry.__dict__, "retried": True})
