@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -65,9 +65,13 @@ def has_repeated_phrase(text: str, n: int = 4) -> bool:
     return _repeat_start(text.split(), n) is not None
 
 
+def _plain(word: str) -> str:
+    return word.strip(".,!?;:").lower()
+
+
 def _repeat_start(words: list[str], n: int) -> int | None:
     """Index of the first word where a run of ``n`` words said before begins again."""
-    plain = [w.strip(".,!?;:").lower() for w in words]
+    plain = [_plain(w) for w in words]
     seen: set[tuple[str, ...]] = set()
     for i in range(len(plain) - n + 1):
         gram = tuple(plain[i : i + n])
@@ -85,9 +89,9 @@ def cut_repeats(text: str) -> str:
     for size in range(1, 4):
         i = 0
         while i + size * 3 <= len(words):
-            gram = [w.lower().strip(".,!?;:") for w in words[i : i + size]]
+            gram = [_plain(w) for w in words[i : i + size]]
             run = 1
-            while [w.lower().strip(".,!?;:") for w in words[i + run * size : i + (run + 1) * size]] == gram:
+            while [_plain(w) for w in words[i + run * size : i + (run + 1) * size]] == gram:
                 run += 1
             if run >= 3:
                 del words[i + size : i + run * size]
@@ -140,11 +144,11 @@ class WhisperTranscriber:
             if result.compression_ratio > 2.0 or has_repetition_loop(result.text) or has_repeated_phrase(result.text):
                 if not options.retry_loops:
                     text = cut_repeats(result.text)
-                    results[i] = Transcription(**{**result.__dict__, "text": text, "compression_ratio": compression_ratio(text)})
+                    results[i] = replace(result, text=text, compression_ratio=compression_ratio(text))
                     continue
                 # a loop: try the full window, and without the context that may have led it astray
                 retry = self._decode([audio], FULL_WINDOW, options, [""])[0]
-                results[i] = Transcription(**{**retry.__dict__, "retried": True})
+                results[i] = replace(retry, retried=True)
         return results
 
     def _decode(self, audios: list[np.ndarray], window: float, options: DecodeOptions, contexts: list[str]) -> list[Transcription]:
