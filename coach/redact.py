@@ -243,7 +243,6 @@ class Redactor:
         self.context_seconds = context_seconds
         self._topic: str | None = None
         self._until = -1.0
-        self.redacted = 0  # spans replaced so far, for /metrics and the call's record
 
     def topic(self, at: float) -> str | None:
         return self._topic if at <= self._until else None
@@ -258,7 +257,6 @@ class Redactor:
         if numbers or said is not None:  # a redaction or a mention keeps the topic open
             self._topic = _narrower(said, numbers[-1] if numbers else self.topic(at))
             self._until = at + self.context_seconds
-        self.redacted += len(spans)
         return redacted, spans
 
     def event(self, message: dict) -> tuple[dict, list[Span]]:
