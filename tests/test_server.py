@@ -408,3 +408,10 @@ async def test_beyond_max_calls_a_new_call_is_refused_with_try_again_later_and_t
         assert finals(events, "customer") == [PHRASES[400], PHRASES[500]]  # the live call was not disturbed
         later = await play_call(live.url, ESCALATION, token=ingest, call_id="CAP3", speed=0)
         assert later.closed[0] == 1000  # room again once the first ended
+
+
+async def test_a_malformed_request_body_gets_a_readable_422_even_with_values_json_cannot_carry(live):
+    # found by fuzzing: the validation error echoed the input, and NaN made that response a server error
+    status, body = await live.request("POST", "/api/tokens", body={"role": "lead", "ttl_seconds": {"x": float("nan")}})
+    assert status == 422
+    assert body["detail"][0]["loc"] == ["body", "ttl_seconds"] and body["detail"][0]["msg"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -159,6 +160,13 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
     async def board(ws: WebSocket, token: str | None = None) -> None:
         if await admitted(ws):
             await readers.board(ws, token, ws.app.state.registry, ws.app.state.tokens, limits.send_timeout)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A readable 422 that says where and what, without echoing the input back (it may hold
+        values JSON cannot carry, such as NaN, and a client's own data need not be repeated)."""
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.middleware("http")
     async def api_rate(request: Request, call_next):
