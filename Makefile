@@ -11,7 +11,7 @@ SYSTEM_PACKAGES := espeak-ng sox chromium
 # ../shared/tools/synth_call.py speaks the scripted calls with these
 BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k
 
-.PHONY: install system-deps models train run analyze-example test test-fast bench bench-live reliability bench-redaction example clean
+.PHONY: install system-deps models train run analyze-example test test-fast bench bench-live bench-lines reliability bench-redaction example clean
 
 install: $(STAMP)
 
@@ -76,6 +76,11 @@ LIVE_CALLS ?= $(if $(wildcard bench-out/calls/dev-*.wav),bench-out/calls/dev-*.w
 bench-live: install models $(EXAMPLE)
 	$(PY) benchmarks/live_bench.py --recordings '$(LIVE_CALLS)' --systems coach,naive --concurrency $(CURVE) \
 	  --baseline-concurrency $(N) --single 2 --stagger 3
+
+# The trigger detector on hand-labelled call lines written for the project (no ../shared needed):
+# recall per label and false alarms, rules alone and with the trigger heads.
+bench-lines: install models
+	$(PY) benchmarks/lines_bench.py benchmarks/lines/tune.jsonl benchmarks/lines/heldout.jsonl
 
 # Reliability figures (docs/reliability.md): fuzzing of every input, injected faults (stand-in models).
 reliability: install

@@ -31,6 +31,16 @@ def labels(speaker, text):
         ("agent", "Refunds aren't something we handle on this line.", "dismissive_phrase"),
         ("agent", "You should have checked the terms before booking.", "blame_language"),
         ("agent", "You didn't send us the signed form.", "blame_language"),
+        # the everyday frames of each label, not only its textbook phrase
+        ("customer", "Could you bump me up to whoever is above you, please?", "escalation_request"),
+        ("customer", "Fine. I'm finished with this bank, I'll be moving my savings elsewhere.", "churn_threat"),
+        ("customer", "Carry on like this and you're going to lose a customer.", "churn_threat"),
+        ("customer", "I keep phoning and nothing ever changes.", "repeat_contact"),
+        ("customer", "I reported the leak on the 4th and again last week.", "repeat_contact"),
+        ("customer", "Honestly, are you even paying attention to me?", "not_listening"),
+        ("customer", "Right, I'll be writing to the ombudsman tonight.", "legal_or_public_threat"),
+        ("agent", "Look, rules are rules, I can't change that.", "dismissive_phrase"),
+        ("agent", "If you'd read the email you would know the date moved.", "blame_language"),
     ],
 )
 def test_a_fresh_phrasing_fires(speaker, text, label):
@@ -49,6 +59,11 @@ def test_a_fresh_phrasing_fires(speaker, text, label):
         ("agent", "I understand you've been waiting a long time."),
         ("customer", "Hi, I'd like to check my balance please."),
         ("customer", "My attorney is the executor of my father's will, so he sent the papers."),
+        ("customer", "I'm not trying to close my account, I just want the charge explained."),
+        ("customer", "The form keeps freezing, it won't let me finish the payment."),
+        ("customer", "Let me talk to my wife about it and I'll ring back."),
+        ("customer", "If you keep sending me letters I'll pay it, I just need a week."),
+        ("agent", "You should have received a text with the new date."),
     ],
 )
 def test_a_hard_negative_stays_quiet(speaker, text):
