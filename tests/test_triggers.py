@@ -41,6 +41,16 @@ def labels(speaker, text):
         ("customer", "Right, I'll be writing to the ombudsman tonight.", "legal_or_public_threat"),
         ("agent", "Look, rules are rules, I can't change that.", "dismissive_phrase"),
         ("agent", "If you'd read the email you would know the date moved.", "blame_language"),
+        ("customer", "We won't be renewing in June, I can promise you that.", "churn_threat"),
+        ("customer", "Maybe I'll just look for another provider then.", "churn_threat"),
+        ("customer", "How many times do I have to explain the same fault?", "repeat_contact"),
+        ("customer", "Like I said to your colleague on the chat, the box arrived crushed.", "repeat_contact"),
+        ("customer", "It's like talking to a brick wall.", "not_listening"),
+        ("customer", "You keep talking over me.", "not_listening"),
+        ("customer", "Fine, I'm taking this to the energy ombudsman.", "legal_or_public_threat"),
+        ("customer", "This is getting a one-star review from me.", "legal_or_public_threat"),
+        ("agent", "Honestly, it's out of my hands.", "dismissive_phrase"),
+        ("agent", "Whose fault is that, though? You picked the cheapest option.", "blame_language"),
     ],
 )
 def test_a_fresh_phrasing_fires(speaker, text, label):
@@ -64,6 +74,9 @@ def test_a_fresh_phrasing_fires(speaker, text, label):
         ("customer", "Let me talk to my wife about it and I'll ring back."),
         ("customer", "If you keep sending me letters I'll pay it, I just need a week."),
         ("agent", "You should have received a text with the new date."),
+        ("customer", "I rang last week just to say thanks, you were brilliant."),
+        ("customer", "I don't need a manager, I just need the reference number."),
+        ("customer", "I'm leaving for work in ten minutes, can we be quick?"),
     ],
 )
 def test_a_hard_negative_stays_quiet(speaker, text):
