@@ -109,8 +109,11 @@ class CallPipeline:
         if not event.final:
             self._emit(event)
             # the phrase rules read interims too, so a prompt need not wait for the final; similarity
-            # (the trigger heads) waits for the final's words: on partial sentences it raised false alarms
+            # (the trigger heads) reads only the whole utterance decoded at a pause, as its final will
+            # be: on a chunk's greedy, partial sentence it raised false alarms
             self._signalled(self.triggers.on_transcript(event))
+            if event.whole and self.text is not None:
+                self.background.spawn(self._read_whole(event))
         elif self.text is None or not event.text:
             self._final(event, [])
         else:  # the final goes out with its sentiment, read off the loop in the text model's executor
@@ -123,11 +126,17 @@ class CallPipeline:
         if failure is not None:
             raise failure
 
+    async def _read_whole(self, event: TranscriptEvent) -> None:
+        reading = await self.text.read(event.speaker, event.text)
+        if reading.matches:  # a label found here is not raised again by the final
+            self._signalled(self.triggers.on_transcript(replace(event, at=self.consumed), reading.matches))
+
     async def _read_final(self, event: TranscriptEvent, before: asyncio.Task | None) -> None:
         reading = await self.text.read(event.speaker, event.text)
         if before is not None:
             await asyncio.wait({before})
-        sentiment = None if reading.sentiment is None else self.mood.update(event.speaker, reading.sentiment)
+        dissatisfied = event.speaker == "customer" and self.triggers.raised_by(event.speaker, event.text, reading.matches)
+        sentiment = None if reading.sentiment is None else self.mood.update(event.speaker, reading.sentiment, dissatisfied)
         self._final(replace(event, at=self.consumed, sentiment=sentiment), reading.matches)
 
     def _final(self, event: TranscriptEvent, matches) -> None:

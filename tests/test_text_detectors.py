@@ -137,6 +137,7 @@ class WordsSay:
 
     def __init__(self) -> None:
         self.read_at: list[str] = []
+        self.positive = False  # True: every line reads +0.5 (a polite line)
 
     async def read(self, speaker: str, text: str) -> TextReading:
         self.read_at.append(text)
@@ -144,7 +145,7 @@ class WordsSay:
         from coach.detect.exemplars import ExemplarMatch
 
         matches = [ExemplarMatch("escalation_request", 0.77, text, "a manager please", 0.6)] if "w6" in text else []
-        return TextReading(-0.8 if "w6" in text else 0.2, matches)
+        return TextReading(0.5 if self.positive else -0.8 if "w6" in text else 0.2, matches)
 
 
 async def test_finals_go_out_in_order_with_sentiment_and_similarity_signals():
@@ -163,9 +164,26 @@ async def test_finals_go_out_in_order_with_sentiment_and_similarity_signals():
     signals = [e.to_dict() for e in events if e.type == "signal"]
     assert [(s["label"], s["score"]) for s in signals] == [("escalation_request", 0.77)]
     assert "a manager please" in signals[0]["evidence"]
-    assert signals[0]["at"] == finals[1]["at"]  # similarity reads the final's words, as soon as they are read
+    # similarity reads the whole utterance decoded at the pause, before the endpointer is sure it ended
+    whole = [e for e in events if e.type == "transcript" and e.whole]
+    assert whole and round(whole[-1].at, 2) <= signals[0]["at"] < finals[1]["at"]
     risks = [e for e in events if e.type == "risk"]
     assert risks and "escalation_request" in risks[-1].drivers and "negative_sentiment" in risks[-1].drivers
+
+
+async def test_the_trigger_heads_never_read_a_chunks_greedy_interim():
+    # 3.5 s of speech, a short pause that ends a chunk, then more words: the chunk's interim goes out,
+    # but only the whole utterance (at the pause that may end it) and the final are read
+    customer = np.concatenate([silence(0.5), tone(600, 3.5), silence(0.25), tone(700, 1.0), silence(3.0)])
+    events, text = [], WordsSay()
+    scheduler = AsrScheduler(ToneTranscriber(), workers=2)
+    with ThreadPoolExecutor(1) as vad_executor:
+        pipeline = CallPipeline(CallLayout.stereo(), scheduler, AsrSettings(), events.append, vad_executor, EnergyVad, text=text)
+        await feed_in_lockstep(pipeline, blocks_of(stereo(silence(customer.size / 16000), customer)))
+    scheduler.close()
+    interims = [e.text for e in events if e.type == "transcript" and not e.final]
+    assert any("w7" not in t for t in interims)  # the chunk's interim was shown
+    assert text.read_at and all("w7" in t for t in text.read_at)
 
 
 def test_a_text_analyzer_reads_off_the_loop_in_its_own_thread():
@@ -193,3 +211,30 @@ def test_a_partys_mood_carries_into_its_next_segment():
     assert mood.update("agent", 0.6) == 0.6  # each party its own
     assert mood.update("customer", 0.0) == pytest.approx(-0.4)  # "Okay, we'll see." after an angry turn
     assert CallMood(carry=0.0).update("customer", 0.3) == 0.3
+
+
+def test_a_polite_line_that_raises_a_customer_trigger_reads_as_dissatisfied():
+    from coach.detect.sentiment import DISSATISFIED, CallMood
+    from coach.detect.triggers import TriggerDetector
+
+    triggers = TriggerDetector()
+    polite = "Would you mind putting me through to your supervisor, please?"
+    assert triggers.raised_by("customer", polite)
+    assert not triggers.raised_by("customer", "Your supervisor called me last week and was lovely.")
+    assert CallMood(carry=0.0).update("customer", 0.4, dissatisfied=True) == DISSATISFIED
+    assert CallMood(carry=0.0).update("customer", -0.9, dissatisfied=True) == -0.9  # never less negative
+
+
+async def test_the_final_of_a_customer_trigger_goes_out_with_a_dissatisfied_sentiment():
+    customer = np.concatenate([silence(0.5), tone(600, 1.5), silence(3.0)])  # "w6 ...": WordsSay's escalation
+    events, text = [], WordsSay()
+    text.positive = True
+    scheduler = AsrScheduler(ToneTranscriber(), workers=2)
+    with ThreadPoolExecutor(1) as vad_executor:
+        pipeline = CallPipeline(CallLayout.stereo(), scheduler, AsrSettings(), events.append, vad_executor, EnergyVad, text=text)
+        await feed_in_lockstep(pipeline, blocks_of(stereo(silence(customer.size / 16000), customer)))
+    scheduler.close()
+    [final] = [e for e in events if e.type == "transcript" and e.final]
+    from coach.detect.sentiment import DISSATISFIED
+
+    assert final.sentiment == DISSATISFIED

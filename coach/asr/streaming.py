@@ -230,12 +230,12 @@ class PartyTranscriber:
         if self.settings.interims:
             self._show(utt, end, utt.text)
 
-    def _show(self, utt: _Utterance, end: float, text: str) -> None:
+    def _show(self, utt: _Utterance, end: float, text: str, whole: bool = False) -> None:
         """Emit an interim of ``utt`` up to ``end``, unless its final or a longer interim went out already."""
         if utt.finalised or not text or end < utt.shown_end:
             return
         utt.shown_end = end
-        self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, utt.start, end, text, False))
+        self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, utt.start, end, text, False, whole=whole))
 
     def _decode_early(self, halted: SpeechHalted) -> None:
         """The party paused: decode the utterance so far as its final would be decoded."""
@@ -265,7 +265,7 @@ class PartyTranscriber:
         if text and len(utt.chunks) == chunks and utt.chunk_from >= end:
             utt.text = text  # the party may go on: later chunks add to this (the chunks it covers were cancelled)
         if self.settings.interims:
-            self._show(utt, end, text)  # the whole utterance so far, better than its chunks
+            self._show(utt, end, text, whole=True)  # the whole utterance so far, better than its chunks
         return text
 
     def _finalise(self, ended: SpeechEnded) -> None:
