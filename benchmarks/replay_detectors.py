@@ -43,8 +43,11 @@ def replay(stream: Path, analyzer, out: Path, carry: float) -> None:
             written.append(e)
             continue
         reading = analyzer.read_now(e["speaker"], e["text"]) if analyzer else None
-        final = TranscriptEvent(e["at"], e["speaker"], e["id"], e["start"], e["end"], e["text"], True,
-                                mood.update(e["speaker"], reading.sentiment) if reading and reading.sentiment is not None else None)
+        sentiment = None
+        if reading and reading.sentiment is not None:
+            dissatisfied = e["speaker"] == "customer" and triggers.raised_by(e["speaker"], e["text"], reading.matches)
+            sentiment = mood.update(e["speaker"], reading.sentiment, dissatisfied)
+        final = TranscriptEvent(e["at"], e["speaker"], e["id"], e["start"], e["end"], e["text"], True, sentiment)
         written.append(final.to_dict())
         signals = triggers.on_transcript(final, reading.matches if reading else [])
         written += [s.to_dict() for s in signals]

@@ -112,6 +112,13 @@ class ClassifierSentiment:
         return softmax(logits) @ self.values
 
 
+# A customer line that raises a trigger (asks for a manager, threatens to leave, says they are not
+# being heard) is a dissatisfied line, however polite its words ("Could I speak to your manager,
+# please?"): its reading is at most the head's mean reading of the project's own angry and
+# frustrated customer lines (models/data/sentiment.csv).
+DISSATISFIED = -0.74
+
+
 class CallMood:
     """A party's mood carries over from one segment to the next: "Okay, we'll see." after three angry
     turns is not a neutral line. Each final's sentiment is its own reading blended with the party's
@@ -121,7 +128,10 @@ class CallMood:
         self.carry = carry
         self._mood: dict[str, float] = {}
 
-    def update(self, speaker: str, reading: float) -> float:
+    def update(self, speaker: str, reading: float, dissatisfied: bool = False) -> float:
+        """``dissatisfied``: the segment raised a customer trigger (see ``DISSATISFIED``)."""
+        if dissatisfied:
+            reading = min(reading, DISSATISFIED)
         before = self._mood.get(speaker)
         mood = reading if before is None else self.carry * before + (1 - self.carry) * reading
         self._mood[speaker] = mood

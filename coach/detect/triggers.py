@@ -185,6 +185,13 @@ class TriggerDetector:
         self._fired: dict[str, set[str]] = {}  # labels signalled so far, per open utterance
         self._closed: deque[str] = deque(maxlen=64)  # utterances whose final was read: late interims are stale
 
+    def raised_by(self, speaker: str, text: str, matches: list[ExemplarMatch] = ()) -> bool:
+        """True when this line of ``speaker`` carries a trigger (a rule of theirs, or an exemplar match
+        that its label's veto allows), whether or not it was signalled already on an interim."""
+        if any(rule.speaker == speaker and rule.find(text) for rule in self.rules):
+            return True
+        return any(m.label not in self._vetoing or not self._vetoing[m.label].vetoed(text) for m in matches)
+
     def on_transcript(self, event: TranscriptEvent, matches: list[ExemplarMatch] = ()) -> list[SignalEvent]:
         if event.id in self._closed:
             return []
