@@ -51,6 +51,13 @@ def labels(speaker, text):
         ("customer", "This is getting a one-star review from me.", "legal_or_public_threat"),
         ("agent", "Honestly, it's out of my hands.", "dismissive_phrase"),
         ("agent", "Whose fault is that, though? You picked the cheapest option.", "blame_language"),
+        ("customer", "Fine, the supermarket down the road is getting my business from now on.", "churn_threat"),
+        ("customer", "What's the exit fee on this plan? I'm asking for a reason.", "churn_threat"),
+        ("customer", "Sort it by Monday or I'm gone.", "churn_threat"),
+        ("customer", "Can this be passed to your director, please?", "escalation_request"),
+        ("customer", "Is there a next level I can take this to?", "escalation_request"),
+        ("customer", "It's the same fault as last month, the boiler again.", "repeat_contact"),
+        ("customer", "I'll be writing this up for the local paper's consumer page.", "legal_or_public_threat"),
     ],
 )
 def test_a_fresh_phrasing_fires(speaker, text, label):
@@ -77,6 +84,11 @@ def test_a_fresh_phrasing_fires(speaker, text, label):
         ("customer", "I rang last week just to say thanks, you were brilliant."),
         ("customer", "I don't need a manager, I just need the reference number."),
         ("customer", "I'm leaving for work in ten minutes, can we be quick?"),
+        ("customer", "Is there a cancellation fee if I move my delivery slot?"),
+        ("customer", "What's the early termination fee? I'm not leaving, I just want to know."),
+        ("customer", "Can the engineer be moved higher up the list?"),
+        ("customer", "This is my first time calling, I've never phoned you before."),
+        ("customer", "No need to escalate it, you've sorted it."),
     ],
 )
 def test_a_hard_negative_stays_quiet(speaker, text):
