@@ -14,6 +14,7 @@ import argparse
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,11 +44,10 @@ def replay(stream: Path, analyzer, out: Path, carry: float) -> None:
             written.append(e)
             continue
         reading = analyzer.read_now(e["speaker"], e["text"]) if analyzer else None
-        sentiment = None
+        final = TranscriptEvent(e["at"], e["speaker"], e["id"], e["start"], e["end"], e["text"], True)
         if reading and reading.sentiment is not None:
-            dissatisfied = e["speaker"] == "customer" and triggers.raised_by(e["speaker"], e["text"], reading.matches)
-            sentiment = mood.update(e["speaker"], reading.sentiment, dissatisfied)
-        final = TranscriptEvent(e["at"], e["speaker"], e["id"], e["start"], e["end"], e["text"], True, sentiment)
+            dissatisfied = e["speaker"] == "customer" and triggers.raised_by(final, reading.matches)
+            final = replace(final, sentiment=mood.update(e["speaker"], reading.sentiment, dissatisfied))
         written.append(final.to_dict())
         signals = triggers.on_transcript(final, reading.matches if reading else [])
         written += [s.to_dict() for s in signals]

@@ -135,7 +135,7 @@ class CallPipeline:
         reading = await self.text.read(event.speaker, event.text)
         if before is not None:
             await asyncio.wait({before})
-        dissatisfied = event.speaker == "customer" and self.triggers.raised_by(event.speaker, event.text, reading.matches)
+        dissatisfied = event.speaker == "customer" and self.triggers.raised_by(event, reading.matches)
         sentiment = None if reading.sentiment is None else self.mood.update(event.speaker, reading.sentiment, dissatisfied)
         self._final(replace(event, at=self.consumed, sentiment=sentiment), reading.matches)
 

@@ -217,10 +217,12 @@ def test_a_polite_line_that_raises_a_customer_trigger_reads_as_dissatisfied():
     from coach.detect.sentiment import DISSATISFIED, CallMood
     from coach.detect.triggers import TriggerDetector
 
+    def line(text):
+        return TranscriptEvent(5.0, "customer", "customer-1", 1.0, 4.0, text, True)
+
     triggers = TriggerDetector()
-    polite = "Would you mind putting me through to your supervisor, please?"
-    assert triggers.raised_by("customer", polite)
-    assert not triggers.raised_by("customer", "Your supervisor called me last week and was lovely.")
+    assert triggers.raised_by(line("Would you mind putting me through to your supervisor, please?"))
+    assert not triggers.raised_by(line("Your supervisor called me last week and was lovely."))
     assert CallMood(carry=0.0).update("customer", 0.4, dissatisfied=True) == DISSATISFIED
     assert CallMood(carry=0.0).update("customer", -0.9, dissatisfied=True) == -0.9  # never less negative
 

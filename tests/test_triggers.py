@@ -89,6 +89,7 @@ def test_a_fresh_phrasing_fires(speaker, text, label):
         ("customer", "Can the engineer be moved higher up the list?"),
         ("customer", "This is my first time calling, I've never phoned you before."),
         ("customer", "No need to escalate it, you've sorted it."),
+        ("customer", "I'd like to open a new bank account, please."),
     ],
 )
 def test_a_hard_negative_stays_quiet(speaker, text):

@@ -60,7 +60,7 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:i'm|i am|i'll be|we're|we are|i will be) (?:cancel+ing\b(?! (?:the|my) (?:appointment|order|booking))|leaving (?:you|this (?:company|bank|provider|network))|switching (?:providers?|suppliers?|banks?|to))",
         r"\b(?:cancel+(?:ing)?|terminat(?:e|ing)|unsubscrib(?:e|ing)(?: from)?|clos(?:e|ing)|end(?:ing)?|stop(?:ping)?) (?:my|the|this|our|your|all (?:my|our|the)|the whole|your whole) (?:accounts?|contract|subscription|service|policy|membership|plan|broadband|mortgage|agreement|donations?)\b",
         r"\b(?:i'm not|i am not|we're not|we are not|i won't be|we won't be|i will not be|we will not be) renewing\b|\b(?:i|we) (?:won't|will not) (?:be )?renew\b|\bwhy (?:should|would) i stay\b",
-        r"\b(?:i'm|i am|we're|we are) leaving\b(?=[.,!?]| anyway| you\b| for good| then)|\b(?:then|and) (?:we|i)(?:'ll| will)? walk\b",
+        r"\b(?:i'm|i am|we're|we are) leaving\b(?=[.,!?]| anyway| you\b| for good| then)",
         r"\b(?:go|going|shop|shopping|buy|buying|sign(?:ing)? up|look(?:ing)?|get|getting|take|taking)\b[^.?!]{0,25}\b(?:somewhere else|elsewhere|someone else|somebody else)\b",
         r"\b(?:go|going|shop|shopping|buy|buying|sign(?:ing)? up|look(?:ing)?(?: for)?|getting|using|transfer+(?:ing)?)\b[^.?!]{0,25}\b(?:another|a different|other) (?:company|firm|provider|supplier|store|shop|installer|insurer|bank|school|university|app|site|website|carrier|agency|retailer|courier|operator|network|service)s?\b",
         r"\b(?:my|the) last (?:order|one|purchase|booking|ticket|pass)\b[^.?!]{0,30}\b(?:with|from) (?:you|your)\b",
@@ -75,8 +75,8 @@ RULES: tuple[Rule, ...] = (
         r"\bport(?:ing)? (?:all )?(?:my|our|the) numbers?\b|\bpac code\b|\bcancell?ations? (?:line|department|team)\b|\b(?:through|over) to (?:cancell?ations|retentions)\b|\bretention (?:offer|team|department)\b",
         r"\b(?:is|are|'s|'re) (?:getting|having|going to get) my (?:money|business|custom)\b|\bmy (?:money|business|custom)(?:'ll| will)? (?:be )?going (?:down the road )?to\b",
         r"\bgiv(?:e|ing) (?:my|our|the) (?:custom|business|money)\b[^.?!]{0,15}\bto\b|\b(?:out the door|vote with my feet|shop around)\b",
-        r"\b(?:i'm|i am|we're|we are) (?:off|gone|out)(?=\s*(?:[.!?]|$))|\b(?:or|then) (?:i|we)(?:'ll| will)? walk\b|\babout to walk\b|\bthat's (?:us|me) (?:finished|done|gone)\b",
-        r"\b(?:i'll|i will|i'm|i am|we'll|we will|we're|i'd|gonna|going to)\b[^.?!]{0,40}\b(?:a different|another|some other|a new) (?:company|firm|provider|supplier|store|shop|installer|insurer|bank|school|university|website|carrier|agency|retailer|courier|operator|network|lender|airline|gym|practice|nursery|garage|vet|optician|dentist|dealer|broker)\b",
+        r"\b(?:i'm|i am|we're|we are) (?:off|gone|out)(?=\s*(?:[.!?]|$))|\b(?:or|then|and) (?:i|we)(?:'ll| will)? walk\b|\babout to walk\b|\bthat's (?:us|me) (?:finished|done|gone)\b",
+        r"\b(?:i'll|i will|i'm|i am|we'll|we will|we're|i'd|gonna|going to)\b[^.?!]{0,40}\b(?:a different|another|some other) (?:company|firm|provider|supplier|store|shop|installer|insurer|bank|school|university|website|carrier|agency|retailer|courier|operator|network|lender|airline|gym|practice|nursery|garage|vet|optician|dentist|dealer|broker)\b",
         r"\bsign(?:ed|ing)? (?:up )?with (?:someone|somebody) else\b|\b(?:refinanc\w+|pay(?:ing)?(?: more| less)?|bank(?:ing)?|spend(?:ing)?)\b[^.?!]{0,15}\belsewhere\b",
         r"\b(?:won't|will not|'ll not) (?:be keeping|see me|have me)\b|\b(?:won't|will not) be with you\b|\bhow (?:do )?i (?:leave|get out)\b|\bterminate (?:it|the|my)\b",
         r"\b(?:exit|early termination|redemption|early repayment) (?:fee|charge|penalty)\b|\bnotice period\b|\bget out early\b|\bcooling[- ]off\b|\bthis (?:is )?my notice\b",
@@ -202,12 +202,10 @@ class TriggerDetector:
         self._fired: dict[str, set[str]] = {}  # labels signalled so far, per open utterance
         self._closed: deque[str] = deque(maxlen=64)  # utterances whose final was read: late interims are stale
 
-    def raised_by(self, speaker: str, text: str, matches: list[ExemplarMatch] = ()) -> bool:
-        """True when this line of ``speaker`` carries a trigger (a rule of theirs, or an exemplar match
-        that its label's veto allows), whether or not it was signalled already on an interim."""
-        if any(rule.speaker == speaker and rule.find(text) for rule in self.rules):
-            return True
-        return any(m.label not in self._vetoing or not self._vetoing[m.label].vetoed(text) for m in matches)
+    def raised_by(self, event: TranscriptEvent, matches: list[ExemplarMatch] = ()) -> bool:
+        """True when this line carries a trigger (a rule of its party's, or an exemplar match that its
+        label's veto allows), whether or not it was signalled already on an interim."""
+        return bool(self._detect(event, matches))
 
     def on_transcript(self, event: TranscriptEvent, matches: list[ExemplarMatch] = ()) -> list[SignalEvent]:
         if event.id in self._closed:
