@@ -9,9 +9,11 @@ alone and by the rules with the trigger heads (the text models, as ``coach analy
 A false alarm is a label raised on a line that does not carry it.
 
 The sets under ``benchmarks/lines/`` were written for the project by writers who saw the signal
-definitions only (not the synthesized calls, the rules or the exemplars): ``tune.jsonl`` may be read
-line by line while improving the detector; ``heldout.jsonl`` is only scored, to see whether a change
-generalises (do not read its misses with ``--show``).
+definitions only (not the synthesized calls, the rules or the exemplars): ``tune*.jsonl`` may be
+read line by line while improving the detector, and ``make train`` sets the trigger heads' thresholds
+on them and on ``ordinary.jsonl`` (ordinary lines only: its table counts false alarms);
+``heldout.jsonl`` is only scored, to see whether a change generalises (do not read its misses with
+``--show``).
 """
 
 from __future__ import annotations

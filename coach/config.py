@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from coach.detect.exemplars import DEFAULT_EXEMPLARS, DEFAULT_TRIGGERS, DEFAULT_UTTERANCES
+from coach.detect.exemplars import DEFAULT_CALIBRATION, DEFAULT_EXEMPLARS, DEFAULT_TRIGGERS, DEFAULT_UTTERANCES
 from coach.detect.sentiment import DEFAULT_HEAD
 from coach.playbook import DEFAULT_PLAYBOOK
 
@@ -85,6 +85,10 @@ class TextSettings(BaseModel):
     triggers: Path = Field(default_factory=lambda: DEFAULT_TRIGGERS, description="the trigger heads `make train` writes")
     utterances: list[Path] = Field(
         default_factory=lambda: list(DEFAULT_UTTERANCES), description="labelled call lines (CSV speaker,mood,text) `make train` learns from"
+    )
+    calibration: list[Path] = Field(
+        default_factory=lambda: list(DEFAULT_CALIBRATION),
+        description="labelled single call lines (JSON lines) `make train` sets the trigger thresholds on",
     )
     threads: int = Field(1, ge=1)
 

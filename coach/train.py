@@ -3,12 +3,14 @@
 - ``sentiment.json``: a softmax head (negative / neutral / positive) over sentence embeddings,
   trained on ``models/data/*.csv`` (angry and frustrated lines are negative). Its L2
   strength is picked by 5-fold cross-validation, whose AUC (negative against the rest) is recorded.
-- ``triggers.json``: per speaker, a softmax over ``none`` and the speaker's trigger labels, fitted on
-  the embeddings of ``models/exemplars.yaml`` (examples; near-misses and ordinary call lines as
-  ``none``), with each label's threshold and nearest-example floor giving the most 5-fold cross-validated
-  recall at a precision of at least 0.9.
+- ``triggers-adapter.npz`` and ``triggers.json``: a low-rank adapter of the encoder and a softmax over
+  ``none`` and every trigger label, tuned together on ``models/exemplars.yaml`` (examples; near-misses
+  and ordinary call lines as ``none``); per speaker the rows of its labels, and each label's threshold
+  and nearest-example floor giving the most recall at a precision of at least 0.9 on the calibration
+  lines (``TextSettings.calibration``) and the ordinary lines kept out of training.
 
-Deterministic: fixed folds, full-batch gradient descent from zeros, figures rounded when written.
+Deterministic: fixed seeds, folds and thread count, full-batch gradient descent from zeros for the
+sentiment head, figures rounded when written.
 """
 
 from __future__ import annotations
@@ -26,10 +28,16 @@ from coach.detect.sentiment import HEAD_CLASSES, softmax
 MOOD_CLASS = {"angry": "negative", "frustrated": "negative", "neutral": "neutral", "positive": "positive"}
 L2_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 FOLDS = 5
-THRESHOLD_GRID = np.round(np.arange(0.20, 0.951, 0.05), 2)
+THRESHOLD_GRID = np.round(np.arange(0.20, 0.976, 0.025), 3)
 FLOOR_GRID = np.round(np.arange(0.0, 0.801, 0.05), 2)
-TRIGGER_L2 = 1e-3
 TRIGGER_PRECISION = 0.9
+# Tuning the encoder for the triggers (coach/detect/adapter.py): AdamW on the adapter and the head.
+TUNE_EPOCHS = 4
+TUNE_BATCH = 16
+TUNE_RATE = 1e-3
+TUNE_SCALE = 20.0  # unit-length embeddings times this are the head's input
+TUNE_THREADS = 2
+BACKGROUND_KEPT_OUT = 5  # one ordinary line in this many sets thresholds instead of training the adapter
 
 
 def read_utterances(paths: list[Path]) -> list[dict[str, str]]:
@@ -98,15 +106,32 @@ def train_sentiment(rows: list[dict[str, str]], vectors: np.ndarray, log: Callab
             "weights": np.round(w, 6).tolist(), "bias": np.round(b, 6).tolist()}
 
 
-def best_thresholds(probability: np.ndarray, nearest: np.ndarray, truth: np.ndarray) -> tuple[float, float, float, float]:
-    """The probability threshold and similarity floor with the most recall at a cross-validated precision of
-    at least ``TRIGGER_PRECISION`` (ordinary lines far outnumber triggers in a real call, so a false alarm
-    costs more here than in these files), ties to the stricter; with precision and recall. A label that
-    never gets there is switched off (threshold above 1): its phrase rules alone speak for it."""
+def read_calibration(paths: list[Path]) -> list[dict]:
+    """Labelled single call lines (JSON lines ``{"speaker", "text", "labels"}``) to set thresholds on."""
+    lines = []
+    for path in paths:
+        for number, raw in enumerate(Path(path).read_text().splitlines(), 1):
+            if raw.strip():
+                try:
+                    line = json.loads(raw)
+                    lines.append({"speaker": str(line["speaker"]), "text": str(line["text"]), "labels": list(line["labels"])})
+                except (ValueError, KeyError, TypeError):
+                    raise ValueError(f"{path}:{number}: expected a JSON object with speaker, text and labels") from None
+    return lines
+
+
+def best_thresholds(probability: np.ndarray, nearest: np.ndarray, owner: np.ndarray, truth: np.ndarray) -> tuple[float, float, float, float]:
+    """The probability threshold and similarity floor with the most recall at a precision of at least
+    ``TRIGGER_PRECISION`` on the calibration lines (ordinary lines far outnumber triggers in a real call,
+    so a false alarm costs more here than in these files), ties to the stricter; with precision and recall.
+    ``probability`` and ``nearest`` are per sentence, ``owner`` the line of each sentence, ``truth`` per
+    line: a line fires when one of its sentences does, as in a call. A label that never gets there is
+    switched off (threshold above 1): its phrase rules alone speak for it."""
     best = (1.01, 1.0, -1.0, 1.0, 0.0)
     for floor in FLOOR_GRID:
         for t in THRESHOLD_GRID:
-            fired = (probability >= t) & (nearest >= floor)
+            fired = np.zeros(len(truth), bool)
+            fired[owner[(probability >= t) & (nearest >= floor)]] = True
             tp = int((fired & truth).sum())
             fp = int((fired & ~truth).sum())
             precision = tp / (tp + fp) if tp + fp else 1.0
@@ -116,41 +141,90 @@ def best_thresholds(probability: np.ndarray, nearest: np.ndarray, truth: np.ndar
     return best[0], best[1], best[3], best[4]
 
 
-def train_triggers(
-    sets: dict[str, ExemplarSet], background: dict[str, list[str]], embed: Callable[[list[str]], np.ndarray], log: Callable[[str], None]
-) -> dict:
-    """Per speaker, a softmax over ``none`` and the speaker's labels; thresholds by cross-validated F1."""
+def tune_encoder(encoder, texts: list[str], y: np.ndarray, classes: int, adapter: Path, log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
+    """Fine-tune a low-rank adapter of ``encoder`` and a linear head to tell the classes apart; writes the
+    adapter and returns the head (weights, bias) over the adapted encoder's unit-length embeddings."""
+    import copy
+
+    import torch
+
+    from coach.detect import adapter as lowrank
+
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TUNE_THREADS)  # the sums' order, hence the result, depends on it
+    try:
+        model = copy.deepcopy(encoder.model).train()
+        updates = lowrank.attach(model)
+        head = torch.nn.Linear(encoder.dimensions, classes)
+        with torch.no_grad():
+            head.weight.copy_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(0)) * 0.01)
+            head.bias.zero_()
+        trainable = [p for u in updates.values() for p in (u.a, u.b)] + list(head.parameters())
+        optimizer = torch.optim.AdamW(trainable, lr=TUNE_RATE, weight_decay=0.01)
+        order = torch.Generator().manual_seed(0)
+        target = torch.as_tensor(y)
+        for epoch in range(TUNE_EPOCHS):
+            total = 0.0
+            for batch in torch.randperm(len(texts), generator=order).split(TUNE_BATCH):
+                vectors = encoder.pool(model, [texts[i] for i in batch])
+                loss = torch.nn.functional.cross_entropy(head(vectors * TUNE_SCALE), target[batch])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(batch)
+            log(f"  epoch {epoch + 1}/{TUNE_EPOCHS}: loss {total / len(texts):.3f}")
+        lowrank.save(updates, adapter)
+        return head.weight.detach().numpy().astype(np.float64) * TUNE_SCALE, head.bias.detach().numpy().astype(np.float64)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]], calibration: list[dict], encoder,
+                   adapter: Path, log: Callable[[str], None]) -> dict:
+    """One adapter and one softmax over ``none`` and every label, fitted on the exemplars (near-misses and
+    ordinary lines as ``none``); per speaker, the rows of its labels; per label, the threshold and
+    nearest-example floor with the most recall at precision >= 0.9 on the calibration lines and on the
+    ordinary lines kept out of training (a call is mostly ordinary lines)."""
+    from coach.detect.exemplars import split_sentences
+
+    labels = list(sets)
+    texts, y = [], []
+    for c, name in enumerate(labels, start=1):
+        texts += sets[name].examples + sets[name].not_
+        y += [c] * len(sets[name].examples) + [0] * len(sets[name].not_)
+    calibration = list(calibration)
+    for speaker in sorted(background):  # every fifth ordinary line is kept out of training, to set thresholds on
+        texts += [line for i, line in enumerate(background[speaker]) if i % BACKGROUND_KEPT_OUT]
+        y += [0] * sum(1 for i in range(len(background[speaker])) if i % BACKGROUND_KEPT_OUT)
+        calibration += [{"speaker": speaker, "text": line, "labels": []} for line in background[speaker][::BACKGROUND_KEPT_OUT]]
+    log(f"  tuning the encoder: {len(texts)} lines, {len(labels)} labels, {TUNE_EPOCHS} epochs")
+    w, b = tune_encoder(encoder, texts, np.array(y), len(labels) + 1, adapter, log)
+    tuned = encoder.adapted(adapter)
     speakers = {}
     for speaker in sorted({s.speaker for s in sets.values()}):
-        labels = [name for name, s in sets.items() if s.speaker == speaker]
-        texts, y = [], []
-        for c, name in enumerate(labels, start=1):
-            texts += sets[name].examples + sets[name].not_
-            y += [c] * len(sets[name].examples) + [0] * len(sets[name].not_)
-        texts += background.get(speaker, [])
-        y += [0] * len(background.get(speaker, []))
-        x, y = embed(texts).astype(np.float64), np.array(y)
-        folds = np.random.default_rng(0).permutation(len(y)) % FOLDS
-        held_out = np.zeros((len(y), len(labels) + 1))
-        nearest = np.zeros((len(y), len(labels) + 1))  # similarity to the nearest example of each label, in other folds
-        similarity = x @ x.T
-        for k in range(FOLDS):
-            w, b = fit_softmax(x[folds != k], y[folds != k], len(labels) + 1, TRIGGER_L2)
-            held_out[folds == k] = softmax(x[folds == k] @ w.T + b)
-            for c in range(1, len(labels) + 1):
-                examples = (y == c) & (folds != k)
-                nearest[folds == k, c] = similarity[np.ix_(folds == k, examples)].max(axis=1)
-        w, b = fit_softmax(x, y, len(labels) + 1, TRIGGER_L2)
+        mine = [name for name in labels if sets[name].speaker == speaker]
+        rows = [0] + [labels.index(name) + 1 for name in mine]
+        lines = [line for line in calibration if line["speaker"] == speaker]
+        sentences, owner = [], []
+        for i, line in enumerate(lines):
+            for sentence in split_sentences(line["text"]) or [line["text"]]:
+                sentences.append(sentence)
+                owner.append(i)
+        x = tuned.embed(sentences).astype(np.float64) if sentences else np.zeros((0, encoder.dimensions))
+        probability = softmax(x @ w[rows].T + b[rows])
         thresholds, floors, quality = {}, {}, {}
-        for c, name in enumerate(labels, start=1):
-            t, floor, precision, recall = best_thresholds(held_out[:, c], nearest[:, c], y == c)
+        for c, name in enumerate(mine, start=1):
+            nearest = (x @ tuned.embed(sets[name].examples).astype(np.float64).T).max(axis=1) if len(x) else np.zeros(0)
+            truth = np.array([name in line["labels"] for line in lines], bool)
+            t, floor, precision, recall = best_thresholds(probability[:, c], nearest, np.array(owner, int), truth)
             thresholds[name], floors[name] = t, floor
-            quality[name] = {"cv_precision": round(precision, 3), "cv_recall": round(recall, 3)}
-            log(f"  {name:24s} p >= {t:.2f}, nearest example >= {floor:.2f}: cross-validated precision {precision:.2f} recall {recall:.2f}")
-        log(f"  ({speaker}: {len(y)} lines, {int((y == 0).sum())} of them near-misses and background)")
-        speakers[speaker] = {"classes": ["none", *labels], "weights": np.round(w, 6).tolist(), "bias": np.round(b, 6).tolist(),
+            quality[name] = {"calibration_precision": round(precision, 3), "calibration_recall": round(recall, 3), "calibration_lines": int(truth.sum())}
+            log(f"  {name:24s} p >= {t:.3f}, nearest example >= {floor:.2f}: on the calibration lines precision {precision:.2f} recall {recall:.2f}")
+        log(f"  ({speaker}: {len(lines)} calibration lines)")
+        speakers[speaker] = {"classes": ["none", *mine], "weights": np.round(w[rows], 6).tolist(), "bias": np.round(b[rows], 6).tolist(),
                              "thresholds": thresholds, "floors": floors, "quality": quality}
-    return {"l2": TRIGGER_L2, "speakers": speakers}
+    return {"adapter": adapter.name, "speakers": speakers}
 
 
 def _digest(*paths: Path) -> str:
@@ -163,7 +237,7 @@ def _digest(*paths: Path) -> str:
 def train(settings, log: Callable[[str], None] = print) -> list[Path]:
     """Train both heads from the files ``settings`` (TextSettings) names, into the files it names."""
     from coach.detect.encoder import TextEncoder
-    from coach.detect.exemplars import load_background, load_exemplars
+    from coach.detect.exemplars import adapter_path, load_background, load_exemplars
     from coach.detect.triggers import rule_flags
     from coach.models import resolve_text_model
 
@@ -186,11 +260,17 @@ def train(settings, log: Callable[[str], None] = print) -> list[Path]:
 
     sets = load_exemplars(settings.exemplars)
     background = load_background(settings.utterances, rule_flags)
+    calibration = read_calibration(settings.calibration)
     log(f"exemplars: {sum(len(s.examples) for s in sets.values())} examples, "
-        f"{sum(len(s.not_) for s in sets.values())} near-misses, {sum(map(len, background.values()))} background lines")
-    triggers = {"trained_on": _digest(settings.exemplars, *settings.utterances), **train_triggers(sets, background, embed, log)}
+        f"{sum(len(s.not_) for s in sets.values())} near-misses, {sum(map(len, background.values()))} background lines; "
+        f"{len(calibration)} calibration lines from {', '.join(str(p) for p in settings.calibration)}")
+    adapter = adapter_path(Path(settings.triggers))
+    triggers = {"trained_on": _digest(settings.exemplars, *settings.utterances, *settings.calibration),
+                **train_triggers(sets, background, calibration, encoder, adapter, log)}
 
     written = []
+    written.append(adapter)
+    log(f"wrote {adapter}")
     for path, data in ((Path(settings.head), head), (Path(settings.triggers), triggers)):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

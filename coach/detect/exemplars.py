@@ -3,13 +3,14 @@
 Phrase rules catch the words a contact centre hears every day; people also say the same thing in
 ways no rule lists ("is there anyone above you who can actually do something?"). Each label of
 ``models/exemplars.yaml`` has examples of how people say it and near-misses that must not fire
-("your manager helped me last week"). ``make train`` fits, per speaker, a softmax over ``none`` and
-that speaker's labels on the embeddings of the examples, against the near-misses, the other
-labels and ordinary lines of calls (the neutral and positive lines of ``models/data/*.csv``,
-less any that a phrase rule would flag); each label's threshold is the one with the best
-most cross-validated recall at a precision of at least 0.9 (never fitted to test calls), together
-with a floor on the similarity of the label's nearest example, so a line the head has never seen the
-like of does not fire. The nearest
+("your manager helped me last week"). ``make train`` tunes the encoder through a small low-rank
+adapter (``coach/detect/adapter.py``) together with a softmax over ``none`` and every label, on the
+examples, against the near-misses, the other labels and ordinary lines of calls (the neutral and
+positive lines of ``models/data/*.csv``, less any that a phrase rule would flag). Each label's
+threshold, with a floor on the similarity of the label's nearest example (so a line the head has
+never seen the like of does not fire), is the one with the most recall at a precision of at least
+0.9 on calibration lines that other writers wrote (``benchmarks/lines/tune*.jsonl`` and
+``ordinary.jsonl``) and on ordinary lines kept out of training; never on test calls. The nearest
 example is reported as the evidence.
 """
 
@@ -32,6 +33,9 @@ MODELS = Path(__file__).resolve().parent.parent.parent / "models"
 DEFAULT_EXEMPLARS = MODELS / "exemplars.yaml"
 DEFAULT_TRIGGERS = MODELS / "heads" / "triggers.json"
 DEFAULT_UTTERANCES = (MODELS / "data" / "sentiment.csv", MODELS / "data" / "ordinary.csv")
+# Single call lines by writers who saw only the signal definitions (benchmarks/lines/tune*.jsonl):
+# the trigger thresholds are set on them; benchmarks/lines/heldout.jsonl is never trained or set on.
+DEFAULT_CALIBRATION = tuple(MODELS.parent / "benchmarks" / "lines" / f"{name}.jsonl" for name in ("tune", "tune2", "tune3", "ordinary"))
 BACKGROUND_MOODS = ("neutral", "positive")
 
 
@@ -149,10 +153,16 @@ class ExemplarIndex:
         return found
 
 
-def load_heads(path: Path = DEFAULT_TRIGGERS) -> dict[str, SpeakerHead]:
+def adapter_path(triggers: Path) -> Path:
+    """Where the encoder's trigger adapter sits beside the heads: ``triggers.json`` -> ``triggers-adapter.npz``."""
+    return Path(triggers).with_name(Path(triggers).stem + "-adapter.npz")
+
+
+def load_heads(path: Path = DEFAULT_TRIGGERS) -> tuple[dict[str, SpeakerHead], Path | None]:
+    """The heads by speaker, and the adapter they read the encoder through (None: the plain encoder)."""
     try:
         data = json.loads(Path(path).read_text())
-        return {
+        heads = {
             speaker: SpeakerHead(h["classes"], np.asarray(h["weights"], np.float32), np.asarray(h["bias"], np.float32),
                                  {label: float(t) for label, t in h["thresholds"].items()},
                                  {label: float(t) for label, t in h["floors"].items()})
@@ -162,6 +172,7 @@ def load_heads(path: Path = DEFAULT_TRIGGERS) -> dict[str, SpeakerHead]:
         raise ModelError(f"trigger heads {path} not found: run `make train` to build them") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"trigger heads {path} are unreadable ({exc}): run `make train`") from None
+    return heads, (Path(path).with_name(data["adapter"]) if data.get("adapter") else None)
 
 
 def cached_embed(embed: Callable[[list[str]], np.ndarray], model_name: str, cache_dir: Path) -> Callable[[list[str]], np.ndarray]:

@@ -26,8 +26,10 @@ class TextReading:
 
 
 class TextAnalyzer:
-    def __init__(self, encoder, head=None, classifier=None, index: ExemplarIndex | None = None, mood_carry: float = 0.0) -> None:
+    def __init__(self, encoder, head=None, classifier=None, index: ExemplarIndex | None = None, mood_carry: float = 0.0,
+                 trigger_encoder=None) -> None:
         self.encoder = encoder
+        self.trigger_encoder = trigger_encoder or encoder  # the encoder tuned for the triggers, where trained
         self.mood_carry = mood_carry  # each call's CallMood blends this much of a party's mood into the next segment
         self.head = head  # SentimentHead over the encoder's embeddings, or
         self.classifier = classifier  # a sequence-classification model of its own
@@ -43,8 +45,9 @@ class TextAnalyzer:
         if not text.strip():
             return TextReading(None)
         sentences = split_sentences(text) if self.index is not None else []
-        texts = [text] + [s for s in sentences if s != text]
-        vectors = self.encoder.embed(texts) if (self.head is not None or sentences) else np.zeros((0, 0))
+        shared = self.trigger_encoder is self.encoder  # one pass reads the segment and its sentences
+        texts = [text] + [s for s in sentences if s != text] if shared else [text]
+        vectors = self.encoder.embed(texts) if (self.head is not None or (shared and sentences)) else np.zeros((0, 0))
         sentiment = None
         if self.head is not None:
             sentiment = float(self.head.score(vectors[:1])[0])
@@ -52,8 +55,8 @@ class TextAnalyzer:
             sentiment = float(self.classifier.score([text])[0])
         matches: list[ExemplarMatch] = []
         if self.index is not None and sentences:
-            rows = [texts.index(s) for s in sentences]
-            matches = self.index.match(speaker, sentences, vectors[rows])
+            found = vectors[[texts.index(s) for s in sentences]] if shared else self.trigger_encoder.embed(sentences)
+            matches = self.index.match(speaker, sentences, found)
         return TextReading(sentiment, matches, time.perf_counter() - started)
 
     def close(self) -> None:
@@ -74,7 +77,11 @@ def load_text_analyzer(settings, models_dir: Path) -> TextAnalyzer:
     elif settings.sentiment != "none":
         classifier = ClassifierSentiment(resolve_text_model(settings.sentiment), settings.threads)
     index = None
+    trigger_encoder = encoder
     if settings.similarity:
-        embed = cached_embed(encoder.embed, encoder.name, models_dir / "text-cache")
-        index = ExemplarIndex(load_exemplars(settings.exemplars), load_heads(settings.triggers), embed)
-    return TextAnalyzer(encoder, head, classifier, index, settings.mood_carry)
+        heads, adapter = load_heads(settings.triggers)
+        if adapter is not None:
+            trigger_encoder = encoder.adapted(adapter)
+        embed = cached_embed(trigger_encoder.embed, trigger_encoder.name, models_dir / "text-cache")
+        index = ExemplarIndex(load_exemplars(settings.exemplars), heads, embed)
+    return TextAnalyzer(encoder, head, classifier, index, settings.mood_carry, trigger_encoder)

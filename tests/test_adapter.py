@@ -1,0 +1,55 @@
+"""The trigger adapter: what training computes is what the merged encoder computes at run time."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from coach.detect import adapter as lowrank
+from coach.errors import ModelError
+
+
+def tiny_encoder(hidden: int = 32) -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=50, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=2 * hidden, max_position_embeddings=16)
+    return transformers.BertModel(config).eval()
+
+
+def test_the_merged_adapter_reads_as_the_trained_one(tmp_path):
+    base = tiny_encoder()
+    training = copy.deepcopy(base)
+    updates = lowrank.attach(training)
+    assert updates and all(not p.requires_grad for n, p in training.named_parameters() if not n.endswith((".a", ".b")))
+    with torch.no_grad():
+        for update in updates.values():
+            update.b.normal_(0, 0.2)  # as if trained
+    tokens = torch.tensor([[1, 5, 9, 2, 7]])
+    trained = training(input_ids=tokens).last_hidden_state
+    lowrank.save(updates, tmp_path / "adapter.npz")
+    merged = copy.deepcopy(base)
+    lowrank.merge(merged, tmp_path / "adapter.npz")
+    assert torch.allclose(merged(input_ids=tokens).last_hidden_state, trained, atol=1e-5)
+    assert not torch.allclose(base(input_ids=tokens).last_hidden_state, trained, atol=1e-3)  # it changed the encoder
+
+
+def test_an_adapter_for_another_encoder_is_refused_in_one_line(tmp_path):
+    updates = lowrank.attach(tiny_encoder(hidden=32))
+    lowrank.save(updates, tmp_path / "adapter.npz")
+    with pytest.raises(ModelError, match="make train"):
+        lowrank.merge(tiny_encoder(hidden=16), tmp_path / "adapter.npz")
+    (tmp_path / "broken.npz").write_bytes(b"not an archive")
+    with pytest.raises(ModelError, match="unreadable"):
+        lowrank.merge(tiny_encoder(), tmp_path / "broken.npz")
+    with pytest.raises(ModelError, match="not found"):
+        lowrank.merge(tiny_encoder(), tmp_path / "missing.npz")
+
+
+def test_the_saved_adapter_depends_on_the_numbers_alone(tmp_path):
+    updates = lowrank.attach(tiny_encoder())
+    lowrank.save(updates, tmp_path / "a.npz")
+    lowrank.save(updates, tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    assert set(np.load(tmp_path / "a.npz").files) == {f"{name}.{part}" for name in updates for part in "ab"}
