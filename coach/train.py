@@ -1,7 +1,7 @@
 """``coach train`` (``make train``): build the small heads in ``models/heads/`` from the project's own data.
 
-- ``sentiment.json``: a softmax head (negative / neutral / positive) over sentence embeddings,
-  trained on ``models/data/*.csv`` (angry and frustrated lines are negative). Its L2
+- ``sentiment.json``: a softmax head (negative / neutral / positive) over the tuned encoder's
+  sentence embeddings (below: one encoder pass reads a segment for both heads), trained on ``models/data/*.csv`` (angry and frustrated lines are negative). Its L2
   strength is picked by 5-fold cross-validation, whose AUC (negative against the rest) is recorded.
 - ``triggers-adapter.npz`` and ``triggers.json``: a low-rank adapter of the encoder and a softmax over
   ``none`` and every trigger label, tuned together on ``models/exemplars.yaml`` (examples; near-misses
@@ -106,6 +106,10 @@ def train_sentiment(rows: list[dict[str, str]], vectors: np.ndarray, log: Callab
             "weights": np.round(w, 6).tolist(), "bias": np.round(b, 6).tolist()}
 
 
+def embed_all(encoder, texts: list[str]) -> np.ndarray:
+    return np.concatenate([encoder.embed(texts[i : i + 64]) for i in range(0, len(texts), 64)]).astype(np.float64)
+
+
 def read_calibration(paths: list[Path]) -> list[dict]:
     """Labelled single call lines (JSON lines ``{"speaker", "text", "labels"}``) to set thresholds on."""
     lines = []
@@ -181,11 +185,12 @@ def tune_encoder(encoder, texts: list[str], y: np.ndarray, classes: int, adapter
 
 
 def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]], calibration: list[dict], encoder,
-                   adapter: Path, log: Callable[[str], None]) -> dict:
+                   adapter: Path, log: Callable[[str], None]) -> tuple[dict, object]:
     """One adapter and one softmax over ``none`` and every label, fitted on the exemplars (near-misses and
     ordinary lines as ``none``); per speaker, the rows of its labels; per label, the threshold and
     nearest-example floor with the most recall at precision >= 0.9 on the calibration lines and on the
-    ordinary lines kept out of training (a call is mostly ordinary lines)."""
+    ordinary lines kept out of training (a call is mostly ordinary lines). Returns them with the tuned
+    encoder, which the sentiment head is then trained on (one encoder pass reads a segment for both)."""
     from coach.detect.exemplars import split_sentences
 
     labels = list(sets)
@@ -211,11 +216,11 @@ def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]
             for sentence in split_sentences(line["text"]) or [line["text"]]:
                 sentences.append(sentence)
                 owner.append(i)
-        x = tuned.embed(sentences).astype(np.float64) if sentences else np.zeros((0, encoder.dimensions))
+        x = embed_all(tuned, sentences) if sentences else np.zeros((0, encoder.dimensions))
         probability = softmax(x @ w[rows].T + b[rows])
         thresholds, floors, quality = {}, {}, {}
         for c, name in enumerate(mine, start=1):
-            nearest = (x @ tuned.embed(sets[name].examples).astype(np.float64).T).max(axis=1) if len(x) else np.zeros(0)
+            nearest = (x @ embed_all(tuned, sets[name].examples).T).max(axis=1) if len(x) else np.zeros(0)
             truth = np.array([name in line["labels"] for line in lines], bool)
             t, floor, precision, recall = best_thresholds(probability[:, c], nearest, np.array(owner, int), truth)
             thresholds[name], floors[name] = t, floor
@@ -224,7 +229,7 @@ def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]
         log(f"  ({speaker}: {len(lines)} calibration lines)")
         speakers[speaker] = {"classes": ["none", *mine], "weights": np.round(w[rows], 6).tolist(), "bias": np.round(b[rows], 6).tolist(),
                              "thresholds": thresholds, "floors": floors, "quality": quality}
-    return {"adapter": adapter.name, "speakers": speakers}
+    return {"adapter": adapter.name, "speakers": speakers}, tuned
 
 
 def _digest(*paths: Path) -> str:
@@ -242,22 +247,6 @@ def train(settings, log: Callable[[str], None] = print) -> list[Path]:
     from coach.models import resolve_text_model
 
     encoder = TextEncoder(resolve_text_model(settings.encoder), settings.threads)
-    cache: dict[str, np.ndarray] = {}
-
-    def embed(texts: list[str]) -> np.ndarray:
-        todo = [t for t in dict.fromkeys(texts) if t not in cache]
-        for i in range(0, len(todo), 64):
-            for t, v in zip(todo[i : i + 64], encoder.embed(todo[i : i + 64])):
-                cache[t] = v
-        return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, encoder.dimensions), np.float32)
-
-    rows = read_utterances(settings.utterances)
-    log(f"sentiment: {len(rows)} utterances from {', '.join(str(p) for p in settings.utterances)}")
-    head = train_sentiment(rows, embed([r["text"] for r in rows]).astype(np.float64), log)
-    head = {"encoder": Path(encoder.name).name if Path(encoder.name).exists() else encoder.name,
-            "trained_on": _digest(*settings.utterances), **head}
-    log(f"sentiment head: l2 {head['l2']:g}, cross-validated AUC {head['cv_auc']:.3f}")
-
     sets = load_exemplars(settings.exemplars)
     background = load_background(settings.utterances, rule_flags)
     calibration = read_calibration(settings.calibration)
@@ -265,8 +254,15 @@ def train(settings, log: Callable[[str], None] = print) -> list[Path]:
         f"{sum(len(s.not_) for s in sets.values())} near-misses, {sum(map(len, background.values()))} background lines; "
         f"{len(calibration)} calibration lines from {', '.join(str(p) for p in settings.calibration)}")
     adapter = adapter_path(Path(settings.triggers))
-    triggers = {"trained_on": _digest(settings.exemplars, *settings.utterances, *settings.calibration),
-                **train_triggers(sets, background, calibration, encoder, adapter, log)}
+    triggers, tuned = train_triggers(sets, background, calibration, encoder, adapter, log)
+    triggers = {"trained_on": _digest(settings.exemplars, *settings.utterances, *settings.calibration), **triggers}
+
+    rows = read_utterances(settings.utterances)
+    log(f"sentiment: {len(rows)} utterances from {', '.join(str(p) for p in settings.utterances)}, on the tuned encoder")
+    head = train_sentiment(rows, embed_all(tuned, [r["text"] for r in rows]), log)
+    head = {"encoder": Path(encoder.name).name if Path(encoder.name).exists() else encoder.name, "adapter": adapter.name,
+            "trained_on": _digest(*settings.utterances), **head}
+    log(f"sentiment head: l2 {head['l2']:g}, cross-validated AUC {head['cv_auc']:.3f}")
 
     written = []
     written.append(adapter)

@@ -150,3 +150,18 @@ def test_settings_name_the_shipped_heads():
     text = Settings().text
     assert text.head.is_file() and text.triggers.is_file() and text.exemplars.is_file() and all(p.is_file() for p in text.utterances)
     assert all(p.is_file() for p in text.calibration) and (text.triggers.parent / "triggers-adapter.npz").is_file()
+
+
+def test_both_heads_read_the_tuned_encoder_and_a_mismatch_is_a_one_line_error(analyzer, tmp_path):
+    from coach.errors import ModelError
+
+    shipped = TextSettings()
+    assert json.loads(shipped.head.read_text())["adapter"] == json.loads(shipped.triggers.read_text())["adapter"]
+    assert "triggers-adapter.npz" in analyzer.encoder.name  # one tuned encoder, one pass a segment
+    for name in ("sentiment.json", "triggers.json", "triggers-adapter.npz"):
+        (tmp_path / name).write_bytes((shipped.triggers.parent / name).read_bytes())
+    stale = json.loads((tmp_path / "sentiment.json").read_text())
+    stale["adapter"] = ""  # a head trained on the plain encoder, beside heads on the tuned one
+    (tmp_path / "sentiment.json").write_text(json.dumps(stale))
+    with pytest.raises(ModelError, match="different encoder adapters: run `make train`"):
+        load_text_analyzer(TextSettings(head=tmp_path / "sentiment.json", triggers=tmp_path / "triggers.json"), tmp_path)

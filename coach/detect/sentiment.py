@@ -39,11 +39,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class SentimentHead:
     """A softmax layer over unit-length sentence embeddings."""
 
-    def __init__(self, weights: np.ndarray, bias: np.ndarray, classes: tuple[str, ...] = HEAD_CLASSES, encoder: str = "") -> None:
+    def __init__(self, weights: np.ndarray, bias: np.ndarray, classes: tuple[str, ...] = HEAD_CLASSES, encoder: str = "",
+                 adapter: str = "") -> None:
         self.weights = weights  # (classes, dimensions)
         self.bias = bias
         self.classes = classes
         self.encoder = encoder
+        self.adapter = adapter  # the encoder adapter (file beside the head) it was trained through, if any
         self._neg, self._pos = classes.index("negative"), classes.index("positive")
 
     @classmethod
@@ -62,7 +64,7 @@ class SentimentHead:
                 f"sentiment head {path} expects {weights.shape[-1]}-dimensional embeddings, the encoder gives "
                 f"{dimensions}: train a head for this encoder (`make train`) or use the default encoder"
             )
-        return cls(weights, bias, classes, data.get("encoder", ""))
+        return cls(weights, bias, classes, data.get("encoder", ""), str(data.get("adapter") or ""))
 
     def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
         return softmax(embeddings @ self.weights.T + self.bias)

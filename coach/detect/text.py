@@ -8,6 +8,7 @@ event loop never waits on them and they never compete with the speech model for 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from coach.detect.exemplars import ExemplarIndex, ExemplarMatch, split_sentences
+from coach.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,8 @@ class TextReading:
 
 
 class TextAnalyzer:
-    def __init__(self, encoder, head=None, classifier=None, index: ExemplarIndex | None = None, mood_carry: float = 0.0,
-                 trigger_encoder=None) -> None:
+    def __init__(self, encoder, head=None, classifier=None, index: ExemplarIndex | None = None, mood_carry: float = 0.0) -> None:
         self.encoder = encoder
-        self.trigger_encoder = trigger_encoder or encoder  # the encoder tuned for the triggers, where trained
         self.mood_carry = mood_carry  # each call's CallMood blends this much of a party's mood into the next segment
         self.head = head  # SentimentHead over the encoder's embeddings, or
         self.classifier = classifier  # a sequence-classification model of its own
@@ -45,9 +45,8 @@ class TextAnalyzer:
         if not text.strip():
             return TextReading(None)
         sentences = split_sentences(text) if self.index is not None else []
-        shared = self.trigger_encoder is self.encoder  # one pass reads the segment and its sentences
-        texts = [text] + [s for s in sentences if s != text] if shared else [text]
-        vectors = self.encoder.embed(texts) if (self.head is not None or (shared and sentences)) else np.zeros((0, 0))
+        texts = [text] + [s for s in sentences if s != text]
+        vectors = self.encoder.embed(texts) if (self.head is not None or sentences) else np.zeros((0, 0))
         sentiment = None
         if self.head is not None:
             sentiment = float(self.head.score(vectors[:1])[0])
@@ -55,8 +54,8 @@ class TextAnalyzer:
             sentiment = float(self.classifier.score([text])[0])
         matches: list[ExemplarMatch] = []
         if self.index is not None and sentences:
-            found = vectors[[texts.index(s) for s in sentences]] if shared else self.trigger_encoder.embed(sentences)
-            matches = self.index.match(speaker, sentences, found)
+            rows = [texts.index(s) for s in sentences]
+            matches = self.index.match(speaker, sentences, vectors[rows])
         return TextReading(sentiment, matches, time.perf_counter() - started)
 
     def close(self) -> None:
@@ -71,17 +70,29 @@ def load_text_analyzer(settings, models_dir: Path) -> TextAnalyzer:
     from coach.models import resolve_text_model
 
     encoder = TextEncoder(resolve_text_model(settings.encoder), settings.threads)
-    head = classifier = None
+    head = classifier = heads = None
+    adapters: dict[str, Path | None] = {}  # the adapter each head was trained through
     if settings.sentiment == "head":
         head = SentimentHead.load(settings.head, encoder.dimensions)
+        adapters[str(settings.head)] = Path(settings.head).with_name(head.adapter) if head.adapter else None
     elif settings.sentiment != "none":
         classifier = ClassifierSentiment(resolve_text_model(settings.sentiment), settings.threads)
-    index = None
-    trigger_encoder = encoder
     if settings.similarity:
-        heads, adapter = load_heads(settings.triggers)
-        if adapter is not None:
-            trigger_encoder = encoder.adapted(adapter)
-        embed = cached_embed(trigger_encoder.embed, trigger_encoder.name, models_dir / "text-cache")
+        heads, adapters[str(settings.triggers)] = load_heads(settings.triggers)
+    if len({_digest(adapter) for adapter in adapters.values()}) > 1:
+        raise ModelError(f"{' and '.join(adapters)} were trained through different encoder adapters: run `make train`")
+    adapter = next((a for a in adapters.values() if a is not None), None)
+    if adapter is not None:
+        encoder = encoder.adapted(adapter)  # the tuned encoder both heads were trained on
+    index = None
+    if heads is not None:
+        embed = cached_embed(encoder.embed, encoder.name, models_dir / "text-cache")
         index = ExemplarIndex(load_exemplars(settings.exemplars), heads, embed)
-    return TextAnalyzer(encoder, head, classifier, index, settings.mood_carry, trigger_encoder)
+    return TextAnalyzer(encoder, head, classifier, index, settings.mood_carry)
+
+
+def _digest(adapter: Path | None) -> str | None:
+    try:
+        return hashlib.sha256(adapter.read_bytes()).hexdigest() if adapter is not None else None
+    except OSError as exc:
+        raise ModelError(f"encoder adapter {adapter} is unreadable ({exc.strerror}): run `make train`") from None
