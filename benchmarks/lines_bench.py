@@ -19,7 +19,6 @@ on them and on ``ordinary.jsonl`` (ordinary lines only: its table counts false a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -31,20 +30,21 @@ from coach.config import Settings  # noqa: E402
 from coach.detect.triggers import RULES, TriggerDetector  # noqa: E402
 from coach.events import TranscriptEvent  # noqa: E402
 from coach.models import load_text_analyzer  # noqa: E402
+from coach.train import read_calibration  # noqa: E402
 
 TRIGGER_LABELS = sorted({rule.label for rule in RULES})
 
 
 def read_lines(path: Path) -> list[dict]:
-    lines = []
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        if not raw.strip():
-            continue
-        line = json.loads(raw)
+    """The set's lines (the reader `make train` calibrates with), each checked for a known speaker and labels."""
+    try:
+        lines = read_calibration([path])
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    for number, line in enumerate(lines, 1):
         unknown = set(line["labels"]) - set(TRIGGER_LABELS)
         if line["speaker"] not in ("customer", "agent") or unknown:
-            raise SystemExit(f"{path}:{number}: bad speaker or unknown labels {sorted(unknown)}")
-        lines.append(line)
+            raise SystemExit(f"{path}: line {number} (not counting blank ones): bad speaker or unknown labels {sorted(unknown)}")
     return lines
 
 

@@ -200,8 +200,9 @@ def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]
         y += [c] * len(sets[name].examples) + [0] * len(sets[name].not_)
     calibration = list(calibration)
     for speaker in sorted(background):  # every fifth ordinary line is kept out of training, to set thresholds on
-        texts += [line for i, line in enumerate(background[speaker]) if i % BACKGROUND_KEPT_OUT]
-        y += [0] * sum(1 for i in range(len(background[speaker])) if i % BACKGROUND_KEPT_OUT)
+        trained = [line for i, line in enumerate(background[speaker]) if i % BACKGROUND_KEPT_OUT]
+        texts += trained
+        y += [0] * len(trained)
         calibration += [{"speaker": speaker, "text": line, "labels": []} for line in background[speaker][::BACKGROUND_KEPT_OUT]]
     log(f"  tuning the encoder: {len(texts)} lines, {len(labels)} labels, {TUNE_EPOCHS} epochs")
     w, b = tune_encoder(encoder, texts, np.array(y), len(labels) + 1, adapter, log)
@@ -264,8 +265,7 @@ def train(settings, log: Callable[[str], None] = print) -> list[Path]:
             "trained_on": _digest(*settings.utterances), **head}
     log(f"sentiment head: l2 {head['l2']:g}, cross-validated AUC {head['cv_auc']:.3f}")
 
-    written = []
-    written.append(adapter)
+    written = [adapter]
     log(f"wrote {adapter}")
     for path, data in ((Path(settings.head), head), (Path(settings.triggers), triggers)):
         path.parent.mkdir(parents=True, exist_ok=True)

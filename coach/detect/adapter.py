@@ -11,6 +11,7 @@ trained on the tuned encoder too, so one pass reads a segment for both.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 from pathlib import Path
@@ -73,6 +74,14 @@ def save(updates: dict[str, LowRankUpdate], path: Path) -> None:
             np.lib.format.write_array(buffer, arrays[key])
             archive.writestr(entry, buffer.getvalue())
     tmp.replace(path)
+
+
+def fingerprint(path: Path) -> str:
+    """What identifies a stored adapter: a digest of its bytes."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ModelError(f"trigger adapter {path} is unreadable ({exc.strerror}): run `make train`") from None
 
 
 def merge(model: torch.nn.Module, path: Path) -> None:

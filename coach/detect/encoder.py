@@ -8,7 +8,6 @@ model's own executor, never on the event loop.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +70,5 @@ class TextEncoder:
         tuned = copy.copy(self)
         tuned.model = copy.deepcopy(self.model).eval()
         lowrank.merge(tuned.model, adapter)
-        digest = hashlib.sha256(Path(adapter).read_bytes()).hexdigest()[:12]
-        tuned.name = f"{self.name}+{Path(adapter).name}:{digest}"
+        tuned.name = f"{self.name}+{Path(adapter).name}:{lowrank.fingerprint(adapter)[:12]}"
         return tuned

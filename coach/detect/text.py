@@ -8,7 +8,6 @@ event loop never waits on them and they never compete with the speech model for 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,6 +63,7 @@ class TextAnalyzer:
 
 def load_text_analyzer(settings, models_dir: Path) -> TextAnalyzer:
     """Load the encoder, the sentiment model and the exemplar index that ``settings`` (TextSettings) name."""
+    from coach.detect import adapter as lowrank
     from coach.detect.encoder import TextEncoder
     from coach.detect.exemplars import cached_embed, load_exemplars, load_heads
     from coach.detect.sentiment import ClassifierSentiment, SentimentHead
@@ -79,7 +79,7 @@ def load_text_analyzer(settings, models_dir: Path) -> TextAnalyzer:
         classifier = ClassifierSentiment(resolve_text_model(settings.sentiment), settings.threads)
     if settings.similarity:
         heads, adapters[str(settings.triggers)] = load_heads(settings.triggers)
-    if len({_digest(adapter) for adapter in adapters.values()}) > 1:
+    if len({adapter and lowrank.fingerprint(adapter) for adapter in adapters.values()}) > 1:
         raise ModelError(f"{' and '.join(adapters)} were trained through different encoder adapters: run `make train`")
     adapter = next((a for a in adapters.values() if a is not None), None)
     if adapter is not None:
@@ -90,9 +90,3 @@ def load_text_analyzer(settings, models_dir: Path) -> TextAnalyzer:
         index = ExemplarIndex(load_exemplars(settings.exemplars), heads, embed)
     return TextAnalyzer(encoder, head, classifier, index, settings.mood_carry)
 
-
-def _digest(adapter: Path | None) -> str | None:
-    try:
-        return hashlib.sha256(adapter.read_bytes()).hexdigest() if adapter is not None else None
-    except OSError as exc:
-        raise ModelError(f"encoder adapter {adapter} is unreadable ({exc.strerror}): run `make train`") from None
