@@ -23,15 +23,22 @@ sys.path.insert(0, str(ROOT))
 
 from coach.config import Settings  # noqa: E402
 from coach.detect.risk import RiskMeter  # noqa: E402
+from coach.detect.exemplars import split_sentences  # noqa: E402
 from coach.detect.sentiment import CallMood  # noqa: E402
 from coach.detect.text import load_text_analyzer  # noqa: E402
 from coach.detect.triggers import TriggerDetector  # noqa: E402
 from coach.events import SignalEvent, TranscriptEvent  # noqa: E402
 
 
-def replay(stream: Path, analyzer, out: Path, carry: float) -> None:
+def replay(stream: Path, analyzer, out: Path, carry: float, interims: str = "none") -> None:
+    """``interims``: what reads the interim transcripts too. ``none``: nothing (finals only); ``rules``:
+    the phrase rules, as the pipeline does; ``all``: rules and trigger heads on every interim;
+    ``complete``: heads only on an interim's sentences before its last (which may still be going on);
+    ``tail``: heads only on the interims that end where the utterance's final ends (the pause that
+    ended it)."""
     events = [json.loads(line) for line in stream.read_text().splitlines()]
     triggers, risk, mood = TriggerDetector(), RiskMeter(), CallMood(carry)
+    final_end = {e["id"]: e["end"] for e in events if e["type"] == "transcript" and e.get("final")}
     written = []
     for e in events:
         if e["type"] in ("risk", "prompt", "prompt_cleared") or (e["type"] == "signal" and e["label"] not in TIMING_LABELS):
@@ -39,6 +46,14 @@ def replay(stream: Path, analyzer, out: Path, carry: float) -> None:
         if e["type"] == "signal":
             written.append(e)
             written += [r.to_dict() for r in risk.on_signals([SignalEvent(**{k: v for k, v in e.items() if k != "type"})])]
+            continue
+        if e["type"] == "transcript" and not e.get("final") and e["text"] and interims != "none":
+            written.append(e)
+            interim = TranscriptEvent(e["at"], e["speaker"], e["id"], e["start"], e["end"], e["text"], False)
+            matches = interim_matches(e, analyzer, interims, final_end)
+            signals = triggers.on_transcript(interim, matches)
+            written += [s.to_dict() for s in signals]
+            written += [r.to_dict() for r in risk.on_signals(signals)]
             continue
         if e["type"] != "transcript" or not e.get("final") or not e["text"]:
             written.append(e)
@@ -56,6 +71,17 @@ def replay(stream: Path, analyzer, out: Path, carry: float) -> None:
     out.write_text("".join(json.dumps(e) + "\n" for e in written))
 
 
+def interim_matches(e: dict, analyzer, interims: str, final_end: dict[str, float]) -> list:
+    """The trigger heads' matches on an interim, as the ``interims`` mode of :func:`replay` reads it."""
+    if analyzer is None or interims == "rules" or (interims == "tail" and e["end"] != final_end.get(e["id"])):
+        return []
+    matches = analyzer.read_now(e["speaker"], e["text"]).matches
+    if interims == "complete":
+        last = split_sentences(e["text"])[-1]
+        matches = [m for m in matches if m.sentence != last]
+    return matches
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("streams", type=Path)
@@ -63,12 +89,14 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out" / "replay")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--rules-only", action="store_true")
+    ap.add_argument("--interims", choices=("none", "rules", "all", "complete", "tail"), default="none",
+                    help="also read interims (see replay()): rules as the pipeline does, or rules and heads in one of three ways")
     args = ap.parse_args()
     settings = Settings()
     analyzer = None if args.rules_only else load_text_analyzer(settings.text, settings.models_dir)
     args.out.mkdir(parents=True, exist_ok=True)
     for stream in sorted(args.streams.glob("*.jsonl")):
-        replay(stream, analyzer, args.out / stream.name, settings.text.mood_carry)
+        replay(stream, analyzer, args.out / stream.name, settings.text.mood_carry, args.interims)
     subprocess.run([sys.executable, str(args.shared / "tools" / "score_calls.py"), str(args.truth), str(args.out)], check=True)
     return 0
 

@@ -38,8 +38,8 @@ REPEAT_WORDS = {"double": 2, "triple": 3}
 SOUNDALIKES = {"for": 4, "fore": 4, "to": 2, "too": 2, "won": 1, "ate": 8, "fine": 5, "tree": 3, "free": 3, "niner": 9}
 JOINERS = {"-", ",", ".", "/", "dash", "hyphen"}  # may sit between the digits of one run
 UNIT_AFTER = re.compile(
-    r"^\s*(?:%|percent|per\s*cent|dollars?|bucks|pounds?|quid|euros?|cents?|pence|p\b|minutes?|hours?|days?|weeks?|"
-    r"months?|years?|times|gigs?|gb|mb|kwh|miles?|km|calls?|items?|pairs?)\b",
+    r"^\s*(?:%|(?:percent|per\s*cent|dollars?|bucks|pounds?|quid|euros?|cents?|pence|p\b|minutes?|hours?|days?|weeks?|"
+    r"months?|years?|times|gigs?|gb|mb|kwh|miles?|km|calls?|items?|pairs?)\b)",
     re.IGNORECASE,
 )
 MONEY_BEFORE = re.compile(r"[$£€]\s*$")

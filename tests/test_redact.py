@@ -84,12 +84,27 @@ def test_money_dates_and_counts_are_kept(text):
     assert redact_text(text) == (text, [])
 
 
+def test_a_percentage_is_kept_even_while_an_account_number_is_being_read():
+    assert redact_text("that's 20% off, and the number is 44 72", "account")[0] == "that's 20% off, and the number is [account number]"
+
+
 def test_a_signals_evidence_is_redacted_too():
     calls = Redactor()
     message = {"type": "signal", "label": "escalation_request", "at": 5.0, "evidence": "manager, my card is 4111 1111 1111 1111"}
     redacted, spans = calls.event(message)
     assert redacted["evidence"] == "manager, my card is [card number]" and message["evidence"].endswith("1111")
     assert calls.event({"type": "risk", "at": 5.0, "score": 10, "drivers": []}) == ({"type": "risk", "at": 5.0, "score": 10, "drivers": []}, [])
+
+
+
+def test_an_exemplar_matchs_similarity_is_kept_while_an_account_number_is_being_read():
+    from coach.detect.exemplars import ExemplarMatch
+
+    calls = Redactor()
+    calls.text("What's the account number on the bill?", at=10.0)
+    match = ExemplarMatch("escalation_request", 0.9, "It's 44 72, and put your manager on.", "Put your supervisor on.", 0.68)
+    redacted, _ = calls.event({"type": "signal", "label": "escalation_request", "at": 12.0, "evidence": match.evidence})
+    assert redacted["evidence"] == '"It\'s [account number], and put your manager on." ~ "Put your supervisor on." (similarity 68%)'
 
 
 CARD_CALL = {

@@ -57,7 +57,7 @@ class ExemplarMatch:
 
     @property
     def evidence(self) -> str:
-        return f'"{self.sentence}" ~ "{self.exemplar}" (similarity {self.similarity:.2f})'
+        return f'"{self.sentence}" ~ "{self.exemplar}" (similarity {self.similarity:.0%})'
 
 
 def load_exemplars(path: Path = DEFAULT_EXEMPLARS) -> dict[str, ExemplarSet]:
