@@ -22,8 +22,8 @@ TIMING_LABELS = {"over_explaining", "interruption", "dead_air"}  # from voice ac
 sys.path.insert(0, str(ROOT))
 
 from coach.config import Settings  # noqa: E402
-from coach.detect.risk import RiskMeter  # noqa: E402
 from coach.detect.exemplars import split_sentences  # noqa: E402
+from coach.detect.risk import RiskMeter  # noqa: E402
 from coach.detect.sentiment import CallMood  # noqa: E402
 from coach.detect.text import load_text_analyzer  # noqa: E402
 from coach.detect.triggers import TriggerDetector  # noqa: E402

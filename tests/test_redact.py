@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from coach.config import RedactionSettings
+from coach.detect.exemplars import ExemplarMatch
 from coach.redact import Redactor, redact_text
 from coach.simulate import play_call
 from tests.fakes import PhraseTranscriber, silence, stereo
@@ -96,10 +97,7 @@ def test_a_signals_evidence_is_redacted_too():
     assert calls.event({"type": "risk", "at": 5.0, "score": 10, "drivers": []}) == ({"type": "risk", "at": 5.0, "score": 10, "drivers": []}, [])
 
 
-
 def test_an_exemplar_matchs_similarity_is_kept_while_an_account_number_is_being_read():
-    from coach.detect.exemplars import ExemplarMatch
-
     calls = Redactor()
     calls.text("What's the account number on the bill?", at=10.0)
     match = ExemplarMatch("escalation_request", 0.9, "It's 44 72, and put your manager on.", "Put your supervisor on.", 0.68)
