@@ -145,28 +145,30 @@ def best_thresholds(probability: np.ndarray, nearest: np.ndarray, owner: np.ndar
     return best[0], best[1], best[3], best[4]
 
 
-def tune_encoder(encoder, texts: list[str], y: np.ndarray, classes: int, adapter: Path, log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
+def tune_encoder(encoder, texts: list[str], y: np.ndarray, classes: int, adapter: Path, log: Callable[[str], None],
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Fine-tune a low-rank adapter of ``encoder`` and a linear head to tell the classes apart; writes the
-    adapter and returns the head (weights, bias) over the adapted encoder's unit-length embeddings."""
+    adapter and returns the head (weights, bias) over the adapted encoder's unit-length embeddings.
+    ``seed`` fixes every random choice (starting points, batch order); 0 is the shipped adapter's."""
     import copy
 
     import torch
 
     from coach.detect import adapter as lowrank
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(TUNE_THREADS)  # the sums' order, hence the result, depends on it
     try:
         model = copy.deepcopy(encoder.model).train()
-        updates = lowrank.attach(model)
+        updates = lowrank.attach(model, seed=seed)
         head = torch.nn.Linear(encoder.dimensions, classes)
         with torch.no_grad():
-            head.weight.copy_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(0)) * 0.01)
+            head.weight.copy_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(seed)) * 0.01)
             head.bias.zero_()
         trainable = [p for u in updates.values() for p in (u.a, u.b)] + list(head.parameters())
         optimizer = torch.optim.AdamW(trainable, lr=TUNE_RATE, weight_decay=0.01)
-        order = torch.Generator().manual_seed(0)
+        order = torch.Generator().manual_seed(seed)
         target = torch.as_tensor(y)
         for epoch in range(TUNE_EPOCHS):
             total = 0.0
@@ -184,6 +186,22 @@ def tune_encoder(encoder, texts: list[str], y: np.ndarray, classes: int, adapter
         torch.set_num_threads(threads)
 
 
+def trigger_training_lines(sets: dict[str, ExemplarSet], background: dict[str, list[str]]) -> tuple[list[str], np.ndarray, list[dict]]:
+    """The lines the trigger adapter is tuned on, with their classes (0 ``none``, then the labels of
+    ``sets`` in order: examples as their label, near-misses and ordinary lines as ``none``), and the
+    ordinary lines kept out of training to set thresholds on (every fifth; a call is mostly these)."""
+    texts, y, kept_out = [], [], []
+    for c, name in enumerate(sets, start=1):
+        texts += sets[name].examples + sets[name].not_
+        y += [c] * len(sets[name].examples) + [0] * len(sets[name].not_)
+    for speaker in sorted(background):
+        trained = [line for i, line in enumerate(background[speaker]) if i % BACKGROUND_KEPT_OUT]
+        texts += trained
+        y += [0] * len(trained)
+        kept_out += [{"speaker": speaker, "text": line, "labels": []} for line in background[speaker][::BACKGROUND_KEPT_OUT]]
+    return texts, np.array(y), kept_out
+
+
 def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]], calibration: list[dict], encoder,
                    adapter: Path, log: Callable[[str], None]) -> tuple[dict, object]:
     """One adapter and one softmax over ``none`` and every label, fitted on the exemplars (near-misses and
@@ -194,18 +212,10 @@ def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]
     from coach.detect.exemplars import split_sentences
 
     labels = list(sets)
-    texts, y = [], []
-    for c, name in enumerate(labels, start=1):
-        texts += sets[name].examples + sets[name].not_
-        y += [c] * len(sets[name].examples) + [0] * len(sets[name].not_)
-    calibration = list(calibration)
-    for speaker in sorted(background):  # every fifth ordinary line is kept out of training, to set thresholds on
-        trained = [line for i, line in enumerate(background[speaker]) if i % BACKGROUND_KEPT_OUT]
-        texts += trained
-        y += [0] * len(trained)
-        calibration += [{"speaker": speaker, "text": line, "labels": []} for line in background[speaker][::BACKGROUND_KEPT_OUT]]
+    texts, y, kept_out = trigger_training_lines(sets, background)
+    calibration = list(calibration) + kept_out
     log(f"  tuning the encoder: {len(texts)} lines, {len(labels)} labels, {TUNE_EPOCHS} epochs")
-    w, b = tune_encoder(encoder, texts, np.array(y), len(labels) + 1, adapter, log)
+    w, b = tune_encoder(encoder, texts, y, len(labels) + 1, adapter, log)
     tuned = encoder.adapted(adapter)
     speakers = {}
     for speaker in sorted({s.speaker for s in sets.values()}):

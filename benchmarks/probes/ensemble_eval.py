@@ -45,10 +45,8 @@ def scores(speaker, sentences):
     return P, {l: v / len(members) for l, v in N.items()}
 
 # calibration, as train_triggers builds it
-cal = T.read_calibration(settings.text.calibration)
-bg = load_background(settings.text.utterances, rule_flags)
-for sp in sorted(bg):
-    cal += [{"speaker": sp, "text": l, "labels": []} for l in bg[sp][::T.BACKGROUND_KEPT_OUT]]
+_, _, kept_out = T.trigger_training_lines(base.index.sets, load_background(settings.text.utterances, rule_flags))
+cal = T.read_calibration(settings.text.calibration) + kept_out
 TH, FL = {}, {}
 for sp, h in base.index.heads.items():
     lines = [l for l in cal if l["speaker"] == sp]; sents, owner = [], []

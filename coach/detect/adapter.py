@@ -46,14 +46,15 @@ class LowRankUpdate(torch.nn.Module):
         return self.linear(x) + (x @ self.a.T @ self.b.T) * self.scale
 
 
-def attach(model: torch.nn.Module, rank: int = RANK, alpha: float = ALPHA) -> dict[str, LowRankUpdate]:
-    """Freeze ``model`` and wrap each adapted layer in a trainable low-rank update; returns them by name."""
+def attach(model: torch.nn.Module, rank: int = RANK, alpha: float = ALPHA, seed: int = 0) -> dict[str, LowRankUpdate]:
+    """Freeze ``model`` and wrap each adapted layer in a trainable low-rank update; returns them by name.
+    ``seed`` picks the updates' random starting points (0: those of the shipped adapter)."""
     for p in model.parameters():
         p.requires_grad = False
     updates = {}
     for i, (name, linear) in enumerate(_adapted_layers(model)):
         parent_name, _, child = name.rpartition(".")
-        update = LowRankUpdate(linear, rank, alpha / rank, seed=i)
+        update = LowRankUpdate(linear, rank, alpha / rank, seed=seed * 1000 + i)
         setattr(model.get_submodule(parent_name) if parent_name else model, child, update)
         updates[name] = update
     return updates
