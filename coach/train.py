@@ -3,11 +3,13 @@
 - ``sentiment.json``: a softmax head (negative / neutral / positive) over the tuned encoder's
   sentence embeddings (below: one encoder pass reads a segment for both heads), trained on ``models/data/*.csv`` (angry and frustrated lines are negative). Its L2
   strength is picked by 5-fold cross-validation, whose AUC (negative against the rest) is recorded.
-- ``triggers-adapter.npz`` and ``triggers.json``: a low-rank adapter of the encoder and a softmax over
-  ``none`` and every trigger label, tuned together on ``models/exemplars.yaml`` (examples; near-misses
-  and ordinary call lines as ``none``); per speaker the rows of its labels, and each label's threshold
-  and nearest-example floor giving the most recall at a precision of at least 0.9 on the calibration
-  lines (``TextSettings.calibration``) and the ordinary lines kept out of training.
+- ``triggers-adapter.npz`` (``-1``, ``-2``) and ``triggers.json``: an ensemble of three members, each a
+  low-rank adapter of the encoder and a softmax over ``none`` and every trigger label, tuned together on
+  ``models/exemplars.yaml`` (examples; near-misses and ordinary call lines as ``none``) from its own
+  seed; per speaker the rows of its labels, and each label's threshold and nearest-example floor, on the
+  members' mean probability and mean similarity, giving the most recall at a precision of at least 0.9
+  on the calibration lines (``TextSettings.calibration``) and the ordinary lines kept out of training.
+  One member's false alarm on a line it happened to learn badly is outvoted by the other two.
 
 Deterministic: fixed seeds, folds and thread count, full-batch gradient descent from zeros for the
 sentiment head, figures rounded when written.
@@ -37,6 +39,7 @@ TUNE_BATCH = 16
 TUNE_RATE = 1e-3
 TUNE_SCALE = 20.0  # unit-length embeddings times this are the head's input
 TUNE_THREADS = 2
+TRIGGER_SEEDS = (0, 1, 2)  # one member of the trigger ensemble per seed; the first is shared with sentiment
 BACKGROUND_KEPT_OUT = 5  # one ordinary line in this many sets thresholds instead of training the adapter
 
 
@@ -203,21 +206,26 @@ def trigger_training_lines(sets: dict[str, ExemplarSet], background: dict[str, l
 
 
 def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]], calibration: list[dict], encoder,
-                   adapter: Path, log: Callable[[str], None]) -> tuple[dict, object]:
-    """One adapter and one softmax over ``none`` and every label, fitted on the exemplars (near-misses and
-    ordinary lines as ``none``); per speaker, the rows of its labels; per label, the threshold and
-    nearest-example floor with the most recall at precision >= 0.9 on the calibration lines and on the
-    ordinary lines kept out of training (a call is mostly ordinary lines). Returns them with the tuned
-    encoder, which the sentiment head is then trained on (one encoder pass reads a segment for both)."""
-    from coach.detect.exemplars import split_sentences
+                   triggers: Path, log: Callable[[str], None]) -> tuple[dict, object, list[Path]]:
+    """The trigger ensemble: per seed of ``TRIGGER_SEEDS`` an adapter (written beside ``triggers``) and a
+    softmax over ``none`` and every label, fitted on the exemplars (near-misses and ordinary lines as
+    ``none``); per speaker, the rows of its labels; per label, the threshold and nearest-example floor on
+    the members' means with the most recall at precision >= 0.9 on the calibration lines and on the
+    ordinary lines kept out of training (a call is mostly ordinary lines). Returns them with the first
+    member's tuned encoder, which the sentiment head is then trained on (one encoder pass reads a
+    segment for both), and the adapters written."""
+    from coach.detect.exemplars import adapter_path, split_sentences
 
     labels = list(sets)
     texts, y, kept_out = trigger_training_lines(sets, background)
     calibration = list(calibration) + kept_out
-    log(f"  tuning the encoder: {len(texts)} lines, {len(labels)} labels, {TUNE_EPOCHS} epochs")
-    w, b = tune_encoder(encoder, texts, y, len(labels) + 1, adapter, log)
-    tuned = encoder.adapted(adapter)
-    speakers = {}
+    members = []
+    for member, seed in enumerate(TRIGGER_SEEDS):
+        adapter = adapter_path(triggers, member)
+        log(f"  tuning the encoder, member {member + 1}/{len(TRIGGER_SEEDS)} (seed {seed}): {len(texts)} lines, {len(labels)} labels, {TUNE_EPOCHS} epochs")
+        w, b = tune_encoder(encoder, texts, y, len(labels) + 1, adapter, log, seed=seed)
+        members.append((adapter, encoder.adapted(adapter), w, b))
+    speakers, stored = {}, [{"adapter": adapter.name, "seed": seed, "speakers": {}} for (adapter, *_), seed in zip(members, TRIGGER_SEEDS)]
     for speaker in sorted({s.speaker for s in sets.values()}):
         mine = [name for name in labels if sets[name].speaker == speaker]
         rows = [0] + [labels.index(name) + 1 for name in mine]
@@ -227,20 +235,23 @@ def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]
             for sentence in split_sentences(line["text"]) or [line["text"]]:
                 sentences.append(sentence)
                 owner.append(i)
-        x = embed_all(tuned, sentences) if sentences else np.zeros((0, encoder.dimensions))
-        probability = softmax(x @ w[rows].T + b[rows])
+        xs = [embed_all(tuned, sentences) if sentences else np.zeros((0, encoder.dimensions)) for _, tuned, _, _ in members]
+        probability = np.mean([softmax(x @ w[rows].T + b[rows]) for x, (_, _, w, b) in zip(xs, members)], axis=0)
         thresholds, floors, quality = {}, {}, {}
         for c, name in enumerate(mine, start=1):
-            nearest = (x @ embed_all(tuned, sets[name].examples).T).max(axis=1) if len(x) else np.zeros(0)
+            similarity = np.mean([x @ embed_all(tuned, sets[name].examples).T for x, (_, tuned, _, _) in zip(xs, members)], axis=0)
+            nearest = similarity.max(axis=1) if len(similarity) else np.zeros(0)
             truth = np.array([name in line["labels"] for line in lines], bool)
             t, floor, precision, recall = best_thresholds(probability[:, c], nearest, np.array(owner, int), truth)
             thresholds[name], floors[name] = t, floor
             quality[name] = {"calibration_precision": round(precision, 3), "calibration_recall": round(recall, 3), "calibration_lines": int(truth.sum())}
             log(f"  {name:24s} p >= {t:.3f}, nearest example >= {floor:.2f}: on the calibration lines precision {precision:.2f} recall {recall:.2f}")
         log(f"  ({speaker}: {len(lines)} calibration lines)")
-        speakers[speaker] = {"classes": ["none", *mine], "weights": np.round(w[rows], 6).tolist(), "bias": np.round(b[rows], 6).tolist(),
-                             "thresholds": thresholds, "floors": floors, "quality": quality}
-    return {"adapter": adapter.name, "speakers": speakers}, tuned
+        speakers[speaker] = {"classes": ["none", *mine], "thresholds": thresholds, "floors": floors, "quality": quality}
+        for entry, (_, _, w, b) in zip(stored, members):
+            entry["speakers"][speaker] = {"weights": np.round(w[rows], 6).tolist(), "bias": np.round(b[rows], 6).tolist()}
+    adapters = [adapter for adapter, *_ in members]
+    return {"adapter": adapters[0].name, "members": stored, "speakers": speakers}, members[0][1], adapters
 
 
 def _digest(*paths: Path) -> str:
@@ -253,7 +264,7 @@ def _digest(*paths: Path) -> str:
 def train(settings, log: Callable[[str], None] = print) -> list[Path]:
     """Train both heads from the files ``settings`` (TextSettings) names, into the files it names."""
     from coach.detect.encoder import TextEncoder
-    from coach.detect.exemplars import adapter_path, load_background, load_exemplars
+    from coach.detect.exemplars import load_background, load_exemplars
     from coach.detect.triggers import rule_flags
     from coach.models import resolve_text_model
 
@@ -264,19 +275,19 @@ def train(settings, log: Callable[[str], None] = print) -> list[Path]:
     log(f"exemplars: {sum(len(s.examples) for s in sets.values())} examples, "
         f"{sum(len(s.not_) for s in sets.values())} near-misses, {sum(map(len, background.values()))} background lines; "
         f"{len(calibration)} calibration lines from {', '.join(str(p) for p in settings.calibration)}")
-    adapter = adapter_path(Path(settings.triggers))
-    triggers, tuned = train_triggers(sets, background, calibration, encoder, adapter, log)
+    triggers, tuned, adapters = train_triggers(sets, background, calibration, encoder, Path(settings.triggers), log)
     triggers = {"trained_on": _digest(settings.exemplars, *settings.utterances, *settings.calibration), **triggers}
 
     rows = read_utterances(settings.utterances)
     log(f"sentiment: {len(rows)} utterances from {', '.join(str(p) for p in settings.utterances)}, on the tuned encoder")
     head = train_sentiment(rows, embed_all(tuned, [r["text"] for r in rows]), log)
-    head = {"encoder": Path(encoder.name).name if Path(encoder.name).exists() else encoder.name, "adapter": adapter.name,
+    head = {"encoder": Path(encoder.name).name if Path(encoder.name).exists() else encoder.name, "adapter": adapters[0].name,
             "trained_on": _digest(*settings.utterances), **head}
     log(f"sentiment head: l2 {head['l2']:g}, cross-validated AUC {head['cv_auc']:.3f}")
 
-    written = [adapter]
-    log(f"wrote {adapter}")
+    written = list(adapters)
+    for adapter in adapters:
+        log(f"wrote {adapter}")
     for path, data in ((Path(settings.head), head), (Path(settings.triggers), triggers)):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

@@ -53,6 +53,9 @@ def test_a_classifier_with_no_sentiment_labels_is_refused_clearly():
 def test_sentences_of_a_segment_keep_short_replies_with_the_sentence_before():
     assert split_sentences("No. Not at all. I want a manager. Now!") == ["No. Not at all.", "I want a manager. Now!"]
     assert split_sentences("Is there anyone above you? Honestly.") == ["Is there anyone above you? Honestly."]
+    # a title is no sentence end: the hard negative stays whole instead of leaving "...my branch, Mr." alone
+    assert split_sentences("Right, thanks for that. The manager at my branch, Mr. Patel, sorted it out. Dr. Shah agreed with him.") == [
+        "Right, thanks for that.", "The manager at my branch, Mr. Patel, sorted it out.", "Dr. Shah agreed with him."]
 
 
 SETS = {
@@ -71,26 +74,51 @@ def prototype_head(background: list[str], floor: float = 0.3) -> SpeakerHead:
     groups.update({label: s.examples for label, s in SETS.items()})
     weights = np.stack([bag_of_words(lines).mean(axis=0) * 8 for lines in groups.values()])
     labels = [label for label in groups if label != "none"]
-    return SpeakerHead(list(groups), weights, np.zeros(len(groups), np.float32), dict.fromkeys(labels, 0.5), dict.fromkeys(labels, floor))
+    return SpeakerHead(list(groups), weights[None], np.zeros((1, len(groups)), np.float32), dict.fromkeys(labels, 0.5), dict.fromkeys(labels, floor))
+
+
+def one_member(texts: list[str]) -> np.ndarray:
+    return bag_of_words(texts)[None]
 
 
 def test_a_sentence_fires_the_label_its_head_gives_with_the_nearest_example_as_evidence():
-    index = ExemplarIndex(SETS, {"customer": prototype_head(["my account number is four two"])}, bag_of_words)
+    index = ExemplarIndex(SETS, {"customer": prototype_head(["my account number is four two"])}, [bag_of_words])
     sentences = ["Right.", "Can I talk to someone above you please"]
-    matches = index.match("customer", sentences, bag_of_words(sentences))
+    matches = index.match("customer", sentences, one_member(sentences))
     assert [m.label for m in matches] == ["escalation_request"]
     assert matches[0].sentence == sentences[1] and matches[0].exemplar == "I want to talk to someone above you"
     assert "someone above you" in matches[0].evidence and 0.5 <= matches[0].score <= 1
 
 
 def test_a_near_miss_or_a_line_like_no_example_stays_quiet():
-    index = ExemplarIndex(SETS, {"customer": prototype_head([])}, bag_of_words)
+    index = ExemplarIndex(SETS, {"customer": prototype_head([])}, [bag_of_words])
     near_miss = ["your supervisor called me last week"]
-    assert index.match("customer", near_miss, bag_of_words(near_miss)) == []
-    assert index.match("agent", ["put your supervisor on the phone"], bag_of_words(["put your supervisor on the phone"])) == []
-    strict = ExemplarIndex(SETS, {"customer": prototype_head([], floor=0.99)}, bag_of_words)
+    assert index.match("customer", near_miss, one_member(near_miss)) == []
+    assert index.match("agent", ["put your supervisor on the phone"], one_member(["put your supervisor on the phone"])) == []
+    strict = ExemplarIndex(SETS, {"customer": prototype_head([], floor=0.99)}, [bag_of_words])
     unlike = ["can I talk to someone above you please"]  # the head says yes; no example is that close
-    assert strict.match("customer", unlike, bag_of_words(unlike)) == []
+    assert strict.match("customer", unlike, one_member(unlike)) == []
+
+
+def ensemble(*heads: SpeakerHead) -> SpeakerHead:
+    return SpeakerHead(heads[0].classes, np.concatenate([h.weights for h in heads]), np.concatenate([h.bias for h in heads]),
+                       heads[0].thresholds, heads[0].floors)
+
+
+def test_a_label_fires_on_the_members_mean_so_one_member_alone_is_outvoted():
+    sure = prototype_head([])
+    never = SpeakerHead(sure.classes, np.zeros_like(sure.weights), np.array([[9.0, 0.0, 0.0]], np.float32), sure.thresholds, sure.floors)
+    sentence = ["can I talk to someone above you please"]
+    assert [m.label for m in ExemplarIndex(SETS, {"customer": sure}, [bag_of_words]).match("customer", sentence, one_member(sentence))] == ["escalation_request"]
+    two = np.stack([bag_of_words(sentence)] * 2)
+    agreeing = ExemplarIndex(SETS, {"customer": ensemble(sure, sure)}, [bag_of_words, bag_of_words]).match("customer", sentence, two)
+    assert [m.label for m in agreeing] == ["escalation_request"]
+    assert ExemplarIndex(SETS, {"customer": ensemble(sure, never)}, [bag_of_words, bag_of_words]).match("customer", sentence, two) == []
+
+
+def test_heads_and_encoders_of_different_ensembles_are_refused_clearly():
+    with pytest.raises(ModelError, match="2 members, the encoders 1: run `make train`"):
+        ExemplarIndex(SETS, {"customer": ensemble(prototype_head([]), prototype_head([]))}, [bag_of_words])
 
 
 def test_training_is_deterministic_and_separates_the_classes():

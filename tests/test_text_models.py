@@ -139,9 +139,13 @@ def test_training_is_deterministic(tmp_path):
                                 calibration=[tmp_path / "calibration.jsonl"],
                                 head=tmp_path / run / "sentiment.json", triggers=tmp_path / run / "triggers.json")
         train(settings, log=lambda line: None)
-        written.append([settings.head.read_bytes(), settings.triggers.read_bytes(), (tmp_path / run / "triggers-adapter.npz").read_bytes()])
+        written.append([settings.head.read_bytes(), settings.triggers.read_bytes()]
+                       + [(tmp_path / run / name).read_bytes() for name in ("triggers-adapter.npz", "triggers-adapter-1.npz", "triggers-adapter-2.npz")])
     assert written[0] == written[1]
-    assert json.loads(written[0][1])["adapter"] == "triggers-adapter.npz"
+    triggers = json.loads(written[0][1])
+    assert triggers["adapter"] == "triggers-adapter.npz" and json.loads(written[0][0])["adapter"] == "triggers-adapter.npz"
+    assert [m["adapter"] for m in triggers["members"]] == ["triggers-adapter.npz", "triggers-adapter-1.npz", "triggers-adapter-2.npz"]
+    assert len(set(written[0][2:])) == 3  # three members, each tuned from its own seed
     head = json.loads(written[0][0])
     assert head["classes"] == ["negative", "neutral", "positive"] and len(head["weights"][0]) == 384
 
@@ -149,7 +153,8 @@ def test_training_is_deterministic(tmp_path):
 def test_settings_name_the_shipped_heads():
     text = Settings().text
     assert text.head.is_file() and text.triggers.is_file() and text.exemplars.is_file() and all(p.is_file() for p in text.utterances)
-    assert all(p.is_file() for p in text.calibration) and (text.triggers.parent / "triggers-adapter.npz").is_file()
+    assert all(p.is_file() for p in text.calibration)
+    assert all((text.triggers.parent / m["adapter"]).is_file() for m in json.loads(text.triggers.read_text())["members"])
 
 
 def test_both_heads_read_the_tuned_encoder_and_a_mismatch_is_a_one_line_error(analyzer, tmp_path):
@@ -157,8 +162,9 @@ def test_both_heads_read_the_tuned_encoder_and_a_mismatch_is_a_one_line_error(an
 
     shipped = TextSettings()
     assert json.loads(shipped.head.read_text())["adapter"] == json.loads(shipped.triggers.read_text())["adapter"]
-    assert "triggers-adapter.npz" in analyzer.encoder.name  # one tuned encoder, one pass a segment
-    for name in ("sentiment.json", "triggers.json", "triggers-adapter.npz"):
+    assert "triggers-adapter.npz" in analyzer.encoder.name  # one tuned encoder reads a segment for both heads
+    assert analyzer.trigger_encoders[0] is analyzer.encoder and len({e.name for e in analyzer.trigger_encoders}) == 3
+    for name in ("sentiment.json", "triggers.json", "triggers-adapter.npz", "triggers-adapter-1.npz", "triggers-adapter-2.npz"):
         (tmp_path / name).write_bytes((shipped.triggers.parent / name).read_bytes())
     stale = json.loads((tmp_path / "sentiment.json").read_text())
     stale["adapter"] = ""  # a head trained on the plain encoder, beside heads on the tuned one

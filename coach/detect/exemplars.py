@@ -97,11 +97,14 @@ def load_background(paths: list[Path], flagged: Callable[[str, str], bool]) -> d
     return lines
 
 
-_SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
+# A title's full stop ends no sentence ("The manager at my branch, Mr. Patel, sorted it" is one line).
+_TITLES = ("Mr", "Mrs", "Ms", "Mx", "Dr", "Prof", "Rev", "St", "Jr", "Sr")
+_SENTENCE_END = re.compile("".join(rf"(?<!\b{title}\.)" for title in _TITLES) + r"(?<=[.?!])\s+")
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of a segment; a piece of one or two words joins its neighbour (``"No. Not at all."``)."""
+    """Sentences of a segment; a piece of one or two words joins its neighbour (``"No. Not at all."``);
+    a title's full stop ("Mr.", "Dr.") ends none."""
     pieces: list[str] = []
     for piece in _SENTENCE_END.split(text.strip()):
         if pieces and (len(piece.split()) <= 2 or len(pieces[-1].split()) <= 2):
@@ -113,29 +116,43 @@ def split_sentences(text: str) -> list[str]:
 
 @dataclass
 class SpeakerHead:
-    """A softmax over ``none`` and one speaker's labels, trained on the exemplars' embeddings."""
+    """Softmaxes over ``none`` and one speaker's labels, one per member of the ensemble (each member
+    reads the encoder through its own adapter); a label fires on the members' mean probability and
+    mean similarity to its nearest example."""
 
     classes: list[str]  # "none" first
-    weights: np.ndarray  # (classes, dimensions)
-    bias: np.ndarray
-    thresholds: dict[str, float]  # the label's probability at least this
-    floors: dict[str, float]  # and its nearest example at least this similar
+    weights: np.ndarray  # (members, classes, dimensions)
+    bias: np.ndarray  # (members, classes)
+    thresholds: dict[str, float]  # the label's mean probability at least this
+    floors: dict[str, float]  # and its nearest example at least this similar, on average
+
+    @property
+    def members(self) -> int:
+        return len(self.weights)
 
 
 class ExemplarIndex:
-    def __init__(self, sets: dict[str, ExemplarSet], heads: dict[str, SpeakerHead], embed: Callable[[list[str]], np.ndarray]) -> None:
+    """``embeds``: one embedding function per member of the ensemble, in the heads' order."""
+
+    def __init__(self, sets: dict[str, ExemplarSet], heads: dict[str, SpeakerHead], embeds: list[Callable[[list[str]], np.ndarray]]) -> None:
         self.sets = sets
         self.heads = heads
-        self._examples = {label: embed(s.examples) for label, s in sets.items()}
+        self.members = len(embeds)
+        wrong = [speaker for speaker, head in heads.items() if head.members != self.members]
+        if wrong:
+            raise ModelError(f"the trigger heads of {', '.join(wrong)} have {heads[wrong[0]].members} members, the encoders {self.members}: run `make train`")
+        self._examples = {label: np.stack([embed(s.examples) for embed in embeds]) for label, s in sets.items()}  # (members, examples, dim)
 
     def match(self, speaker: str, sentences: list[str], embeddings: np.ndarray) -> list[ExemplarMatch]:
-        """The labels these sentences of ``speaker`` fire, each with its likeliest sentence and nearest example."""
+        """The labels these sentences of ``speaker`` fire, each with its likeliest sentence and nearest
+        example. ``embeddings``: (members, sentences, dimensions), each member's encoder's."""
         from coach.detect.sentiment import softmax
 
         head = self.heads.get(speaker)
         if head is None or not sentences:
             return []
-        probabilities = softmax(embeddings @ head.weights.T + head.bias)  # (sentences, classes)
+        logits = np.einsum("msd,mcd->msc", embeddings, head.weights) + head.bias[:, None, :]
+        probabilities = softmax(logits).mean(axis=0)  # (sentences, classes)
         found = []
         for c, label in enumerate(head.classes):
             if label not in head.thresholds or label not in self._examples:
@@ -143,7 +160,7 @@ class ExemplarIndex:
             likely = probabilities[:, c] >= head.thresholds[label]
             if not likely.any():
                 continue
-            nearest = embeddings @ self._examples[label].T  # (sentences, examples)
+            nearest = np.einsum("msd,med->se", embeddings, self._examples[label]) / self.members  # (sentences, examples)
             fires = likely & (nearest.max(axis=1) >= head.floors.get(label, 0.0))
             if not fires.any():
                 continue
@@ -153,26 +170,33 @@ class ExemplarIndex:
         return found
 
 
-def adapter_path(triggers: Path) -> Path:
-    """Where the encoder's trigger adapter sits beside the heads: ``triggers.json`` -> ``triggers-adapter.npz``."""
-    return Path(triggers).with_name(Path(triggers).stem + "-adapter.npz")
+def adapter_path(triggers: Path, member: int = 0) -> Path:
+    """Where a member's encoder adapter sits beside the heads: ``triggers.json`` -> ``triggers-adapter.npz``
+    (member 0, which the sentiment head shares), ``triggers-adapter-1.npz``, ..."""
+    suffix = f"-{member}" if member else ""
+    return Path(triggers).with_name(f"{Path(triggers).stem}-adapter{suffix}.npz")
 
 
-def load_heads(path: Path = DEFAULT_TRIGGERS) -> tuple[dict[str, SpeakerHead], Path | None]:
-    """The heads by speaker, and the adapter they read the encoder through (None: the plain encoder)."""
+def load_heads(path: Path = DEFAULT_TRIGGERS) -> tuple[dict[str, SpeakerHead], list[Path | None]]:
+    """The heads by speaker, and the adapter each member reads the encoder through (None: the plain encoder)."""
     try:
         data = json.loads(Path(path).read_text())
+        members = data["members"]
         heads = {
-            speaker: SpeakerHead(h["classes"], np.asarray(h["weights"], np.float32), np.asarray(h["bias"], np.float32),
+            speaker: SpeakerHead(h["classes"],
+                                 np.asarray([m["speakers"][speaker]["weights"] for m in members], np.float32),
+                                 np.asarray([m["speakers"][speaker]["bias"] for m in members], np.float32),
                                  {label: float(t) for label, t in h["thresholds"].items()},
                                  {label: float(t) for label, t in h["floors"].items()})
             for speaker, h in data["speakers"].items()
         }
+        if not members or any(head.weights.ndim != 3 or head.weights.shape[1] != len(head.classes) for head in heads.values()):
+            raise ValueError("heads and classes disagree")
     except FileNotFoundError:
         raise ModelError(f"trigger heads {path} not found: run `make train` to build them") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"trigger heads {path} are unreadable ({exc}): run `make train`") from None
-    return heads, (Path(path).with_name(data["adapter"]) if data.get("adapter") else None)
+        raise ModelError(f"trigger heads {path} are unreadable ({exc!r}): run `make train`") from None
+    return heads, [Path(path).with_name(m["adapter"]) if m.get("adapter") else None for m in members]
 
 
 def cached_embed(embed: Callable[[list[str]], np.ndarray], model_name: str, cache_dir: Path) -> Callable[[list[str]], np.ndarray]:

@@ -3,6 +3,8 @@
 One :class:`TextAnalyzer` is loaded per process and shared by every call. Its model calls run in
 its own single-thread executor (the models are small; one sentence costs ~10 ms here), so the
 event loop never waits on them and they never compete with the speech model for more than a core.
+The trigger heads are an ensemble: each member reads a segment's sentences through its own tuned
+encoder (three by default, the first shared with sentiment), so a segment costs three passes.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ class TextReading:
 
 
 class TextAnalyzer:
-    def __init__(self, encoder, head=None, classifier=None, index: ExemplarIndex | None = None, mood_carry: float = 0.0) -> None:
+    def __init__(self, encoder, head=None, classifier=None, index: ExemplarIndex | None = None, mood_carry: float = 0.0,
+                 trigger_encoders: list | None = None) -> None:
         self.encoder = encoder
+        self.trigger_encoders = trigger_encoders or [encoder]  # one per member of the trigger heads; ``encoder`` is read once
         self.mood_carry = mood_carry  # each call's CallMood blends this much of a party's mood into the next segment
         self.head = head  # SentimentHead over the encoder's embeddings, or
         self.classifier = classifier  # a sequence-classification model of its own
@@ -54,7 +58,8 @@ class TextAnalyzer:
         matches: list[ExemplarMatch] = []
         if self.index is not None and sentences:
             rows = [texts.index(s) for s in sentences]
-            matches = self.index.match(speaker, sentences, vectors[rows])
+            members = np.stack([vectors[rows] if e is self.encoder else e.embed(sentences) for e in self.trigger_encoders])
+            matches = self.index.match(speaker, sentences, members)
         return TextReading(sentiment, matches, time.perf_counter() - started)
 
     def close(self) -> None:
@@ -69,24 +74,25 @@ def load_text_analyzer(settings, models_dir: Path) -> TextAnalyzer:
     from coach.detect.sentiment import ClassifierSentiment, SentimentHead
     from coach.models import resolve_text_model
 
-    encoder = TextEncoder(resolve_text_model(settings.encoder), settings.threads)
+    plain = TextEncoder(resolve_text_model(settings.encoder), settings.threads)
     head = classifier = heads = None
     adapters: dict[str, Path | None] = {}  # the adapter each head was trained through
     if settings.sentiment == "head":
-        head = SentimentHead.load(settings.head, encoder.dimensions)
+        head = SentimentHead.load(settings.head, plain.dimensions)
         adapters[str(settings.head)] = Path(settings.head).with_name(head.adapter) if head.adapter else None
     elif settings.sentiment != "none":
         classifier = ClassifierSentiment(resolve_text_model(settings.sentiment), settings.threads)
+    members: list[Path | None] = []
     if settings.similarity:
-        heads, adapters[str(settings.triggers)] = load_heads(settings.triggers)
+        heads, members = load_heads(settings.triggers)
+        adapters[str(settings.triggers)] = members[0]
     if len({adapter and lowrank.fingerprint(adapter) for adapter in adapters.values()}) > 1:
         raise ModelError(f"{' and '.join(adapters)} were trained through different encoder adapters: run `make train`")
     adapter = next((a for a in adapters.values() if a is not None), None)
-    if adapter is not None:
-        encoder = encoder.adapted(adapter)  # the tuned encoder both heads were trained on
+    encoder = plain.adapted(adapter) if adapter is not None else plain  # the tuned encoder both heads were trained on
+    trigger_encoders = [encoder] + [plain.adapted(a) if a is not None else plain for a in members[1:]]
     index = None
     if heads is not None:
-        embed = cached_embed(encoder.embed, encoder.name, models_dir / "text-cache")
-        index = ExemplarIndex(load_exemplars(settings.exemplars), heads, embed)
-    return TextAnalyzer(encoder, head, classifier, index, settings.mood_carry)
-
+        embeds = [cached_embed(e.embed, e.name, models_dir / "text-cache") for e in trigger_encoders]
+        index = ExemplarIndex(load_exemplars(settings.exemplars), heads, embeds)
+    return TextAnalyzer(encoder, head, classifier, index, settings.mood_carry, trigger_encoders)
