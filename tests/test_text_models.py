@@ -38,9 +38,7 @@ INDIRECT = [
     ("customer", "Who do I speak to that can actually make a decision here?", "escalation_request"),
     ("customer", "I'll be taking my custom to one of your competitors, then.", "churn_threat"),
     ("customer", "Same story as the last three times I rang you lot.", "repeat_contact"),
-    pytest.param("customer", "Hang on, I hadn't got to the point yet.", "not_listening", marks=pytest.mark.xfail(
-        strict=True, reason="known miss: the head is sure (p 0.69) but its nearest example is 0.66 similar, under the "
-        "0.70 floor set on the calibration lines; held-out not_listening recall 0.77 (docs/benchmarks.md)")),
+    ("customer", "Hang on, I hadn't got to the point yet.", "not_listening"),  # missed by one tuned encoder alone (docs/benchmarks.md)
     ("agent", "That decision is final, nobody here outranks me on this.", "no_manager_lie"),
     ("agent", "If you had entered your card number correctly this would never have happened.", "blame_language"),
 ]
