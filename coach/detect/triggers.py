@@ -77,6 +77,13 @@ RULES: tuple[Rule, ...] = (
         r"\bgiv(?:e|ing) (?:my|our|the) (?:custom|business|money)\b[^.?!]{0,15}\bto\b|\b(?:out the door|vote with my feet|shop around)\b",
         r"\b(?:i'm|i am|we're|we are) (?:off|gone|out)(?=\s*(?:[.!?]|$))|\b(?:or|then|and) (?:i|we)(?:'ll| will)? walk\b|\babout to walk\b|\bthat's (?:us|me) (?:finished|done|gone)\b",
         r"\b(?:i'll|i will|i'm|i am|we'll|we will|we're|i'd|gonna|going to)\b[^.?!]{0,40}\b(?:a different|another|some other) (?:company|firm|provider|supplier|store|shop|installer|insurer|bank|school|university|website|carrier|agency|retailer|courier|operator|network|lender|airline|gym|practice|nursery|garage|vet|optician|dentist|dealer|broker)\b",
+        # round 4, from the misses on tune*.jsonl: ultimatums and the signs of a switch already under way
+        r"\b(?:can|could|may as well) have my (?:account|business|custom|money|contract)\b(?! (?:number|details|reference|no\b))|\bout to tender\b",
+        r"\b(?:give me|is there)(?: one| a| any)?(?: good)? reasons?\b[^.?!]{0,30}\b(?:to (?:stay|stick (?:around|with (?:you|it|this))|keep (?:you|paying))|not to (?:take|switch|leave|move))\b",
+        r"\b(?:i|we)(?:'ll| will) be gone\b(?!\s+(?:for|until|till|from|on|over|between|most|all|a few|away|abroad))|\bnot tied to you\b|\b(?:i've|i have) got (?:other )?options\b(?!\s*(?:for|on|about|here))",
+        r"\bor (?:the|my|this) (?:account|card|policy|contract|membership) gets (?:closed|cancell?ed)\b|\b(?:card|account)(?:'s| is) going in the bin\b",
+        r"\bswitching (?:form|pack)\b|\b(?:quote|offer|deal|switch\w*)\b[^.?!]{0,20}\bin another tab\b|\bin no (?:rush|hurry) to (?:sign|renew|stay)\b|\bno rush to (?:sign|renew|stay)\b",
+        r"\b(?:go|going) with (?:someone|somebody|a company|a firm|people) (?:who|that) (?:actually|can|will|does|do)\b|\b(?:goes|go|going) to (?:another|a different|a cheaper|one of the other|the other) (?:provider|supplier|bank|company|carrier|network|insurer|lender|operator)s?\b",
         r"\bsign(?:ed|ing)? (?:up )?with (?:someone|somebody) else\b|\b(?:refinanc\w+|pay(?:ing)?(?: more| less)?|bank(?:ing)?|spend(?:ing)?)\b[^.?!]{0,15}\belsewhere\b",
         r"\b(?:won't|will not|'ll not) (?:be keeping|see me|have me)\b|\b(?:won't|will not) be with you\b|\bhow (?:do )?i (?:leave|get out)\b|\bterminate (?:it|the|my)\b",
         r"\b(?:exit|early termination|redemption|early repayment) (?:fee|charge|penalty)\b|\bnotice period\b|\bget out early\b|\bcooling[- ]off\b|\bthis (?:is )?my notice\b",
