@@ -4,9 +4,10 @@ Frozen all-MiniLM-L6-v2 embeddings place "I'm about ready to sign with Vodafone"
 of contracts; a softmax over them finds barely any churn or blame that the phrase rules miss. ``make
 train`` fine-tunes the encoder on the project's trigger exemplars through a small update to each of
 its linear layers: ``W + scale * B @ A``, rank 8, about 0.3 M numbers against the encoder's 22 M. Only
-``A`` and ``B`` are stored (``models/heads/triggers-adapter.npz``); loading adds them into a copy
-of the encoder's weights, so reading a sentence costs what it cost before. The sentiment head is
-trained on the tuned encoder too, so one pass reads a segment for both.
+``A`` and ``B`` are stored (``models/heads/triggers-adapter.npz``, and ``-1``, ``-2`` for the other
+members of the trigger ensemble, each from its own seed); loading adds them into a copy of the
+encoder's weights, so a member reads a sentence at the plain encoder's cost. The sentiment head is
+trained on the first member's encoder too, so that pass reads a segment for both.
 """
 
 from __future__ import annotations
