@@ -1,6 +1,7 @@
 """Sentiment labels, exemplar matching, training and the pipeline's text step, with fake embeddings."""
 
 import asyncio
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -114,6 +115,16 @@ def test_a_label_fires_on_the_members_mean_so_one_member_alone_is_outvoted():
     agreeing = ExemplarIndex(SETS, {"customer": ensemble(sure, sure)}, [bag_of_words, bag_of_words]).match("customer", sentence, two)
     assert [m.label for m in agreeing] == ["escalation_request"]
     assert ExemplarIndex(SETS, {"customer": ensemble(sure, never)}, [bag_of_words, bag_of_words]).match("customer", sentence, two) == []
+
+
+def test_trigger_heads_from_before_the_ensemble_ask_for_make_train(tmp_path):
+    from coach.detect.exemplars import load_heads
+
+    single = {"adapter": "triggers-adapter.npz", "speakers": {"customer": {"classes": ["none", "abuse"], "weights": [[0.0], [1.0]],
+                                                                            "bias": [0.0, 0.0], "thresholds": {"abuse": 0.5}, "floors": {"abuse": 0.5}}}}
+    (tmp_path / "triggers.json").write_text(json.dumps(single))
+    with pytest.raises(ModelError, match="unreadable .*run `make train`"):
+        load_heads(tmp_path / "triggers.json")
 
 
 def test_heads_and_encoders_of_different_ensembles_are_refused_clearly():
