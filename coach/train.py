@@ -214,18 +214,23 @@ def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]
     ordinary lines kept out of training (a call is mostly ordinary lines). Returns them with the first
     member's tuned encoder, which the sentiment head is then trained on (one encoder pass reads a
     segment for both), and the adapters written."""
-    from coach.detect.exemplars import adapter_path, split_sentences
+    from coach.detect.exemplars import adapter_path, mean_probabilities, mean_similarity, split_sentences
 
     labels = list(sets)
     texts, y, kept_out = trigger_training_lines(sets, background)
     calibration = list(calibration) + kept_out
-    members = []
+    adapters, tuned, heads = [], [], []
     for member, seed in enumerate(TRIGGER_SEEDS):
-        adapter = adapter_path(triggers, member)
+        adapters.append(adapter_path(triggers, member))
         log(f"  tuning the encoder, member {member + 1}/{len(TRIGGER_SEEDS)} (seed {seed}): {len(texts)} lines, {len(labels)} labels, {TUNE_EPOCHS} epochs")
-        w, b = tune_encoder(encoder, texts, y, len(labels) + 1, adapter, log, seed=seed)
-        members.append((adapter, encoder.adapted(adapter), w, b))
-    speakers, stored = {}, [{"adapter": adapter.name, "seed": seed, "speakers": {}} for (adapter, *_), seed in zip(members, TRIGGER_SEEDS)]
+        heads.append(tune_encoder(encoder, texts, y, len(labels) + 1, adapters[-1], log, seed=seed))
+        tuned.append(encoder.adapted(adapters[-1]))
+    weights, bias = np.stack([w for w, _ in heads]), np.stack([b for _, b in heads])  # (members, classes, dim), (members, classes)
+
+    def embed_members(lines: list[str]) -> np.ndarray:  # (members, lines, dim)
+        return np.stack([embed_all(t, lines) if lines else np.zeros((0, encoder.dimensions)) for t in tuned])
+
+    speakers, stored = {}, [{"adapter": adapter.name, "seed": seed, "speakers": {}} for adapter, seed in zip(adapters, TRIGGER_SEEDS)]
     for speaker in sorted({s.speaker for s in sets.values()}):
         mine = [name for name in labels if sets[name].speaker == speaker]
         rows = [0] + [labels.index(name) + 1 for name in mine]
@@ -235,11 +240,11 @@ def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]
             for sentence in split_sentences(line["text"]) or [line["text"]]:
                 sentences.append(sentence)
                 owner.append(i)
-        xs = [embed_all(tuned, sentences) if sentences else np.zeros((0, encoder.dimensions)) for _, tuned, _, _ in members]
-        probability = np.mean([softmax(x @ w[rows].T + b[rows]) for x, (_, _, w, b) in zip(xs, members)], axis=0)
+        x = embed_members(sentences)
+        probability = mean_probabilities(x, weights[:, rows], bias[:, rows])
         thresholds, floors, quality = {}, {}, {}
         for c, name in enumerate(mine, start=1):
-            similarity = np.mean([x @ embed_all(tuned, sets[name].examples).T for x, (_, tuned, _, _) in zip(xs, members)], axis=0)
+            similarity = mean_similarity(x, embed_members(sets[name].examples))
             nearest = similarity.max(axis=1) if len(similarity) else np.zeros(0)
             truth = np.array([name in line["labels"] for line in lines], bool)
             t, floor, precision, recall = best_thresholds(probability[:, c], nearest, np.array(owner, int), truth)
@@ -248,10 +253,9 @@ def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]
             log(f"  {name:24s} p >= {t:.3f}, nearest example >= {floor:.2f}: on the calibration lines precision {precision:.2f} recall {recall:.2f}")
         log(f"  ({speaker}: {len(lines)} calibration lines)")
         speakers[speaker] = {"classes": ["none", *mine], "thresholds": thresholds, "floors": floors, "quality": quality}
-        for entry, (_, _, w, b) in zip(stored, members):
+        for entry, w, b in zip(stored, weights, bias):
             entry["speakers"][speaker] = {"weights": np.round(w[rows], 6).tolist(), "bias": np.round(b[rows], 6).tolist()}
-    adapters = [adapter for adapter, *_ in members]
-    return {"adapter": adapters[0].name, "members": stored, "speakers": speakers}, members[0][1], adapters
+    return {"adapter": adapters[0].name, "members": stored, "speakers": speakers}, tuned[0], adapters
 
 
 def _digest(*paths: Path) -> str:

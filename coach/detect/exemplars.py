@@ -132,6 +132,20 @@ class SpeakerHead:
         return len(self.weights)
 
 
+def mean_probabilities(embeddings: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The ensemble's probabilities, ``(sentences, classes)``: each member's softmax over its own
+    encoder's embeddings, averaged. ``embeddings`` (members, sentences, dimensions), ``weights``
+    (members, classes, dimensions), ``bias`` (members, classes). Training calibrates on this, matching reads it."""
+    from coach.detect.sentiment import softmax
+
+    return softmax(np.einsum("msd,mcd->msc", embeddings, weights) + bias[:, None, :]).mean(axis=0)
+
+
+def mean_similarity(embeddings: np.ndarray, examples: np.ndarray) -> np.ndarray:
+    """Each member's cosine similarity of sentences to examples, averaged: ``(sentences, examples)``."""
+    return np.einsum("msd,med->se", embeddings, examples) / len(embeddings)
+
+
 class ExemplarIndex:
     """``embeds``: one embedding function per member of the ensemble, in the heads' order."""
 
@@ -147,13 +161,10 @@ class ExemplarIndex:
     def match(self, speaker: str, sentences: list[str], embeddings: np.ndarray) -> list[ExemplarMatch]:
         """The labels these sentences of ``speaker`` fire, each with its likeliest sentence and nearest
         example. ``embeddings``: (members, sentences, dimensions), each member's encoder's."""
-        from coach.detect.sentiment import softmax
-
         head = self.heads.get(speaker)
         if head is None or not sentences:
             return []
-        logits = np.einsum("msd,mcd->msc", embeddings, head.weights) + head.bias[:, None, :]
-        probabilities = softmax(logits).mean(axis=0)  # (sentences, classes)
+        probabilities = mean_probabilities(embeddings, head.weights, head.bias)  # (sentences, classes)
         found = []
         for c, label in enumerate(head.classes):
             if label not in head.thresholds or label not in self._examples:
@@ -161,7 +172,7 @@ class ExemplarIndex:
             likely = probabilities[:, c] >= head.thresholds[label]
             if not likely.any():
                 continue
-            nearest = np.einsum("msd,med->se", embeddings, self._examples[label]) / self.members  # (sentences, examples)
+            nearest = mean_similarity(embeddings, self._examples[label])  # (sentences, examples)
             fires = likely & (nearest.max(axis=1) >= head.floors.get(label, 0.0))
             if not fires.any():
                 continue
