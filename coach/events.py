@@ -29,15 +29,16 @@ class TranscriptEvent:
     text: str
     final: bool
     sentiment: float | None = None
-    # an interim that is the whole utterance so far, decoded as its final is (not a chunk's greedy
-    # words): the trigger heads may read it. Internal: not part of the event stream.
-    whole: bool = False
+    # of an interim, the words decoded as its final is (the whole utterance so far at a pause, or the
+    # first part of a long one), not a chunk's greedy words: the trigger heads read only these.
+    # Internal: not part of the event stream.
+    decoded: str = ""
 
     type: Literal["transcript"] = "transcript"
 
     def to_dict(self) -> dict[str, Any]:
         out = _wire(self)
-        out.pop("whole")
+        out.pop("decoded")
         if not self.final or self.sentiment is None:
             out.pop("sentiment")
         return out
