@@ -51,10 +51,6 @@ class AsrSettings(BaseModel):
         0.4, ge=0, description="silence (s) after which the utterance so far is decoded as its final, to be "
         "read for triggers at once and kept as the final if the party says no more; 0 = wait for min_silence"
     )
-    settle_after: float = Field(
-        0.0, ge=0, description="once this much (s) of a long utterance waits undecoded, its words up to the next "
-        "pause are decoded as its final would be while the party goes on, so the final decodes only the rest; 0 = never"
-    )
     speech_pad: float = Field(0.4, ge=0, description="audio (s) kept either side of the speech")
     max_utterance: float = Field(28.0, gt=1, description="an utterance is cut at the next pause after this long")
     hard_max_utterance: float = Field(29.0, gt=1, description="an utterance is cut here even without a pause")

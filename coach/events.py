@@ -29,16 +29,15 @@ class TranscriptEvent:
     text: str
     final: bool
     sentiment: float | None = None
-    # of an interim, the words decoded as its final is (the whole utterance so far at a pause, or the
-    # first part of a long one), not a chunk's greedy words: the trigger heads read only these.
-    # Internal: not part of the event stream.
-    decoded: str = ""
+    # an interim that is the whole utterance so far, decoded as its final is (not a chunk's greedy
+    # words): the trigger heads may read it. Internal: not part of the event stream.
+    whole: bool = False
 
     type: Literal["transcript"] = "transcript"
 
     def to_dict(self) -> dict[str, Any]:
         out = _wire(self)
-        out.pop("decoded")
+        out.pop("whole")
         if not self.final or self.sentiment is None:
             out.pop("sentiment")
         return out

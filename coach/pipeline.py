@@ -109,11 +109,11 @@ class CallPipeline:
         if not event.final:
             self._emit(event)
             # the phrase rules read interims too, so a prompt need not wait for the final; similarity
-            # (the trigger heads) reads only words decoded as the final is (the utterance so far at a
-            # pause, the first part of a long one): on a chunk's greedy, partial sentence it raised false alarms
+            # (the trigger heads) reads only the whole utterance decoded at a pause, as its final will
+            # be: on a chunk's greedy, partial sentence it raised false alarms
             self._signalled(self.triggers.on_transcript(event))
-            if event.decoded and self.text is not None:
-                self.background.spawn(self._read_decoded(event))
+            if event.whole and self.text is not None:
+                self.background.spawn(self._read_whole(event))
         elif self.text is None or not event.text:
             self._final(event, [])
         else:  # the final goes out with its sentiment, read off the loop in the text model's executor
@@ -126,8 +126,8 @@ class CallPipeline:
         if failure is not None:
             raise failure
 
-    async def _read_decoded(self, event: TranscriptEvent) -> None:
-        reading = await self.text.read(event.speaker, event.decoded)
+    async def _read_whole(self, event: TranscriptEvent) -> None:
+        reading = await self.text.read(event.speaker, event.text)
         if reading.matches:  # a label found here is not raised again by the final
             self._signalled(self.triggers.on_transcript(replace(event, at=self.consumed), reading.matches))
 

@@ -97,32 +97,6 @@ async def test_when_the_party_goes_on_after_the_short_pause_the_final_covers_all
     assert set(interims[0]["text"].split()) == {"w6"}  # shown at the pause, then replaced
 
 
-# one 13.5 s utterance of six 2 s phrases with short pauses between them
-LONG_TURN = np.concatenate([silence(0.5), *(np.concatenate([tone(f, 2.0), silence(0.25)]) for f in (300, 400, 500, 600, 700, 800)), silence(3.0)])
-
-
-async def test_a_long_utterance_is_decoded_in_parts_while_the_party_talks_and_the_final_needs_only_the_rest():
-    events, transcriber = await analyze(stereo(LONG_TURN, silence(LONG_TURN.size / 16000)), settle_after=5.0,
-                                        early_pause=0.4, min_silence=0.7)
-    [final] = [e for e in events if e["final"]]
-    words = final["text"].split()
-    assert [w for i, w in enumerate(words) if i == 0 or words[i - 1] != w] == ["w3", "w4", "w5", "w6", "w7", "w8"]
-    assert all(7 <= words.count(w) <= 9 for w in ("w3", "w4", "w5", "w6", "w7", "w8"))  # nothing lost or heard twice
-    decodes = [(seconds, context) for (seconds, options), context in zip(transcriber.calls, transcriber.contexts)
-               if options.beam_size == 5]
-    assert max(seconds for seconds, _ in decodes) < 10.0  # no decode of the whole 13.5 s
-    last_seconds, last_context = decodes[-1]
-    assert last_seconds < 6.0 and "w3" in last_context.split()  # the rest, after the words settled before it
-    # the first part was on screen, as decoded for the final, while the agent was still talking
-    assert any(not e["final"] and e["text"].startswith("w3") and e["at"] < final["end"] - 3 for e in events)
-
-
-async def test_without_settling_a_long_utterance_is_decoded_whole_for_its_final():
-    events, transcriber = await analyze(stereo(LONG_TURN, silence(LONG_TURN.size / 16000)), settle_after=0.0,
-                                        early_pause=0.4, min_silence=0.7)
-    assert max(seconds for seconds, options in transcriber.calls if options.beam_size == 5) > 13.5
-
-
 async def test_a_phrase_rule_fires_on_the_early_interim_once_before_the_final():
     from tests.fakes import PhraseTranscriber
 

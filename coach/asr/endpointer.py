@@ -46,7 +46,6 @@ class SpeechPaused:
 
     start: float
     end: float
-    at_pause: bool = True  # False: cut at the quietest moment of a chunk that ran on without a pause
 
 
 @dataclass(frozen=True)
@@ -128,20 +127,19 @@ class Endpointer:
                 events.append(SpeechEnded(self._start, end, cut=True))
                 self._start = self._chunk_start = end  # the party goes on talking: a new utterance starts here
                 events.append(SpeechStarted(self._start))
-            elif (cut := self._chunk_cut(silence)) is not None:
-                chunk, at_pause = cut
-                events.append(SpeechPaused(self._chunk_start, chunk, at_pause))
+            elif (chunk := self._chunk_cut(silence)) is not None:
+                events.append(SpeechPaused(self._chunk_start, chunk))
                 self._chunk_start = chunk
         return events
 
-    def _chunk_cut(self, silence: float) -> tuple[float, bool] | None:
-        """Where the open chunk should end now, if it should, and whether that is in a pause."""
+    def _chunk_cut(self, silence: float) -> float | None:
+        """Where the open chunk should end now, if it should."""
         s = self.settings
         length = self._last_speech_end - self._chunk_start
         if silence >= s.chunk_pause - 1e-9 and length >= s.min_chunk:
-            return self._last_speech_end + silence / 2, True  # the middle of the pause: no word on either side is split
+            return self._last_speech_end + silence / 2  # the middle of the pause: no word on either side is split
         if self._t - self._chunk_start >= s.max_chunk:
             # no pause: cut where the voice was weakest in the last second, most likely between words
             quietest_end, _ = min(self._recent, key=lambda item: item[1])
-            return max(self._chunk_start + s.min_chunk, quietest_end - WINDOW_SECONDS / 2), False
+            return max(self._chunk_start + s.min_chunk, quietest_end - WINDOW_SECONDS / 2)
         return None

@@ -105,36 +105,13 @@ class _Utterance:
     id: str
     start: float
     chunk_from: float  # where the chunk being spoken now began
-    pieces: list[tuple[float, float, str]] = field(default_factory=list)  # (start, end, text) transcribed so far, in order
+    text: str = ""  # the chunks transcribed so far, joined in order
     last_chunk: asyncio.Task | None = None  # the next chunk's result waits for this one
     chunks: list[asyncio.Task] = field(default_factory=list)
     finalised: bool = False
     shown_end: float = 0.0  # where the last interim shown ended (0: none shown); an older, shorter one is not shown after it
     early: asyncio.Task | None = None  # the final's decode, started at a pause, of the speech up to early_end
     early_end: float = -1.0
-    # a long utterance's first part, decoded as its final is while the party goes on (settle_after)
-    settled_end: float | None = None  # where that part ends (None: nothing settled)
-    settling: asyncio.Task | None = None  # its decode, which returns the settled text (after the one before)
-
-    @property
-    def text(self) -> str:
-        return _join(*(text for _, _, text in self.pieces))
-
-    @property
-    def undecoded_from(self) -> float:
-        """Where the speech that the final still has to decode begins."""
-        return self.start if self.settled_end is None else self.settled_end
-
-
-@dataclass(frozen=True)
-class _Rest:
-    """What an utterance's final still has to decode: ``audio`` from ``start`` to ``end``, after the
-    words that ``settling`` settles (None: nothing settled, the audio is the whole utterance)."""
-
-    start: float
-    end: float
-    audio: np.ndarray
-    settling: asyncio.Task | None
 
 
 def _join(*parts: str) -> str:
@@ -206,7 +183,7 @@ class PartyTranscriber:
                 self._count += 1
                 self._open = _Utterance(f"{self.speaker}-{self._count}", change.start, change.start)
             elif isinstance(change, SpeechPaused):
-                self._chunk_done(change.start, change.end, change.at_pause)
+                self._chunk_done(change.start, change.end)
             elif isinstance(change, SpeechHalted):
                 self._decode_early(change)
             else:
@@ -226,13 +203,9 @@ class PartyTranscriber:
         last = utt is None
         return self.audio.slice(start - pad if first else start, end + pad if last else end)
 
-    def _chunk_done(self, start: float, end: float, at_pause: bool = True) -> None:
+    def _chunk_done(self, start: float, end: float) -> None:
         utt = self._open
-        if utt is None:
-            return
-        if at_pause:
-            self._settle_if_long(utt, end)
-        if not (self._join_mode or self.settings.interims):
+        if utt is None or not (self._join_mode or self.settings.interims):
             return
         if not self._join_mode and not self._scheduler.wants_interims:
             self._scheduler.interims_deferred += 1  # under load: this chunk's words go with the next chunk
@@ -253,57 +226,16 @@ class PartyTranscriber:
         if prev is not None:
             await asyncio.wait({prev})  # keep the chunks in spoken order
         if accept(result, audio.size / SAMPLE_RATE):
-            utt.pieces.append((start, end, result.text))
+            utt.text = _join(utt.text, result.text)
         if self.settings.interims:
             self._show(utt, end, utt.text)
 
-    def _show(self, utt: _Utterance, end: float, text: str, decoded: str = "") -> None:
+    def _show(self, utt: _Utterance, end: float, text: str, whole: bool = False) -> None:
         """Emit an interim of ``utt`` up to ``end``, unless its final or a longer interim went out already."""
         if utt.finalised or not text or end < utt.shown_end:
             return
         utt.shown_end = end
-        self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, utt.start, end, text, False, decoded=decoded))
-
-    def _settle_if_long(self, utt: _Utterance, end: float) -> None:
-        """At a pause in a long utterance: decode its words up to here as the final would, while the
-        party goes on, so that the final (and the trigger heads) need only decode the rest."""
-        if self._join_mode or self.settings.settle_after <= 0 or end - utt.undecoded_from < self.settings.settle_after:
-            return
-        if utt.settling is not None and not utt.settling.done():
-            return  # one at a time: the next pause will do
-        audio = self._clip(utt.undecoded_from, end, utt)
-        utt.settling = self.background.spawn(self._settle(utt, utt.undecoded_from, end, audio, utt.settling))
-        utt.settled_end = end
-
-    async def _settle(self, utt: _Utterance, start: float, end: float, audio: np.ndarray, before: asyncio.Task | None) -> str:
-        settled = await asyncio.shield(before) if before is not None else ""
-        result = await self._scheduler.transcribe(audio, self._final, final=True, audio_end=end, context=self._context(settled))
-        if accept(result, audio.size / SAMPLE_RATE + start - utt.start):
-            settled = _join(settled, result.text)
-        if any(s < end < e for s, e, _ in utt.pieces):
-            return settled  # a decode of the whole utterance went past here already: it is better
-        utt.pieces = [(utt.start, end, settled), *((s, e, t) for s, e, t in utt.pieces if s >= end)]
-        if self.settings.interims:
-            self._show(utt, max(e for _, e, _ in utt.pieces), utt.text, decoded=settled)
-        return settled
-
-    def _rest(self, utt: _Utterance, end: float) -> _Rest:
-        """What the final still has to decode, up to ``end`` (the utterance's end: padded)."""
-        start, pad = utt.undecoded_from, self.settings.speech_pad
-        audio = self.audio.slice(start - pad if start <= utt.start else start, end + pad)
-        return _Rest(start, end, audio, utt.settling)
-
-    async def _decode_rest(self, utt: _Utterance, rest: _Rest) -> str:
-        """The utterance's final text: what was settled and the rest decoded after it (the whole, if none)."""
-        if rest.settling is None:
-            settled = ""
-        else:  # shielded: a stale early decode is cancelled, the settled part it waits for is not
-            settled = await asyncio.shield(rest.settling)
-            if rest.end - rest.start < MIN_TAIL:
-                return settled
-        start, end, audio = rest.start, rest.end, rest.audio
-        result = await self._scheduler.transcribe(audio, self._final, final=True, audio_end=end, context=self._context(settled))
-        return _join(settled, result.text if accept(result, audio.size / SAMPLE_RATE + start - utt.start) else "")
+        self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, utt.start, end, text, False, whole=whole))
 
     def _decode_early(self, halted: SpeechHalted) -> None:
         """The party paused: decode the utterance so far as its final would be decoded."""
@@ -319,20 +251,21 @@ class PartyTranscriber:
             # decoded on their own first (greedy, a short window) and shown after the chunks heard so far
             tail = self.audio.slice(utt.chunk_from, halted.end + self.settings.speech_pad)
             self.background.spawn(self._early_tail(utt, halted.end, tail))
-        rest = self._rest(utt, halted.end)
-        utt.early, utt.early_end = self.background.spawn(self._early_decode(utt, rest, len(utt.chunks))), halted.end
+        audio = self._clip(halted.start, halted.end)
+        utt.early, utt.early_end = self.background.spawn(self._early_decode(utt, halted.end, audio, len(utt.chunks))), halted.end
 
     async def _early_tail(self, utt: _Utterance, end: float, audio: np.ndarray) -> None:
         result = await self._scheduler.transcribe(audio, self._chunk, final=True, audio_end=end)  # urgent: a prompt may wait on it
         if accept(result, audio.size / SAMPLE_RATE):
             self._show(utt, end, _join(utt.text, result.text))
 
-    async def _early_decode(self, utt: _Utterance, rest: _Rest, chunks: int) -> str:
-        text, end = await self._decode_rest(utt, rest), rest.end
+    async def _early_decode(self, utt: _Utterance, end: float, audio: np.ndarray, chunks: int) -> str:
+        result = await self._scheduler.transcribe(audio, self._final, final=True, audio_end=end, context=self._context())
+        text = result.text if accept(result, audio.size / SAMPLE_RATE) else ""
         if text and len(utt.chunks) == chunks and utt.chunk_from >= end:
-            utt.pieces = [(utt.start, end, text)]  # the party may go on: later chunks add to this (the chunks it covers were cancelled)
+            utt.text = text  # the party may go on: later chunks add to this (the chunks it covers were cancelled)
         if self.settings.interims:
-            self._show(utt, end, text, decoded=text)  # the whole utterance so far, better than its chunks
+            self._show(utt, end, text, whole=True)  # the whole utterance so far, better than its chunks
         return text
 
     def _finalise(self, ended: SpeechEnded) -> None:
@@ -351,7 +284,7 @@ class PartyTranscriber:
             return
         if utt.early is not None:
             utt.early.cancel()
-        self.background.spawn(self._final_redecode(utt, ended, self._rest(utt, ended.end)))
+        self.background.spawn(self._final_redecode(utt, ended, self._clip(ended.start, ended.end)))
 
     async def _final_from_early(self, utt: _Utterance, ended: SpeechEnded, early: asyncio.Task) -> None:
         self._emit_final(utt, ended, await early)
@@ -366,8 +299,11 @@ class PartyTranscriber:
             text = result.text if accept(result, tail.size / SAMPLE_RATE) else ""
         self._emit_final(utt, ended, _join(utt.text, text))
 
-    async def _final_redecode(self, utt: _Utterance, ended: SpeechEnded, rest: _Rest) -> None:
-        self._emit_final(utt, ended, await self._decode_rest(utt, rest))
+    async def _final_redecode(self, utt: _Utterance, ended: SpeechEnded, audio: np.ndarray) -> None:
+        result = await self._scheduler.transcribe(
+            audio, self._final, final=True, audio_end=ended.end, context=self._context()
+        )
+        self._emit_final(utt, ended, result.text if accept(result, audio.size / SAMPLE_RATE) else "")
 
     def _context(self, so_far: str = "") -> str:
         """The last words before this audio: the call's (or the party's) and ``so_far`` of this utterance."""
