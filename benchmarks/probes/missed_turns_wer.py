@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Probe (issue 3): are the trigger turns the detector misses badly heard? Word error rate of each
+labelled trigger turn, caught against missed. Prints numbers and labels only, never call text.
+
+    python benchmarks/probes/missed_turns_wer.py bench-out/calls bench-out/s-a/streams/synth/streaming
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+TRIGGERS = {"abuse", "blame_language", "churn_threat", "dismissive_phrase", "escalation_request",
+            "legal_or_public_threat", "no_manager_lie", "not_listening", "repeat_contact"}
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
+def wer(ref: list[str], hyp: list[str]) -> float:
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[:], i
+        for j, h in enumerate(hyp, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
+    return row[-1] / max(1, len(ref))
+
+
+def main(calls: Path, streams: Path) -> int:
+    caught, missed = [], []
+    for truth_path in sorted(calls.glob("*.truth.json")):
+        turns = json.loads(truth_path.read_text())["turns"]
+        events = [json.loads(x) for x in (streams / truth_path.name.replace(".truth.json", ".jsonl")).open()]
+        finals = [e for e in events if e["type"] == "transcript" and e.get("final")]
+        signals = [e for e in events if e["type"] == "signal"]
+        for turn in turns:
+            heard = " ".join(f["text"] for f in finals
+                             if f["speaker"] == turn["speaker"] and f["start"] < turn["end"] and f["end"] > turn["start"])
+            rate = wer(words(turn["text"]), words(heard))
+            for label in set(turn["labels"]) & TRIGGERS:
+                hit = any(s["label"] == label and s["start"] < turn["end"] + 1 and s["end"] > turn["start"] - 1 for s in signals)
+                (caught if hit else missed).append((label, rate))
+    for name, rows in (("caught", caught), ("missed", missed)):
+        rates = [r for _, r in rows]
+        if rates:
+            print(f"{name}: {len(rows)} turn labels, WER mean {statistics.mean(rates):.3f} median {statistics.median(rates):.3f}")
+    print("missed:", ", ".join(f"{label} {rate:.2f}" for label, rate in sorted(missed)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(Path(sys.argv[1]), Path(sys.argv[2])))
