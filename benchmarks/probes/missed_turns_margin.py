@@ -12,7 +12,6 @@ class the best sentence goes to instead. Prints numbers and labels only, never c
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -20,13 +19,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from coach.config import Settings  # noqa: E402
 from coach.detect.exemplars import mean_probabilities, mean_similarity, split_sentences  # noqa: E402
 from coach.models import load_text_analyzer  # noqa: E402
+from missed_turns_wer import TRIGGERS, calls_heard  # noqa: E402
 
-TRIGGERS = {"abuse", "blame_language", "churn_threat", "dismissive_phrase", "escalation_request",
-            "legal_or_public_threat", "no_manager_lie", "not_listening", "repeat_contact"}
 TAIL = 4.0  # the scorer's window: a turn's start to its end plus this
 
 
@@ -44,11 +43,7 @@ def main(calls: Path, streams: Path) -> int:
         return float(p[i, c]), nearest, head.classes[int(p[i].argmax())]
 
     print("label | finals | sentences | p sentence (threshold) | p final | p joined | nearest (floor) | best sentence's class")
-    for truth_path in sorted(calls.glob("*.truth.json")):
-        turns = json.loads(truth_path.read_text())["turns"]
-        events = [json.loads(x) for x in (streams / truth_path.name.replace(".truth.json", ".jsonl")).open()]
-        finals = [e for e in events if e["type"] == "transcript" and e.get("final")]
-        signals = [e for e in events if e["type"] == "signal"]
+    for turns, finals, signals in calls_heard(calls, streams):
         for turn in turns:
             for label in sorted(set(turn["labels"]) & TRIGGERS):
                 if any(s["label"] == label and turn["start"] <= s["at"] <= turn["end"] + TAIL

@@ -30,13 +30,18 @@ def wer(ref: list[str], hyp: list[str]) -> float:
     return row[-1] / max(1, len(ref))
 
 
-def main(calls: Path, streams: Path) -> int:
-    caught, missed = [], []
+def calls_heard(calls: Path, streams: Path):
+    """Per call: its labelled turns, and the finals and signals of its stream."""
     for truth_path in sorted(calls.glob("*.truth.json")):
         turns = json.loads(truth_path.read_text())["turns"]
         events = [json.loads(x) for x in (streams / truth_path.name.replace(".truth.json", ".jsonl")).open()]
         finals = [e for e in events if e["type"] == "transcript" and e.get("final")]
-        signals = [e for e in events if e["type"] == "signal"]
+        yield turns, finals, [e for e in events if e["type"] == "signal"]
+
+
+def main(calls: Path, streams: Path) -> int:
+    caught, missed = [], []
+    for turns, finals, signals in calls_heard(calls, streams):
         for turn in turns:
             heard = " ".join(f["text"] for f in finals
                              if f["speaker"] == turn["speaker"] and f["start"] < turn["end"] and f["end"] > turn["start"])
