@@ -14,7 +14,6 @@ the final, false otherwise. Prints counts only, never call text.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -23,11 +22,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from coach.config import Settings  # noqa: E402
 from coach.detect.exemplars import split_sentences  # noqa: E402
-from coach.detect.triggers import RULES  # noqa: E402
+from coach.detect.triggers import TriggerDetector  # noqa: E402
+from coach.events import TranscriptEvent  # noqa: E402
 from coach.models import load_text_analyzer  # noqa: E402
+from missed_turns_wer import calls_heard  # noqa: E402
 
 
 def seam(before: str, after: str) -> str:
@@ -42,24 +44,20 @@ def main() -> int:
     ap.add_argument("--gap", type=float, default=2.0)
     args = ap.parse_args()
     analyzer = load_text_analyzer(Settings())
-    vetoes = {rule.label: rule for rule in RULES if rule.veto is not None}
+    detector = TriggerDetector()
     seams = 0
     gained = Counter()
-    for truth_path in sorted(args.calls.glob("*.truth.json")):
-        turns = json.loads(truth_path.read_text())["turns"]
-        events = [json.loads(x) for x in (args.streams / truth_path.name.replace(".truth.json", ".jsonl")).open()]
-        finals = [e for e in events if e["type"] == "transcript" and e.get("final") and e["text"].strip()]
-        signals = [e for e in events if e["type"] == "signal"]
+    for turns, finals, signals in calls_heard(args.calls, args.streams):
+        finals = [f for f in finals if f["text"].strip()]
         for prev, final in zip(finals, finals[1:]):
             if prev["speaker"] != final["speaker"] or final["start"] - prev["end"] > args.gap:
                 continue
             seams += 1
             text = seam(prev["text"], final["text"])
             speaker = final["speaker"]
-            labels = {r.label for r in RULES if r.speaker == speaker and r.find(text)}
             x = np.stack([e.embed([text]) for e in analyzer.trigger_encoders])
-            labels |= {m.label for m in analyzer.index.match(speaker, [text], x)
-                       if not (m.label in vetoes and vetoes[m.label].vetoed(text))}
+            seam_event = TranscriptEvent(final["at"], speaker, f"seam-{seams}", prev["start"], final["end"], text, True)
+            labels = {s.label for s in detector.on_transcript(seam_event, analyzer.index.match(speaker, [text], x))}
             for label in labels:
                 if any(s["label"] == label and s["speaker"] == speaker and prev["start"] - 0.5 <= s["start"] <= final["end"] for s in signals):
                     continue  # one of the two finals already signalled it

@@ -14,7 +14,6 @@ false alarms per line set; true and false churn turns gained on the calls (from 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,11 +22,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from coach.config import Settings  # noqa: E402
 from coach.detect.exemplars import mean_probabilities, mean_similarity, split_sentences  # noqa: E402
 from coach.models import load_text_analyzer  # noqa: E402
 from lines_bench import detect, read_lines  # noqa: E402
+from missed_turns_wer import calls_heard  # noqa: E402
 
 LABEL = "churn_threat"
 
@@ -64,11 +65,9 @@ def main() -> int:
     if args.calls and args.streams:
         for margin in args.margins:
             gained = false = 0
-            for truth_path in sorted(args.calls.glob("*.truth.json")):
-                turns = json.loads(truth_path.read_text())["turns"]
-                events = [json.loads(x) for x in (args.streams / truth_path.name.replace(".truth.json", ".jsonl")).open()]
-                signalled = [e for e in events if e["type"] == "signal" and e["label"] == LABEL]
-                for final in (e for e in events if e["type"] == "transcript" and e.get("final") and e["speaker"] == "customer"):
+            for turns, finals, signals in calls_heard(args.calls, args.streams):
+                signalled = [e for e in signals if e["label"] == LABEL]
+                for final in (e for e in finals if e["speaker"] == "customer"):
                     if any(s["start"] < final["end"] and s["end"] > final["start"] for s in signalled) or not fires(final["text"], margin):
                         continue
                     true = any(LABEL in t["labels"] and t["speaker"] == "customer" and t["start"] < final["end"] and t["end"] > final["start"]
