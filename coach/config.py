@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from coach.detect.exemplars import DEFAULT_CALIBRATION, DEFAULT_EXEMPLARS, DEFAULT_TRIGGERS, DEFAULT_UTTERANCES
+from coach.detect.exemplars import DEFAULT_CALIBRATION, DEFAULT_EXEMPLARS, DEFAULT_TRAINING_LABELS, DEFAULT_TRAINING_LINES, DEFAULT_TRIGGERS, DEFAULT_UTTERANCES
 from coach.detect.sentiment import DEFAULT_HEAD
 from coach.playbook import DEFAULT_PLAYBOOK
 
@@ -90,6 +90,11 @@ class TextSettings(BaseModel):
         default_factory=lambda: list(DEFAULT_CALIBRATION),
         description="labelled single call lines (JSON lines) `make train` sets the trigger thresholds on",
     )
+    training_lines: list[Path] = Field(
+        default_factory=lambda: list(DEFAULT_TRAINING_LINES),
+        description="labelled single call lines (JSON lines) whose lines of `training_labels` the trigger adapters learn from beside the exemplars",
+    )
+    training_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_TRAINING_LABELS))
     threads: int = Field(1, ge=1)
 
 

@@ -127,6 +127,16 @@ def read_calibration(paths: list[Path]) -> list[dict]:
     return lines
 
 
+def taught_lines(lines: list[dict], labels: list[str], calibration: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The other writers' ``lines`` the trigger adapters learn from (those of one label, one of ``labels``,
+    and with ``none`` among them the lines of no label, as ``none``; a line of two labels teaches neither),
+    and the ``calibration`` lines left to set thresholds on: every one not learnt from, so no line both
+    trains a head and judges it."""
+    taught = [line for line in lines if (line["labels"] or ["none"])[0] in labels and len(line["labels"]) <= 1]
+    seen = {(line["speaker"], line["text"]) for line in taught}
+    return taught, [line for line in calibration if (line["speaker"], line["text"]) not in seen]
+
+
 def best_thresholds(probability: np.ndarray, nearest: np.ndarray, owner: np.ndarray, truth: np.ndarray) -> tuple[float, float, float, float]:
     """The probability threshold and similarity floor with the most recall at a precision of at least
     ``TRIGGER_PRECISION`` on the calibration lines (ordinary lines far outnumber triggers in a real call,
@@ -189,14 +199,23 @@ def tune_encoder(encoder, texts: list[str], y: np.ndarray, classes: int, adapter
         torch.set_num_threads(threads)
 
 
-def trigger_training_lines(sets: dict[str, ExemplarSet], background: dict[str, list[str]]) -> tuple[list[str], np.ndarray, list[dict]]:
+def trigger_training_lines(sets: dict[str, ExemplarSet], background: dict[str, list[str]],
+                           lines: list[dict] = ()) -> tuple[list[str], np.ndarray, list[dict]]:
     """The lines the trigger adapter is tuned on, with their classes (0 ``none``, then the labels of
     ``sets`` in order: examples as their label, near-misses and ordinary lines as ``none``), and the
-    ordinary lines kept out of training to set thresholds on (every fifth; a call is mostly these)."""
+    ordinary lines kept out of training to set thresholds on (every fifth; a call is mostly these).
+    ``lines``: other writers' labelled call lines, each as its one label of its speaker's, or ``none``
+    when it has none (a line with two such labels teaches no single class and is left out)."""
     texts, y, kept_out = [], [], []
     for c, name in enumerate(sets, start=1):
         texts += sets[name].examples + sets[name].not_
         y += [c] * len(sets[name].examples) + [0] * len(sets[name].not_)
+    classes = {name: c for c, name in enumerate(sets, start=1)}
+    for line in lines:
+        mine = [label for label in line["labels"] if label in sets and sets[label].speaker == line["speaker"]]
+        if len(mine) <= 1:
+            texts.append(line["text"])
+            y.append(classes[mine[0]] if mine else 0)
     for speaker in sorted(background):
         trained = [line for i, line in enumerate(background[speaker]) if i % BACKGROUND_KEPT_OUT]
         texts += trained
@@ -206,10 +225,10 @@ def trigger_training_lines(sets: dict[str, ExemplarSet], background: dict[str, l
 
 
 def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]], calibration: list[dict], encoder,
-                   triggers: Path, log: Callable[[str], None]) -> tuple[dict, object, list[Path]]:
+                   triggers: Path, log: Callable[[str], None], lines: list[dict] = ()) -> tuple[dict, object, list[Path]]:
     """The trigger ensemble: per seed of ``TRIGGER_SEEDS`` an adapter (written beside ``triggers``) and a
-    softmax over ``none`` and every label, fitted on the exemplars (near-misses and ordinary lines as
-    ``none``); per speaker, the rows of its labels; per label, the threshold and nearest-example floor on
+    softmax over ``none`` and every label, fitted on the exemplars and other writers' labelled ``lines``
+    (near-misses and ordinary lines as ``none``); per speaker, the rows of its labels; per label, the threshold and nearest-example floor on
     the members' means with the most recall at precision >= 0.9 on the calibration lines and on the
     ordinary lines kept out of training (a call is mostly ordinary lines). Returns them with the first
     member's tuned encoder, which the sentiment head is then trained on (one encoder pass reads a
@@ -217,7 +236,7 @@ def train_triggers(sets: dict[str, ExemplarSet], background: dict[str, list[str]
     from coach.detect.exemplars import adapter_path, mean_probabilities, mean_similarity, split_sentences
 
     labels = list(sets)
-    texts, y, kept_out = trigger_training_lines(sets, background)
+    texts, y, kept_out = trigger_training_lines(sets, background, lines)
     calibration = list(calibration) + kept_out
     adapters, tuned, heads = [], [], []
     for member, seed in enumerate(TRIGGER_SEEDS):
@@ -275,12 +294,15 @@ def train(settings, log: Callable[[str], None] = print) -> list[Path]:
     encoder = TextEncoder(resolve_text_model(settings.encoder), settings.threads)
     sets = load_exemplars(settings.exemplars)
     background = load_background(settings.utterances, rule_flags)
-    calibration = read_calibration(settings.calibration)
+    lines, calibration = taught_lines(read_calibration(settings.training_lines), settings.training_labels,
+                                      read_calibration(settings.calibration))
     log(f"exemplars: {sum(len(s.examples) for s in sets.values())} examples, "
-        f"{sum(len(s.not_) for s in sets.values())} near-misses, {sum(map(len, background.values()))} background lines; "
-        f"{len(calibration)} calibration lines from {', '.join(str(p) for p in settings.calibration)}")
-    triggers, tuned, adapters = train_triggers(sets, background, calibration, encoder, Path(settings.triggers), log)
-    triggers = {"trained_on": _digest(settings.exemplars, *settings.utterances, *settings.calibration), **triggers}
+        f"{sum(len(s.not_) for s in sets.values())} near-misses, {sum(map(len, background.values()))} background lines, "
+        f"{len(lines)} lines of {', '.join(settings.training_labels) or 'no label'} from {', '.join(str(p) for p in settings.training_lines) or 'no file'}; "
+        f"{len(calibration)} calibration lines (less those) from {', '.join(str(p) for p in settings.calibration)}")
+    triggers, tuned, adapters = train_triggers(sets, background, calibration, encoder, Path(settings.triggers), log, lines)
+    triggers = {"trained_on": _digest(settings.exemplars, *settings.utterances, *settings.training_lines, *settings.calibration),
+                "taught_labels": sorted(settings.training_labels), **triggers}
 
     rows = read_utterances(settings.utterances)
     log(f"sentiment: {len(rows)} utterances from {', '.join(str(p) for p in settings.utterances)}, on the tuned encoder")

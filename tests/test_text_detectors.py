@@ -17,7 +17,7 @@ from coach.detect.text import TextAnalyzer, TextReading
 from coach.errors import ModelError
 from coach.events import TranscriptEvent
 from coach.pipeline import CallPipeline, feed_in_lockstep
-from coach.train import auc, best_thresholds, fit_softmax
+from coach.train import auc, best_thresholds, fit_softmax, taught_lines, trigger_training_lines
 from tests.fakes import EnergyVad, ToneTranscriber, silence, tone
 from tests.test_pipeline import blocks_of, stereo
 
@@ -162,6 +162,42 @@ def test_a_line_fires_when_any_of_its_sentences_does():
     assert threshold <= 0.95 and (precision, recall) == (1.0, 1.0)
     noisy = np.array([0.1, 0.95, 0.96, 0.1])  # the ordinary line has a sentence as sure: no threshold keeps 90%
     assert best_thresholds(noisy, np.ones(4), owner, truth)[0] > 1
+
+
+def test_other_writers_lines_train_as_their_label_or_as_none():
+    from coach.detect.exemplars import ExemplarSet
+
+    sets = {"churn_threat": ExemplarSet(speaker="customer", examples=["I'm leaving you."], **{"not": ["I'm leaving at six."]}),
+            "blame_language": ExemplarSet(speaker="agent", examples=["You should have read it."]),
+            "repeat_contact": ExemplarSet(speaker="customer", examples=["I've called three times."])}
+    lines = [
+        {"speaker": "customer", "text": "Give the car insurance to someone else, then.", "labels": ["churn_threat"]},
+        {"speaker": "customer", "text": "I'm leaving for work soon.", "labels": []},  # a near-miss by another writer
+        {"speaker": "agent", "text": "You never sent the form.", "labels": ["blame_language"]},
+        {"speaker": "customer", "text": "Manager, now, or I close the account.", "labels": ["churn_threat", "escalation_request"]},
+        {"speaker": "customer", "text": "I'm off, and you'll hear from my lawyer.", "labels": ["churn_threat", "blame_language"]},
+        {"speaker": "customer", "text": "Third call, and I'm cancelling.", "labels": ["churn_threat", "repeat_contact"]},
+    ]
+    texts, y, kept_out = trigger_training_lines(sets, {"customer": [], "agent": []}, lines)
+    taught = dict(zip(texts, y.tolist()))
+    assert taught["Give the car insurance to someone else, then."] == 1 and taught["You never sent the form."] == 2
+    assert taught["I'm leaving for work soon."] == 0 and taught["I'm leaving at six."] == 0
+    assert taught["Manager, now, or I close the account."] == 1  # a label the heads do not know (not in the sets) is not a second class
+    assert "I'm off, and you'll hear from my lawyer." in taught  # an agent label on a customer line is ignored, not a second class
+    assert "Third call, and I'm cancelling." not in taught  # two labels of its speaker's teach no single class
+    assert kept_out == []
+
+
+def test_a_line_learnt_from_sets_no_threshold():
+    churn = {"speaker": "customer", "text": "Any of the other suppliers can have my account.", "labels": ["churn_threat"]}
+    repeat = {"speaker": "customer", "text": "Third time I've rung about this.", "labels": ["repeat_contact"]}
+    both = {"speaker": "customer", "text": "Third call, and I'm cancelling.", "labels": ["churn_threat", "repeat_contact"]}
+    ordinary = {"speaker": "customer", "text": "My postcode is on the letter.", "labels": []}
+    taught, calibration = taught_lines([churn, repeat, both, ordinary], ["churn_threat"], [churn, repeat, both, ordinary])
+    assert taught == [churn]  # only the labels asked for; a line of two labels teaches neither
+    assert calibration == [repeat, both, ordinary]
+    taught, calibration = taught_lines([churn, repeat, both, ordinary], ["churn_threat", "none"], [repeat, ordinary])
+    assert taught == [churn, ordinary] and calibration == [repeat]  # "none": the lines of no label teach it
 
 
 def test_auc_counts_ties_as_half():

@@ -131,10 +131,16 @@ def test_training_is_deterministic(tmp_path):
         {"speaker": "agent", "text": "You didn't read the terms.", "labels": ["blame_language"]},
         {"speaker": "agent", "text": "I can see what went wrong.", "labels": []},
     )))
+    (tmp_path / "training.jsonl").write_text("".join(json.dumps(line) + "\n" for line in (
+        {"speaker": "customer", "text": "Is there someone above you?", "labels": ["escalation_request"]},
+        {"speaker": "customer", "text": "Can I talk to your supervisor?", "labels": ["escalation_request"]},  # taught: sets no threshold
+        {"speaker": "agent", "text": "Let me find out who can help.", "labels": []},
+    )))
     written = []
     for run in ("a", "b"):
         settings = TextSettings(utterances=[tmp_path / "utterances.csv"], exemplars=tmp_path / "exemplars.yaml",
-                                calibration=[tmp_path / "calibration.jsonl"],
+                                calibration=[tmp_path / "calibration.jsonl"], training_lines=[tmp_path / "training.jsonl"],
+                                training_labels=["escalation_request"],
                                 head=tmp_path / run / "sentiment.json", triggers=tmp_path / run / "triggers.json")
         train(settings, log=lambda line: None)
         written.append([settings.head.read_bytes(), settings.triggers.read_bytes()]
@@ -151,7 +157,7 @@ def test_training_is_deterministic(tmp_path):
 def test_settings_name_the_shipped_heads():
     text = Settings().text
     assert text.head.is_file() and text.triggers.is_file() and text.exemplars.is_file() and all(p.is_file() for p in text.utterances)
-    assert all(p.is_file() for p in text.calibration)
+    assert all(p.is_file() for p in text.calibration) and all(p.is_file() for p in text.training_lines)
     assert all((text.triggers.parent / m["adapter"]).is_file() for m in json.loads(text.triggers.read_text())["members"])
 
 

@@ -37,6 +37,10 @@ DEFAULT_UTTERANCES = (MODELS / "data" / "sentiment.csv", MODELS / "data" / "ordi
 # Single call lines by writers who saw only the signal definitions (benchmarks/lines/tune*.jsonl):
 # the trigger thresholds are set on them; benchmarks/lines/heldout.jsonl is never trained or set on.
 DEFAULT_CALIBRATION = tuple(MODELS.parent / "benchmarks" / "lines" / f"{name}.jsonl" for name in ("tune", "tune2", "tune3", "ordinary"))
+# Other writers' lines that the trigger adapters may also learn from, those of the labels named (none by
+# default: tried, not adopted, docs/benchmarks.md); a line learnt from sets no threshold. Never the held-out lines.
+DEFAULT_TRAINING_LINES = tuple(MODELS.parent / "benchmarks" / "lines" / f"{name}.jsonl" for name in ("tune2", "tune3"))
+DEFAULT_TRAINING_LABELS: tuple[str, ...] = ()
 BACKGROUND_MOODS = ("neutral", "positive")
 
 
