@@ -92,7 +92,7 @@ class TextSettings(BaseModel):
     )
     training_lines: list[Path] = Field(
         default_factory=lambda: list(DEFAULT_TRAINING_LINES),
-        description="labelled single call lines (JSON lines) whose lines of `training_labels` the trigger adapters learn from beside the exemplars",
+        description="labelled call lines (JSON lines) whose lines of `training_labels` the trigger adapters learn from beside the exemplars (`none`: the lines of no label, as `none`)",
     )
     training_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_TRAINING_LABELS))
     threads: int = Field(1, ge=1)

@@ -37,10 +37,13 @@ DEFAULT_UTTERANCES = (MODELS / "data" / "sentiment.csv", MODELS / "data" / "ordi
 # Single call lines by writers who saw only the signal definitions (benchmarks/lines/tune*.jsonl):
 # the trigger thresholds are set on them; benchmarks/lines/heldout.jsonl is never trained or set on.
 DEFAULT_CALIBRATION = tuple(MODELS.parent / "benchmarks" / "lines" / f"{name}.jsonl" for name in ("tune", "tune2", "tune3", "ordinary"))
-# Other writers' lines that the trigger adapters may also learn from, those of the labels named (none by
-# default: tried, not adopted, docs/benchmarks.md); a line learnt from sets no threshold. Never the held-out lines.
-DEFAULT_TRAINING_LINES = tuple(MODELS.parent / "benchmarks" / "lines" / f"{name}.jsonl" for name in ("tune2", "tune3"))
-DEFAULT_TRAINING_LABELS: tuple[str, ...] = ()
+# Whole scripted calls by writers who saw only the signal definitions (models/data/calls/*.jsonl, one
+# turn a line, in call order): the trigger adapters learn from every turn, a labelled turn as its label and
+# every other turn as `none` (a call is mostly turns that carry no trigger). benchmarks/lines/heldout-calls
+# holds other calls by the same writers that are never trained or set on.
+DEFAULT_TRAINING_LINES = tuple(sorted((MODELS / "data" / "calls").glob("*.jsonl")))
+DEFAULT_TRAINING_LABELS = ("abuse", "blame_language", "churn_threat", "dismissive_phrase", "escalation_request",
+                           "legal_or_public_threat", "no_manager_lie", "not_listening", "repeat_contact", "none")
 BACKGROUND_MOODS = ("neutral", "positive")
 
 
