@@ -80,7 +80,7 @@ bench-live: install models $(EXAMPLE)
 # The trigger detector on hand-labelled call lines written for the project (no ../shared needed):
 # recall per label and false alarms, rules alone and with the trigger heads.
 bench-lines: install models
-	$(PY) benchmarks/lines_bench.py benchmarks/lines/*.jsonl
+	$(PY) benchmarks/lines_bench.py benchmarks/lines/*.jsonl benchmarks/lines/heldout-calls/*.jsonl
 
 # Reliability figures (docs/reliability.md): fuzzing of every input, injected faults (stand-in models).
 reliability: install
