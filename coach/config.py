@@ -11,8 +11,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from coach.detect.exemplars import DEFAULT_CALIBRATION, DEFAULT_EXEMPLARS, DEFAULT_TRAINING_LABELS, DEFAULT_TRAINING_LINES, DEFAULT_TRIGGERS, DEFAULT_UTTERANCES
+from coach.detect.exemplars import DEFAULT_CALIBRATION, DEFAULT_EXEMPLARS, DEFAULT_TRAINING_LINES, DEFAULT_TRIGGERS, DEFAULT_UTTERANCES
 from coach.detect.sentiment import DEFAULT_HEAD
+from coach.detect.triggers import RULES
 from coach.playbook import DEFAULT_PLAYBOOK
 
 
@@ -94,7 +95,10 @@ class TextSettings(BaseModel):
         default_factory=lambda: list(DEFAULT_TRAINING_LINES),
         description="labelled call lines (JSON lines) whose lines of `training_labels` the trigger adapters learn from beside the exemplars (`none`: the lines of no label, as `none`)",
     )
-    training_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_TRAINING_LABELS))
+    training_labels: list[str] = Field(
+        default_factory=lambda: [*sorted({rule.label for rule in RULES}), "none"],
+        description="the labels `training_lines` teach (default: every trigger label, and `none`)",
+    )
     threads: int = Field(1, ge=1)
 
 

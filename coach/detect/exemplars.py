@@ -42,8 +42,6 @@ DEFAULT_CALIBRATION = tuple(MODELS.parent / "benchmarks" / "lines" / f"{name}.js
 # every other turn as `none` (a call is mostly turns that carry no trigger). benchmarks/lines/heldout-calls
 # holds other calls by the same writers that are never trained or set on.
 DEFAULT_TRAINING_LINES = tuple(sorted((MODELS / "data" / "calls").glob("*.jsonl")))
-DEFAULT_TRAINING_LABELS = ("abuse", "blame_language", "churn_threat", "dismissive_phrase", "escalation_request",
-                           "legal_or_public_threat", "no_manager_lie", "not_listening", "repeat_contact", "none")
 BACKGROUND_MOODS = ("neutral", "positive")
 
 
