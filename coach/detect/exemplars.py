@@ -4,8 +4,8 @@ Phrase rules catch the words a contact centre hears every day; people also say t
 ways no rule lists ("is there anyone above you who can actually do something?"). Each label of
 ``models/exemplars.yaml`` has examples of how people say it and near-misses that must not fire
 ("your manager helped me last week"). ``make train`` tunes the encoder through a small low-rank
-adapter (``coach/detect/adapter.py``) together with a softmax over ``none`` and every label, three
-times from three seeds (an ensemble whose mean decides; one member's slip is outvoted), on the
+adapter (``coach/detect/adapter.py``) together with a softmax over ``none`` and every label, six
+times from six seeds (an ensemble whose mean decides; one member's slip is outvoted), on the
 examples, against the near-misses, the other labels and ordinary lines of calls (the neutral and
 positive lines of ``models/data/*.csv``, less any that a phrase rule would flag). Each label's
 threshold, with a floor on the similarity of the label's nearest example (so a line the head has

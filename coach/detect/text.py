@@ -4,7 +4,7 @@ One :class:`TextAnalyzer` is loaded per process and shared by every call. Its mo
 its own single-thread executor (the models are small; one sentence costs ~10 ms here), so the
 event loop never waits on them and they never compete with the speech model for more than a core.
 The trigger heads are an ensemble: each member reads a segment's sentences through its own tuned
-encoder (three by default, the first shared with sentiment), so a segment costs three passes.
+encoder (six by default, the first shared with sentiment), so a segment costs six passes.
 """
 
 from __future__ import annotations
