@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from coach.config import Settings, TextSettings
-from coach.detect.exemplars import DEFAULT_EXEMPLARS
+from coach.detect.exemplars import DEFAULT_EXEMPLARS, adapter_path
 from coach.detect.text import load_text_analyzer
 from coach.detect.triggers import TriggerDetector
 from coach.events import TranscriptEvent
@@ -140,7 +140,7 @@ def test_training_is_deterministic(tmp_path):
         {"speaker": "customer", "text": "Can I talk to your supervisor?", "labels": ["escalation_request"]},  # taught: sets no threshold
         {"speaker": "agent", "text": "Let me find out who can help.", "labels": []},
     )))
-    adapters = ["triggers-adapter.npz"] + [f"triggers-adapter-{m}.npz" for m in range(1, len(TRIGGER_SEEDS))]
+    adapters = [adapter_path(tmp_path / "triggers.json", member).name for member in range(len(TRIGGER_SEEDS))]
     written = []
     for run in ("a", "b"):
         settings = TextSettings(utterances=[tmp_path / "utterances.csv"], exemplars=tmp_path / "exemplars.yaml",

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from other_seeds import scratch_settings
+
 from coach import train
-from coach.cli import load_settings
 
 
 def full_head(member: dict, speakers: dict, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -34,9 +35,7 @@ def full_head(member: dict, speakers: dict, labels: list[str]) -> tuple[np.ndarr
 
 
 def main(paths: list[Path]) -> int:
-    settings = load_settings()
-    if settings.text.triggers == type(settings.text)().triggers:
-        raise SystemExit("set COACH_TEXT__TRIGGERS and COACH_TEXT__HEAD to a scratch folder")
+    settings = scratch_settings()
     heads = [json.loads(p.read_text()) for p in paths]
     if len({h["trained_on"] for h in heads}) != 1:
         raise SystemExit("these heads were trained on different inputs")

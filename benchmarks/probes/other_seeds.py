@@ -4,7 +4,7 @@
 inputs, from ``COACH_*`` settings) but with ``TRIGGER_SEEDS`` replaced by the seeds given. Point
 ``COACH_TEXT__TRIGGERS`` and ``COACH_TEXT__HEAD`` at a scratch folder: it writes heads like
 ``make train``'s, which ``benchmarks/replay_detectors.py`` and ``benchmarks/lines_bench.py`` then read
-through the same settings. A probe, not a product path: the shipped heads come from seeds 0, 1, 2.
+through the same settings. A probe, not a product path: the shipped heads come from ``TRIGGER_SEEDS``.
 """
 
 from __future__ import annotations
@@ -15,12 +15,19 @@ from coach import train
 from coach.cli import load_settings
 
 
+def scratch_settings():
+    """The settings, refused unless both heads are written away from the shipped ones."""
+    settings = load_settings()
+    shipped = type(settings.text)()
+    if settings.text.triggers == shipped.triggers or settings.text.head == shipped.head:
+        raise SystemExit("set COACH_TEXT__TRIGGERS and COACH_TEXT__HEAD to a scratch folder: a probe must not overwrite the shipped heads")
+    return settings
+
+
 def main(seeds: list[int]) -> int:
     if not seeds:
         raise SystemExit("usage: other_seeds.py SEED [SEED ...]")
-    settings = load_settings()
-    if settings.text.triggers == type(settings.text)().triggers:
-        raise SystemExit("set COACH_TEXT__TRIGGERS and COACH_TEXT__HEAD to a scratch folder: this probe must not overwrite the shipped heads")
+    settings = scratch_settings()
     train.TRIGGER_SEEDS = tuple(seeds)
     train.train(settings.text, log=lambda line: print(line, flush=True))
     return 0
