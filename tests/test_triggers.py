@@ -64,6 +64,10 @@ def labels(speaker, text):
         ("customer", "Is there a next level I can take this to?", "escalation_request"),
         ("customer", "It's the same fault as last month, the boiler again.", "repeat_contact"),
         ("customer", "I'll be writing this up for the local paper's consumer page.", "legal_or_public_threat"),
+        ("customer", "Honestly, I've got one foot out the door already.", "churn_threat"),
+        ("agent", "You'd need to take it up with the airline, not us.", "dismissive_phrase"),
+        ("agent", "I can't change the rules for one customer.", "dismissive_phrase"),
+        ("agent", "You were told at the time that the deposit was non-refundable.", "blame_language"),
     ],
 )
 def test_a_fresh_phrasing_fires(speaker, text, label):
@@ -102,6 +106,19 @@ def test_a_fresh_phrasing_fires(speaker, text, label):
         ("customer", "I've got your website open in another tab, which page is it?"),
         ("customer", "I've got options on my plan I never use, can you take them off?"),
         ("customer", "Is there a reason to keep the old direct debit?"),
+        # what a call's ordinary speech says in the same words: apologies, corrections, everyday idiom
+        ("agent", "You shouldn't have to chase us for this."),
+        ("agent", "I'm sorry, you were told the wrong date by my colleague."),
+        ("agent", "I can't change the tariff myself, but I can ask billing to review it today."),
+        ("agent", "I was wrong to say there's no manager here; my team leader can ring you at four."),
+        ("agent", "Apologies for telling you to calm down earlier, that wasn't fair of me."),
+        ("agent", "The courier has the parcel now, so our depot can take it up with them."),
+        ("customer", "Sorry I called you a muppet earlier, it's been a long day."),
+        ("customer", "I'm out the door at seven every morning, so evenings suit me."),
+        ("customer", "I've written the reference down, thanks."),
+        ("customer", "I'm moving my savings from another bank to you this month."),
+        ("customer", "I'm calling about my TV package, the sports channels have gone."),
+        ("customer", "Yes, I know the drill, date of birth first."),
     ],
 )
 def test_a_hard_negative_stays_quiet(speaker, text):
@@ -117,6 +134,10 @@ def test_the_evidence_is_the_words_that_matched():
     event = TranscriptEvent(10.0, "customer", "customer-1", 7.0, 9.5, "Right. Put me through to a manager, now.", True)
     (signal,) = TriggerDetector().on_transcript(event)
     assert signal.evidence == "Put me through to a manager" and signal.at == 10.0
+
+
+def test_the_competition_authority_is_a_regulator_not_a_competitor():
+    assert labels("customer", "I'm going to the Competition and Markets Authority with this.") == {"legal_or_public_threat"}
 
 
 def test_leaving_a_review_is_a_public_threat_not_churn():

@@ -2,7 +2,9 @@
 
 Each rule is a regular expression over one party's final transcript, with optional vetoes for the
 hard negatives ("your manager helped me last week" is not a request for one; "I don't want to
-cancel" is not a churn threat). The matched words are the evidence shown to QA and team leads.
+cancel" is not a churn threat) and for the apologies and corrections of a call that use a trigger's
+own words ("I shouldn't have said there's no supervisor", "sorry I called you a clown"). The matched
+words are the evidence shown to QA and team leads.
 
 Rules catch the phrasings a contact centre hears every day; the indirect ones ("is there anyone
 who can actually do something?") are caught by meaning (``coach/detect/exemplars.py``): the
@@ -62,21 +64,21 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:i'm not|i am not|we're not|we are not|i won't be|we won't be|i will not be|we will not be) renewing\b|\b(?:i|we) (?:won't|will not) (?:be )?renew\b|\bwhy (?:should|would) i stay\b",
         r"\b(?:i'm|i am|we're|we are) leaving\b(?=[.,!?]| anyway| you\b| for good| then)",
         r"\b(?:go|going|shop|shopping|buy|buying|sign(?:ing)? up|look(?:ing)?|get|getting|take|taking)\b[^.?!]{0,25}\b(?:somewhere else|elsewhere|someone else|somebody else)\b",
-        r"\b(?:go|going|shop|shopping|buy|buying|sign(?:ing)? up|look(?:ing)?(?: for)?|getting|using|transfer+(?:ing)?)\b[^.?!]{0,25}\b(?:another|a different|other) (?:company|firm|provider|supplier|store|shop|installer|insurer|bank|school|university|app|site|website|carrier|agency|retailer|courier|operator|network|service)s?\b",
+        r"\b(?:go|going|shop|shopping|buy|buying|sign(?:ing)? up|look(?:ing)?(?: for)?|getting|using|transfer+(?:ing)?)\b[^.?!]{0,25}\b(?<!from )(?:another|a different|other) (?:company|firm|provider|supplier|store|shop|installer|insurer|bank|school|university|app|site|website|carrier|agency|retailer|courier|operator|network|service)s?\b",
         r"\b(?:my|the) last (?:order|one|purchase|booking|ticket|pass)\b[^.?!]{0,30}\b(?:with|from) (?:you|your)\b",
         r"\btak(?:e|ing) my (?:business|money|custom) (?:elsewhere|somewhere else)\b",
-        r"\b(?:switch(?:ing|ed)?|mov(?:e|ing)|go(?:ing)?|jump(?:ing)?|shift(?:ing)?|transfer+(?:ing)?|tak(?:e|ing))\b[^.?!]{0,40}\b(?:another|a different|a new|a cheaper|one of the other|the other) (?:provider|supplier|bank|company|carrier|network|insurer|airline|operator|telco|lender|dealer(?:ship)?|credit union|gym)s?\b",
+        r"\b(?:switch(?:ing|ed)?|mov(?:e|ing)|go(?:ing)?|jump(?:ing)?|shift(?:ing)?|transfer+(?:ing)?|tak(?:e|ing))\b[^.?!]{0,40}\b(?<!from )(?:another|a different|a new|a cheaper|one of the other|the other) (?:provider|supplier|bank|company|carrier|network|insurer|airline|operator|telco|lender|dealer(?:ship)?|credit union|gym)s?\b",
         r"\b(?:ready|about|going) to (?:sign (?:up )?with|switch|leave you|cancel)\b",
-        r"\b(?:go|going|went) (?:to|with) (?:one of )?(?:the others|your competitors?|the competition|someone else|somebody else)\b|\bjump(?:ing)? ship\b",
+        r"\b(?:go|going|went) (?:to|with) (?:one of )?(?:the others|your competitors?|the competition(?! (?:and|commission|authority|bureau|watchdog|regulator|tribunal|ombudsman))|someone else|somebody else)\b|\bjump(?:ing)? ship\b",
         r"\b(?:move|moving|take|taking|shift|shifting|transfer+(?:ing)?) (?:my|our|the|everything|all)\b[^.?!]{0,30}\b(?:elsewhere|somewhere else|to (?:a|another) (?:bank|credit union|provider|supplier))\b",
         r"\b(?:i'm|i am|we're|we are) (?:done|finished|through) with (?:you|yous|your company|this (?:bank|company|provider|network|place|outfit))\b",
         r"\bnever (?:buy|shop|fly|bank|deal|book|order|stay|use)(?:ing)? (?:anything )?(?:from|with|at)? ?(?:you|this|your)\b[^.?!]{0,25}\bagain\b",
         r"\b(?:you've|you have|you just|you'll|you will|you're going to|you're about to) (?:lose|lost|losing) (?:a|me as a|my|our) (?:customer|business|custom)\b",
         r"\bport(?:ing)? (?:all )?(?:my|our|the) numbers?\b|\bpac code\b|\bcancell?ations? (?:line|department|team)\b|\b(?:through|over) to (?:cancell?ations|retentions)\b|\bretention (?:offer|team|department)\b",
         r"\b(?:is|are|'s|'re) (?:getting|having|going to get) my (?:money|business|custom)\b|\bmy (?:money|business|custom)(?:'ll| will)? (?:be )?going (?:down the road )?to\b",
-        r"\bgiv(?:e|ing) (?:my|our|the) (?:custom|business|money)\b[^.?!]{0,15}\bto\b|\b(?:out the door|vote with my feet|shop around)\b",
+        r"\bgiv(?:e|ing) (?:my|our|the) (?:custom|business|money)\b[^.?!]{0,15}\bto\b|\b(?:(?:one foot|halfway|half way|already) out the door|vote with my feet|shop around)\b",
         r"\b(?:i'm|i am|we're|we are) (?:off|gone|out)(?=\s*(?:[.!?]|$))|\b(?:or|then|and) (?:i|we)(?:'ll| will)? walk\b|\babout to walk\b|\bthat's (?:us|me) (?:finished|done|gone)\b",
-        r"\b(?:i'll|i will|i'm|i am|we'll|we will|we're|i'd|gonna|going to)\b[^.?!]{0,40}\b(?:a different|another|some other) (?:company|firm|provider|supplier|store|shop|installer|insurer|bank|school|university|website|carrier|agency|retailer|courier|operator|network|lender|airline|gym|practice|nursery|garage|vet|optician|dentist|dealer|broker)\b",
+        r"\b(?:i'll|i will|i'm|i am|we'll|we will|we're|i'd|gonna|going to)\b[^.?!]{0,40}\b(?<!from )(?:a different|another|some other) (?:company|firm|provider|supplier|store|shop|installer|insurer|bank|school|university|website|carrier|agency|retailer|courier|operator|network|lender|airline|gym|practice|nursery|garage|vet|optician|dentist|dealer|broker)\b",
         # round 4, from the misses on tune*.jsonl: ultimatums and the signs of a switch already under way
         r"\b(?:can|could|may as well) have my (?:account|business|custom|money|contract)\b(?! (?:number|details|reference|no\b))|\bout to tender\b",
         r"\b(?:give me|is there)(?: one| a| any)?(?: good)? reasons?\b[^.?!]{0,30}\b(?:to (?:stay|stick (?:around|with (?:you|it|this))|keep (?:you|paying))|not to (?:take|switch|leave|move))\b",
@@ -91,7 +93,7 @@ RULES: tuple[Rule, ...] = (
                  r"\b(?:i'm|i am|we're|we are) not (?:leaving|cancell?ing|switching|going anywhere)\b")),
     Rule("repeat_contact", "customer", _rx(
         r"\b(?:this is|it's|that's) (?:the|my) (?:second|third|fourth|fifth|sixth|\d+(?:st|nd|rd|th)) (?:time|call)\b",
-        r"\b(?:already|i've) (?:called|rung|rang|phoned|explained|told|been through|spoken|chatted|contacted|reported|raised|logged|lodged|complained|emailed|written)\b(?! me\b)",
+        r"\b(?:already|i've) (?:called|rung|rang|phoned|explained|told|been through|spoken|chatted|contacted|reported|raised|logged|lodged|complained|emailed)\b(?! me\b)|\b(?:already|i've|i have) written (?:to (?:you|your|the)|in\b|twice|before|several|three|a (?:letter|complaint)|an email)|\balready written\b",
         r"\b(?:raised|logged|log|lodged|reported|filed|complained|flagged|opened a case|brought (?:this|it) up|did the (?:whole )?complaint|emailed|was in touch|spoke to (?:someone|somebody|a|your)|went through|had a chat|called in|chatted)\b[^.?!]{0,40}\b(?:already|before|twice|three times|ago|since|back in|yesterday|a fortnight|last (?:week|month|time|monday|tuesday|wednesday|thursday|friday|saturday|sunday)|on (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)|in (?:january|february|march|april|may|june|july|august|september|october|november|december)|at the start of)\b",
         r"\bhow many (?:more )?times (?:do|have|must|will|am) i\b|\b(?:second|third|fourth|fifth|\d+(?:st|nd|rd|th)) (?:call|time) (?:today|this week|this month)\b|\bcall number \w+\b|\bit's me again\b",
         r"\b(?:like|as) i (?:said|told|explained)(?: it)? to (?:your|the|a|whoever)\b|\bi gave (?:all )?(?:this|the (?:full |whole )?story|all the details|it all) to\b",
@@ -113,12 +115,13 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:every|each) (?:single )?(?:week|month|day|time) (?:i|we) (?:ring|call|phone|chase|contact)\b",
         r"\bhad this (?:exact |same |very )?conversation\b|\b(?:with|to|told) (?:the|your) (?:last|previous) (?:person|people|agent|advisor|guy|lady|one|\w+ people)\b",
     ), veto=_rx(r"\bto say (?:thanks|thank you)\b|\byou were (?:really |so |very )?(?:quick|great|helpful|brilliant|lovely)\b",
-                 r"\bfirst time\b|\bnever (?:called|rung|rang|phoned|contacted)\b")),
+                 r"\bfirst time\b|\bnever (?:called|rung|rang|phoned|contacted)\b",
+                 r"\b(?:sorry|apologi[sz]e|shouldn't have|shouldnae have|should not have|didn't mean to)\b[^.?!]{0,25}\bcall(?:ed|ing) you\b")),
     Rule("abuse", "customer", _rx(
-        r"\b(?:you|you people|you lot|your company|your staff|this company)\b[^.?!]{0,20}\b(?:idiots?|morons?|useless|incompetent|stupid|pathetic|clowns|liars|thieves|crooks|scammers|a joke)\b",
+        r"\b(?:you|you people|you lot|your company|your staff|this company)\b(?:(?!\b(?:think|thinks|thought|treat\w*) (?:i|i'm|me)\b)[^.?!]){0,20}\b(?:idiots?|morons?|useless|incompetent|stupid|pathetic|clowns|liars|thieves|crooks|scammers|a joke)\b",
         r"\b(?:f\w*ck (?:you|off)|screw you|go to hell|shut up|piss off|bloody idiot|damn idiots?)\b",
         r"\byou(?:'re| are)?(?: (?:a|an|such a|right|complete|total|bloody|f\w*cking|little|stupid|useless|patronising|patronizing)){0,3} (?:eejit|git|shit|twat|muppet|tosser|wanker|plonker|prat|numpty|dickhead|arsehole|asshole|bastard|jobsworth|imbecile|cretin)s?\b",
-    )),
+    ), veto=_rx(r"\b(?:sorry|apologi[sz]e|shouldn't have|shouldnae have|should not have|didn't mean to)\b[^.?!]{0,20}\b(?:call(?:ed|ing) you|swear(?:ing)? at you|snapp(?:ed|ing) at you)\b")),
     Rule("legal_or_public_threat", "customer", _rx(
         # a lawyer mentioned is not a threat ("my lawyer is handling the estate"): it needs the framing of one
         r"\b(?:hear from|speak to|talk to|call|calling|contact|contacting|get|getting|involve|involving|bring in|letter from|forward this to) (?:my|a|our) (?:lawyer|solicitor|attorney)s?\b",
@@ -128,7 +131,7 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:complaint|report(?:ing)? (?:you|this)) (?:with|to) the\b",
         r"\b(?:post|posting|put|putting|share|sharing|write|writing|leave|leaving)\b[^.?!]{0,30}\b(?:online|everywhere|social media|twitter|facebook|tiktok|reddit|trustpilot|yelp|a review)\b",
         r"\b(?:go|going) to the (?:press|papers|news|media)\b|\btell (?:the whole (?:country|world|town)|everyone|everybody|all my (?:friends|followers))\b",
-        r"\b(?:ring|call|calling|contact|write to|tell|go to|be on)\b[^.?!]{0,25}\b(?:radio|phone-in|call-in|news|papers|newspapers?|journalists?|reporters?|tv)\b|\b(?:is|'s|know|knows) a (?:journalist|reporter)\b",
+        r"\b(?:ring|call|calling|contact|write to|tell|go to|be on)\b[^.?!]{0,25}\b(?:radio|phone-in|call-in|news|papers|newspapers?|journalists?|reporters?|tv(?! (?:package|box|licen[cs]e|channels?|service|subscription|bundle|plan|guide|remote|signal|aerial)))\b|\b(?:is|'s|know|knows) a (?:journalist|reporter)\b",
         r"\b(?:take|taking|go|going|report|reporting|complain|complaining|escalate|escalating|contact|contacting|ring|ringing|write|writing)\b(?: (?:this|it|you|the matter|this matter))? to (?:the |my )?[a-z' ]{0,30}\b(?:adjudicator|commissioner|authority|ombudsman|regulator|tribunal|mp)\b",
         r"\bico\b|\btio\b|\bbreach of contract\b|\bto my (?:lawyer|solicitor|attorney)\b|\bwrit(?:e|ing) (?:this|it) up\b|\brecording this (?:whole )?call\b|\btagging\b",
         r"\b(?:they'll|they will|everyone will|people will) (?:all )?know about (?:this|it|you)\b|\b(?:see|read|find) (?:this|it) on (?:tiktok|twitter|facebook|instagram|youtube|reddit|the news)\b",
@@ -143,7 +146,7 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:stop|quit) (?:talking|interrupting|reading|explaining|lecturing|saying|telling me|repeating|quoting)\b|\bjust stop\b",
         r"\b(?:don't|do not) need (?:the|a|your|this) (?:whole |full |long )?(?:explanation|lecture|speech|script|story|history lesson)\b",
         r"\b(?:don't|do not) need (?:it|them|that|those|the \w+(?: and \w+)?) (?:read|explained|recited)\b",
-        r"\b(?:read|reading) (?:me )?(?:from )?(?:a|the|your) script\b|\b(?:heard|know) the (?:spiel|script|speech|patter|drill|lecture)\b",
+        r"\b(?:read|reading) (?:me )?(?:from )?(?:a|the|your) script\b|\bheard the (?:spiel|script|speech|patter|drill|lecture)\b|\bknow the (?:spiel|script|speech|patter|lecture)\b",
         r"\b(?:a|the) question i (?:didn't|did not|never) ask\b|\bi (?:didn't|did not|never) say\b[^.?!]{0,40}\bi said\b",
         r"\bwhat i'm (?:actually )?(?:telling|saying to) you\b|\bgone off on (?:one|a tangent)\b|\bcut to the chase\b",
         r"\bbrick wall\b|\b(?:did|have|do) you (?:even |actually |just )?(?:take in|register|hear|catch|get|understand) (?:a word|anything|what) i\b",
@@ -158,7 +161,8 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:i'm|i am) the (?:highest|most senior|top|last)\b[^.?!]{0,25}\b(?:go|get|level|person|there is)\b",
         r"\b(?:we|i) (?:don't|do not) have (?:a|any) (?:manager|supervisor)s?\b",
         r"\b(?:no one|nobody) (?:above|higher than|senior to) me\b",
-    )),
+    ), veto=_rx(r"\b(?:shouldn't|should not|should never) have (?:said|told you)\b|\bi was wrong (?:to|about|when)\b|\b(?:got|had) (?:something|that|it) wrong\b",
+                 r"\b(?:we|i) do have (?:a |an )?(?:manager|supervisor|team lead(?:er)?)s?\b|\bthere (?:are|is) (?:a |an )?(?:manager|supervisor|team lead(?:er)?)s?\b(?! (?:here|available|free))")),
     Rule("dismissive_phrase", "agent", _rx(
         r"\bcalm down\b|\brelax\b|\btake a (?:deep )?breath\b|\bno need to (?:shout|swear|raise your voice|get (?:upset|angry|worked up))\b",
         r"\b(?:that's|that is|it's|it is) (?:our|the|company) policy\b|\bpolicy(?:'s| is) policy\b|\brules are rules\b",
@@ -167,16 +171,19 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:my|our) hands are tied\b",
         r"\b(?:isn't|is not|aren't|are not|not) (?:something|anything) (?:we|i) (?:deal with|handle|do|can touch)\b",
         r"\byou(?:'ll|'d| will| would) (?:have|need) to\b[^.?!]{0,30}\b(?:call|contact|ring|speak to|go to|write to|take it up with|make do)\b",
-        r"\byou(?:'d| would) need (?:the|a|another) [a-z ]{0,20}(?:team|department)\b|\btake (?:that|it|this) up with\b",
+        r"\byou(?:'d| would) need (?:the|a|another) [a-z ]{0,20}(?:team|department)\b|\byou(?:'ll|'d| will| would| can| could| may| might| must| should)?(?: (?:have|need|want|ought) to| just| better)? take (?:that|it|this) up with\b|(?:^|[.!?]\s+)take (?:that|it|this) up with\b",
         r"\b(?:that's|that is|it's) (?:just )?(?:how|the way) (?:the system|it|things|the process|our system) works?\b|\bthat's final\b",
-        r"\b(?:i|we) (?:can't|cannot|can not|won't|will not|am not going to) (?:change|override|bend|break) (?:the|our|that|it)\b|\bwait your turn\b",
+        r"\b(?:i|we) (?:can't|cannot|can not|won't|will not|am not going to) (?:change|override|bend|break) (?:the|our|that|it)\b(?![^.?!]{0,60}\bbut (?:what )?(?:i|we) (?:can|could|will|'ll)\b)|\bwait your turn\b",
         r"\bjust the messenger\b|\babove my pay ?grade\b|\bout of my hands\b|\bend of (?:story|discussion)\b|\b(?:that's|it's) (?:just )?(?:the way|how) it is\b",
         r"\bi (?:don't|do not) (?:set|make) the (?:prices|rules|policy|policies)\b|\bnothing to do with (?:us|me)\b|\bnot my problem\b",
         r"\b(?:can't|cannot|don't) make (?:any |an )?exceptions?\b|\bnot going to (?:explain|repeat) (?:it|that|this|myself)\b",
         r"\b(?:it's|that's|it is|that is) (?:just |really |simply )?(?:the )?(?:terms and conditions|procedure|rules)(?=\s*(?:[.,!?]|$))",
-    )),
+    ), veto=_rx(r"\b(?:sorry|apologi[sz]e|shouldn't have|should not have|wrong of me)\b[^.?!]{0,40}\b(?:calm down|relax)\b",
+                 r"\b(?:calm down|relax)\b[^.?!]{0,25}\b(?:wasn't|was not|isn't) (?:fair|right|ok|okay|on|helpful)\b",
+                 # the spec's own "not it": what the agent can't do, then what they can
+                 r"\b(?:can't|cannot|can not|unable to|not able to|won't be able to)\b[^.?!]{0,60}\bbut (?:here's |here is )?(?:what )?(?:i|we) (?:can|could|'ll|will)\b")),
     Rule("blame_language", "agent", _rx(
-        r"\byou (?:should|shouldn't|should not|could) have\b(?! (?:received|got|gotten|had|been (?:sent|given|told|offered|notified|informed|contacted|charged)))",
+        r"\byou (?:should|shouldn't|should not|could) have\b(?! (?:to\b|received|got|gotten|had|been (?:sent|given|told|offered|notified|informed|contacted|charged)))",
         r"\byou (?:didn't|did not|failed to|forgot to|never) (?:submit|send|read|fill|pay|check|tell|follow|sign|provide|update|give|notify|register|keep)\w*\b",
         r"\byou're (?:wrong|mistaken|confused)\b|\byou are (?:wrong|mistaken)\b|\byou(?:'ve| have) (?:got (?:it|that|this) wrong|misunderstood|misread|mixed (?:up|them up))\b",
         r"\b(?:that's|it's|this is) (?:your|on your) (?:fault|problem|responsibility|mistake)\b|\b(?:that's|that is|it's) on you\b",
@@ -185,9 +192,9 @@ RULES: tuple[Rule, ...] = (
         r"\byou(?:'re| are| were) the one (?:who|that)\b|\byou (?:let|allowed) (?:the|your) \w+ (?:lapse|expire|run out)\b",
         r"\byou(?:'ve| have)? (?:\w+ed|did|made|signed|agreed|chose|ticked|set) (?:it|that|this|the \w+)? ?(?:\w+ )?yourself\b",
         r"\bdid you not (?:think|check|read|see|bother)\b|\b(?:that's|it's|this is) down to you\b|\bwhose fault\b|\byou(?:'ve| have)? caused\b",
-        r"\byou keep (?:giving|getting|sending|putting|entering|doing)\b[^.?!]{0,20}\bwrong\b|\byou were (?:told|informed|warned|advised|notified)\b",
+        r"\byou keep (?:giving|getting|sending|putting|entering|doing)\b[^.?!]{0,20}\bwrong\b|\byou were (?:told|informed|warned|advised|notified)\b(?! (?:the wrong|wrong|incorrectly|otherwise|something different|it (?:was|would|'d|had)|that it (?:was|would|'d|had)|(?:we|they|someone) would))",
         r"\byou(?:'ve| have) (?:obviously|clearly) (?:not|never)\b|\byou (?:obviously|clearly) (?:didn't|haven't|did not|have not|never)\b",
-    )),
+    ), veto=_rx(r"\b(?:that's|that is|it's|it is|that was|it was) (?:on (?:us|me)|(?:my|our) (?:fault|mistake|error))\b")),
 )
 
 
