@@ -171,7 +171,7 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:my|our) hands are tied\b",
         r"\b(?:isn't|is not|aren't|are not|not) (?:something|anything) (?:we|i) (?:deal with|handle|do|can touch)\b",
         r"\byou(?:'ll|'d| will| would) (?:have|need) to\b[^.?!]{0,30}\b(?:call|contact|ring|speak to|go to|write to|take it up with|make do)\b",
-        r"\byou(?:'d| would) need (?:the|a|another) [a-z ]{0,20}(?:team|department)\b|\byou(?:'ll|'d| will| would| can| could| may| might| must| should)?(?: (?:have|need|want|ought) to| just| better)? take (?:that|it|this) up with\b|(?:^|[.!?]\s+)take (?:that|it|this) up with\b",
+        r"\byou(?:'d| would) need (?:the|a|another) [a-z ]{0,20}(?:team|department)\b|\byou(?:'ll|'d| will| would| can| could| may| might| must| should)?(?: (?:have|need|want|ought) to| just| better)? take (?:that|it|this) up with\b|(?:^|(?<=[.!?]\s))take (?:that|it|this) up with\b",
         r"\b(?:that's|that is|it's) (?:just )?(?:how|the way) (?:the system|it|things|the process|our system) works?\b|\bthat's final\b",
         r"\b(?:i|we) (?:can't|cannot|can not|won't|will not|am not going to) (?:change|override|bend|break) (?:the|our|that|it)\b(?![^.?!]{0,60}\bbut (?:what )?(?:i|we) (?:can|could|will|'ll)\b)|\bwait your turn\b",
         r"\bjust the messenger\b|\babove my pay ?grade\b|\bout of my hands\b|\bend of (?:story|discussion)\b|\b(?:that's|it's) (?:just )?(?:the way|how) it is\b",
