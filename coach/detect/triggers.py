@@ -43,6 +43,8 @@ def _rx(*alternatives: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE)
 
 
+# a party taking back what they said ("sorry I called you a clown"): vetoes the trigger in its words
+TAKEN_BACK = r"\b(?:sorry|apologi[sz]e|shouldn't have|shouldnae have|should not have|didn't mean to)\b"
 SENIOR = r"(?:supervisor|manager|team ?lead(?:er)?|boss|superior|gaffer|director|someone (?:more )?senior|(?:somebody|someone) in management|head of [a-z ]+|complaints (?:lead|manager))"
 
 RULES: tuple[Rule, ...] = (
@@ -116,12 +118,12 @@ RULES: tuple[Rule, ...] = (
         r"\bhad this (?:exact |same |very )?conversation\b|\b(?:with|to|told) (?:the|your) (?:last|previous) (?:person|people|agent|advisor|guy|lady|one|\w+ people)\b",
     ), veto=_rx(r"\bto say (?:thanks|thank you)\b|\byou were (?:really |so |very )?(?:quick|great|helpful|brilliant|lovely)\b",
                  r"\bfirst time\b|\bnever (?:called|rung|rang|phoned|contacted)\b",
-                 r"\b(?:sorry|apologi[sz]e|shouldn't have|shouldnae have|should not have|didn't mean to)\b[^.?!]{0,25}\bcall(?:ed|ing) you\b")),
+                 rf"{TAKEN_BACK}[^.?!]{{0,25}}\bcall(?:ed|ing) you\b")),
     Rule("abuse", "customer", _rx(
         r"\b(?:you|you people|you lot|your company|your staff|this company)\b(?:(?!\b(?:think|thinks|thought|treat\w*) (?:i|i'm|me)\b)[^.?!]){0,20}\b(?:idiots?|morons?|useless|incompetent|stupid|pathetic|clowns|liars|thieves|crooks|scammers|a joke)\b",
         r"\b(?:f\w*ck (?:you|off)|screw you|go to hell|shut up|piss off|bloody idiot|damn idiots?)\b",
         r"\byou(?:'re| are)?(?: (?:a|an|such a|right|complete|total|bloody|f\w*cking|little|stupid|useless|patronising|patronizing)){0,3} (?:eejit|git|shit|twat|muppet|tosser|wanker|plonker|prat|numpty|dickhead|arsehole|asshole|bastard|jobsworth|imbecile|cretin)s?\b",
-    ), veto=_rx(r"\b(?:sorry|apologi[sz]e|shouldn't have|shouldnae have|should not have|didn't mean to)\b[^.?!]{0,20}\b(?:call(?:ed|ing) you|swear(?:ing)? at you|snapp(?:ed|ing) at you)\b")),
+    ), veto=_rx(rf"{TAKEN_BACK}[^.?!]{{0,20}}\b(?:call(?:ed|ing) you|swear(?:ing)? at you|snapp(?:ed|ing) at you)\b")),
     Rule("legal_or_public_threat", "customer", _rx(
         # a lawyer mentioned is not a threat ("my lawyer is handling the estate"): it needs the framing of one
         r"\b(?:hear from|speak to|talk to|call|calling|contact|contacting|get|getting|involve|involving|bring in|letter from|forward this to) (?:my|a|our) (?:lawyer|solicitor|attorney)s?\b",
@@ -173,7 +175,7 @@ RULES: tuple[Rule, ...] = (
         r"\byou(?:'ll|'d| will| would) (?:have|need) to\b[^.?!]{0,30}\b(?:call|contact|ring|speak to|go to|write to|take it up with|make do)\b",
         r"\byou(?:'d| would) need (?:the|a|another) [a-z ]{0,20}(?:team|department)\b|\byou(?:'ll|'d| will| would| can| could| may| might| must| should)?(?: (?:have|need|want|ought) to| just| better)? take (?:that|it|this) up with\b|(?:^|(?<=[.!?]\s))take (?:that|it|this) up with\b",
         r"\b(?:that's|that is|it's) (?:just )?(?:how|the way) (?:the system|it|things|the process|our system) works?\b|\bthat's final\b",
-        r"\b(?:i|we) (?:can't|cannot|can not|won't|will not|am not going to) (?:change|override|bend|break) (?:the|our|that|it)\b(?![^.?!]{0,60}\bbut (?:what )?(?:i|we) (?:can|could|will|'ll)\b)|\bwait your turn\b",
+        r"\b(?:i|we) (?:can't|cannot|can not|won't|will not|am not going to) (?:change|override|bend|break) (?:the|our|that|it)\b|\bwait your turn\b",
         r"\bjust the messenger\b|\babove my pay ?grade\b|\bout of my hands\b|\bend of (?:story|discussion)\b|\b(?:that's|it's) (?:just )?(?:the way|how) it is\b",
         r"\bi (?:don't|do not) (?:set|make) the (?:prices|rules|policy|policies)\b|\bnothing to do with (?:us|me)\b|\bnot my problem\b",
         r"\b(?:can't|cannot|don't) make (?:any |an )?exceptions?\b|\bnot going to (?:explain|repeat) (?:it|that|this|myself)\b",
