@@ -285,7 +285,7 @@ async def _start_keeping(args, settings: Settings, info, layout):
     store = await asyncio.to_thread(open_store, data_dir)
     # the call's date is the recording's: when the file was written, less its length
     started = args.recording.stat().st_mtime - (info.duration or 0.0)
-    record = CallRecord(call_id, args.agent_id, "recording", "live", started if started > 0 else time.time(), channels=len(layout.parties))
+    record = CallRecord(call_id, args.agent_id, "recording", "live", started if started > 0 else time.time(), channels=layout.recorded_channels)
     try:
         await asyncio.to_thread(store.begin, record)
     except CallExistsInStore:

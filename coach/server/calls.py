@@ -262,7 +262,7 @@ class CallRegistry:
             raise CallRefused(f"overloaded (a live call's analysis is {behind:.0f} s behind): try again later")
         recorder = None
         if self.store is not None:
-            record = CallRecord(call_id, agent_id, "live", "live", time.time(), channels=len(layout.parties))
+            record = CallRecord(call_id, agent_id, "live", "live", time.time(), channels=layout.recorded_channels)
             started = self._starting[call_id] = asyncio.Event()  # held while the store answers
             try:
                 await asyncio.get_running_loop().run_in_executor(self.store_executor, self.store.begin, record)

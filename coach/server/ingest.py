@@ -37,6 +37,7 @@ CALL_EXISTS = 4409
 TRY_AGAIN_LATER = 1013  # the server is at capacity
 TOO_BIG = 1009
 IDLE = 4408  # the sender went quiet
+INTERNAL_ERROR = 1011
 
 TWILIO_TRACKS = {"inbound": "customer", "outbound": "agent"}
 CALL_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
@@ -106,13 +107,27 @@ def _json(frame: str | bytes, what: str) -> dict:
     return message
 
 
-async def _finish(ws: WebSocket, call: LiveCall | None, code: int = 1000, reason: str = "") -> None:
-    if call is not None:
-        await call.end()
+async def _finish(ws: WebSocket, call: LiveCall | None, code: int = 1000, reason: str = "", last_words=None) -> None:
+    """End the stream's call whatever happened: ``last_words`` (the audio still in the ingest's
+    buffers) first, then the call's end, then the socket's close. Each step runs even when the one
+    before it raised, so no call is ever left live (and counted against admission) by a failure."""
     try:
-        await ws.close(code, reason[:120])
-    except (RuntimeError, WebSocketDisconnect):  # the sender is already gone
-        pass
+        if call is not None and last_words is not None:
+            await last_words()
+    except Exception:
+        log.exception("stream %s: the audio still buffered could not be taken in", call.call_id if call else "?")
+    finally:
+        try:
+            if call is not None:
+                await call.end()
+        except Exception:
+            log.exception("call %s could not end cleanly; cancelling it", call.call_id if call else "?")
+            await call.cancel()
+        finally:
+            try:
+                await ws.close(code, reason[:120])
+            except (RuntimeError, WebSocketDisconnect):  # the sender is already gone
+                pass
 
 
 RESAMPLE_BLOCK = 768  # 8 kHz samples: one 96 ms pipeline frame (the pipeline waits for a whole frame anyway)
@@ -157,11 +172,17 @@ class TwilioStream:
             self.registry.services.counters.errors["ingest"] += 1
         except WebSocketDisconnect:
             log.info("twilio stream %s: the sender went away", self._name)
+        except Exception:  # a bug of ours: this call ends with what it sent, no other call notices
+            code, reason = INTERNAL_ERROR, "internal error: the call is ended with what was sent"
+            log.exception("twilio stream %s failed", self._name)
+            self.registry.services.counters.errors["ingest"] += 1
         finally:
-            if self.aligner is not None and self.call is not None and self.resampler is not None:
-                await self._feed(self.aligner.flush())
-                await self.call.feed(self.resampler.flush())
-            await _finish(ws, self.call, code, reason)
+            await _finish(ws, self.call, code, reason, self._last_words)
+
+    async def _last_words(self) -> None:
+        if self.aligner is not None and self.call is not None and self.resampler is not None:
+            await self._feed(self.aligner.flush())
+            await self.call.feed(self.resampler.flush())
 
     @property
     def _name(self) -> str:
@@ -278,6 +299,10 @@ class AudioStream:
             self.registry.services.counters.errors["ingest"] += 1
         except WebSocketDisconnect:
             log.info("audio stream %s: the sender went away", self.call.call_id if self.call else "(no header)")
+        except Exception:  # a bug of ours: this call ends with what it sent, no other call notices
+            code, reason = INTERNAL_ERROR, "internal error: the call is ended with what was sent"
+            log.exception("audio stream %s failed", self.call.call_id if self.call else "(no header)")
+            self.registry.services.counters.errors["ingest"] += 1
         finally:
             await _finish(ws, self.call, code, reason)
 

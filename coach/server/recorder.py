@@ -61,11 +61,7 @@ class CallRecorder:
 
     def audio(self, block: np.ndarray) -> None:
         """``(samples, channels)`` as the call's layout has them; kept agent left, customer right."""
-        parties = self._layout.split(block)
-        if "mixed" in parties:
-            self._audio.append(parties["mixed"][:, None])
-        else:
-            self._audio.append(np.stack([parties["agent"], parties["customer"]], axis=1))
+        self._audio.append(self._layout.recorded(block))
 
     def _summary(self) -> dict[str, Any]:
         return {"risk": self._risk, "labels": list(self._labels), "prompts": self._prompts, "duration": self._consumed}

