@@ -29,6 +29,7 @@ from coach.detect.text import TextAnalyzer
 from coach.detect.triggers import TriggerDetector
 from coach.events import Event, SignalEvent, TranscriptEvent
 from coach.playbook import PromptPolicy
+from coach.textguard import MAX_TEXT_CHARS, bounded
 
 T = TypeVar("T")
 
@@ -106,6 +107,8 @@ class CallPipeline:
         return PartyActivity(ep.speaking, ep.utterance_start, ep.last_speech_end)
 
     def _transcribed(self, event: TranscriptEvent) -> None:
+        if len(event.text) > MAX_TEXT_CHARS:  # no speech is this long: a stand-in or a hostile model output
+            event = replace(event, text=bounded(event.text))
         if not event.final:
             self._emit(event)
             # the phrase rules read interims too, so a prompt need not wait for the final; similarity

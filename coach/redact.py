@@ -56,17 +56,24 @@ TOPICS = (
                          r"extension|text me)\b", re.IGNORECASE)),
     ("number", re.compile(r"\b(?:numbers?|digits?|pin|zip|post ?code|code)\b", re.IGNORECASE)),
 )
+GUARDED = ("card", "account", "id")  # topics during which the customer's audio is not kept
 LABELS = {
     "card": "[card number]", "account": "[account number]", "id": "[ID number]", "phone": "[phone number]",
     "number": "[number]", "email": "[email]",
 }
 
 TOKEN = re.compile(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]")
-EMAIL_WRITTEN = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")
-TLD = r"(?:com|net|org|co|uk|io|edu|gov|us|ca|de|fr|ie|au|info|biz|me)"
-# "jo dot smith at mail dot com", "jsmith at gmail.com", "j.smith at outlook dot co dot uk"
+EMAIL_WRITTEN = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)++")
+TLDS = ("com", "net", "org", "co", "uk", "io", "edu", "gov", "us", "ca", "de", "fr", "ie", "au", "info", "biz", "me")
+# "jo dot smith at mail dot com", "jsmith at gmail.com", "j.smith at outlook dot co dot uk". Every
+# quantifier in a repeated group is possessive (coach/textguard.py): "S-M-I-T-H-..." with no "at"
+# after it is read once, not split every possible way. The domain is taken whole, then its last
+# label must be a top-level domain (a lookbehind per TLD, since it cannot be given back).
 EMAIL_SPOKEN = re.compile(
-    rf"\b[\w+-]+(?:(?:\s+(?:dot|underscore|dash)\s+|[._-])[\w+-]+)*\s+at\s+[\w-]+(?:(?:\s+dot\s+|\.)[\w-]+)*(?:\s+dot\s+|\.){TLD}\b",
+    r"(?<![\w+.-])[\w+-]++(?:(?:\s++(?:dot|underscore|dash|hyphen)\s++|[._-])[\w+-]++)*+"
+    r"\s++(?:at(?:\s++(?:sign|symbol))?|@)\s++"
+    r"[\w-]++(?:(?:\s++dot\s++|\.)[\w-]++)++"
+    r"(?:" + "|".join(rf"(?<=[. ]{tld})" for tld in TLDS) + r")\b",
     re.IGNORECASE,
 )
 ID_WRITTEN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b")
@@ -246,6 +253,11 @@ class Redactor:
 
     def topic(self, at: float) -> str | None:
         return self._topic if at <= self._until else None
+
+    def guarded_until(self, at: float) -> float | None:
+        """While a card, account or ID is being given (its topic open at call time ``at``), until when;
+        else None. The kept recording silences the customer for that long."""
+        return self._until if self.topic(at) in GUARDED else None
 
     def text(self, text: str, at: float, remember: bool = True) -> tuple[str, list[Span]]:
         """``text`` (said up to call time ``at``) redacted; what it says about the topic is remembered."""

@@ -86,3 +86,31 @@ async def test_whatever_raises_in_an_ingest_its_call_ends_and_is_kept_and_other_
         assert live.app.state.registry.live == {}
         later = await play_call(live.url, ESCALATION, token=ingest, call_id="FINE", speed=0)
         assert later.closed == (1000, "call ended")
+
+
+SPELLED = "-".join("ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMNOPQRSTUVWXYZ")  # 52 letters, no " at " after
+TRAPS = {
+    300: f"My name is {SPELLED} and that is all.",  # minutes per final if EMAIL_SPOKEN still backtracked
+    400: "jo " + " dot jo" * 300 + " at nowhere",  # a long dotted chain that never reaches a TLD
+    500: "you " + "stupid " * 400 + "and " + "x" * 50_000,  # over the text bound: cut before any rule reads it
+    600: "I want to speak to your manager right now.",
+}
+
+
+async def test_transcripts_built_to_trip_regular_expressions_pass_quickly_and_other_calls_go_on(tmp_path):
+    from tests.fakes import PhraseTranscriber
+
+    trap = np.concatenate([said(300), silence(1.0), said(400), silence(1.0), said(500), silence(1.0)])
+    bystander = np.stack([np.zeros(said(600).size + 16000, np.float32), np.concatenate([said(600), silence(1.0)])], axis=1)
+    async with running_server(tmp_path, transcriber=PhraseTranscriber(TRAPS)) as live:
+        ingest = await live.token("ingest")
+        sent = await asyncio.gather(
+            play_call(live.url, np.stack([trap, np.zeros_like(trap)], axis=1), token=ingest, call_id="TRAP", speed=0),
+            play_call(live.url, bystander, token=ingest, call_id="BYSTANDER", speed=0),
+        )
+        assert [s.closed for s in sent] == [(1000, "call ended")] * 2
+        trapped = finals(await _events(live, "TRAP"), "agent")
+        assert trapped[0] == TRAPS[300] and len(trapped) == 3 and 0 < len(trapped[2]) <= 2000
+        events = await _events(live, "BYSTANDER")
+        assert finals(events, "customer") == [TRAPS[600]]
+        assert "escalation_request" in [e["label"] for e in events if e["type"] == "signal"]

@@ -71,9 +71,10 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
             max_batch=settings.server.max_batch,
         )
         vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
+        redact_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redact")
         services = CallServices(
             scheduler, settings.asr, vad_executor, playbook, text_models, reader_limit=settings.server.reader_limit,
-            redaction=settings.redaction,
+            redaction=settings.redaction, redact_executor=redact_executor,
         )
         if vad_factory is not None:
             services.vad_factory = vad_factory
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
             store_executor.shutdown(wait=True)
             scheduler.close()
             vad_executor.shutdown(wait=True)
+            redact_executor.shutdown(wait=True)
             if text_models is not None and text is _LOAD:
                 text_models.close()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -54,6 +55,8 @@ class CallServices:
     reader_limit: int = 1000  # messages a websocket reader may fall behind before it is dropped
     counters: ServiceCounters = field(default_factory=ServiceCounters)  # for /metrics
     redaction: RedactionSettings = field(default_factory=RedactionSettings)
+    # redaction's regular expressions run here, never on the event loop (None: a thread of its own per call)
+    redact_executor: Executor | None = None
 
 
 class CallRefused(Exception):
@@ -103,12 +106,17 @@ class LiveCall:
             layout, services.scheduler, services.asr, self._emit, services.vad_executor,
             vad_factory=services.vad_factory, policy=PromptPolicy(services.playbook), text=services.text,
         )
+        # events leave in the order the pipeline made them, each redacted off the event loop first
+        self._outbox: asyncio.Queue[tuple[Message, Event | None] | None] = asyncio.Queue()
+        self._redact_executor = services.redact_executor
         summary = self.summary()
         self._publish(self._stamp({**summary, "at": 0.0}))  # the call's own stream opens with its summary
         board.publish(summary)
         if recorder is not None:
             recorder.start()
-        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"call {call_id}")
+        loop = asyncio.get_running_loop()
+        self._publisher = loop.create_task(self._publishing(), name=f"publish {call_id}")
+        self.task = loop.create_task(self._run(), name=f"call {call_id}")
 
     @property
     def queued_frames(self) -> int:
@@ -168,14 +176,18 @@ class LiveCall:
             self.error = f"{type(exc).__name__}: {exc}"
             error = self._stamp({"type": "error", "at": round(self.pipeline.consumed, 2),
                                  "message": "the call's analysis failed; its events so far are kept, and its audio to the end"})
-            self._publish(error)
-            if self.recorder is not None:
-                self.recorder.event(error)
+            self._outbox.put_nowait((error, None))
+            if self.recorder is not None and self._silence_audio and self.redactor is not None:
+                # redaction fails closed: with no transcript to say where personal data was, the
+                # customer is silenced from the first audio the analysis had not finished with, to the end
+                self.recorder.mute("customer", self.pipeline.caught_up_to, math.inf)
             # the analysis is gone, the call is not: its audio is still taken in and recorded until it ends
             while await self._audio.get() is not None:
                 pass
         finally:
             await self.pipeline.aclose()
+            self._outbox.put_nowait(None)
+            await asyncio.shield(self._publisher)  # every event out (redacted) before the call is sealed
             if self.recorder is not None:
                 await self.recorder.end(self.error)
                 if self.recorder.failed:
@@ -196,16 +208,52 @@ class LiveCall:
             self.raw_log.publish(raw or message)
 
     def _emit(self, event: Event) -> None:
-        raw = self._stamp(event.to_dict())
-        message, spans = self.redactor.event(raw) if self.redactor is not None else (raw, [])
+        """From the pipeline, on the loop: stamped now, redacted and sent by the publisher, in order."""
+        self._outbox.put_nowait((self._stamp(event.to_dict()), event))
+
+    async def _publishing(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (item := await self._outbox.get()) is not None:
+            raw, event = item
+            try:
+                if self.redactor is not None and raw.get("type") in ("transcript", "signal"):
+                    message, spans, guarded = await loop.run_in_executor(self._redact_executor, self._redact, raw)
+                else:
+                    message, spans, guarded = raw, [], None
+            except Exception:  # redaction failed closed: the text is withheld, never sent as said
+                log.exception("call %s: redaction failed; the event's text is withheld", self.call_id)
+                self._counters.errors["redaction"] += 1
+                message, spans, guarded = _withheld(raw), [], None
+                if self.recorder is not None and isinstance(event, TranscriptEvent):
+                    self.recorder.mute(event.speaker, event.start, event.end)
+            try:
+                self._deliver(message, raw, event, spans, guarded)
+            except Exception:  # one event that cannot be delivered must not stop the rest
+                log.exception("call %s: an event could not be delivered", self.call_id)
+                self._counters.errors["publish"] += 1
+
+    def _redact(self, raw: Message) -> tuple[Message, list, float | None]:
+        """In the redaction thread: the event redacted, and until when (call time) a card, account or ID
+        topic is open, if it is."""
+        message, spans = self.redactor.event(raw)
+        return message, spans, self.redactor.guarded_until(float(raw.get("end", raw.get("at", 0.0))))
+
+    def _deliver(self, message: Message, raw: Message, event: Event | None, spans: list, guarded: float | None) -> None:
         if spans:
             self._counters.redactions += len(spans)
         self._publish(message, raw)
+        if event is None:  # our own message (an error): kept, nothing else to tell
+            if self.recorder is not None:
+                self.recorder.event(message)
+            return
         self._counters.events += 1
         if self.recorder is not None:
             self.recorder.event(message)
-            if spans and self._silence_audio and isinstance(event, TranscriptEvent):
-                self.recorder.silence(event.speaker, event.start, event.end)
+            if self._silence_audio and isinstance(event, TranscriptEvent):
+                if spans:
+                    self.recorder.silence(event.speaker, event.start, event.end)
+                if guarded is not None:  # a card, account or ID is being given: the customer is silenced
+                    self.recorder.mute("customer", event.start, guarded)
         changed = False
         if isinstance(event, SignalEvent):
             self._counters.signals[event.label] += 1
@@ -228,6 +276,11 @@ class LiveCall:
             "type": "call", "call_id": self.call_id, "agent_id": self.agent_id, "state": self.state,
             "risk": self.risk, "started_at": round(self.started_at, 3), "signals": list(self.signals), "prompt": self.prompt,
         }
+
+
+def _withheld(message: Message) -> Message:
+    field = "text" if message.get("type") == "transcript" else "evidence"
+    return {**message, field: "[withheld]"} if field in message else message
 
 
 @dataclass

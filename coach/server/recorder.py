@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
 
-from coach.audio.frames import CallLayout
+from coach.audio.frames import SAMPLE_RATE, CallLayout
 from coach.store import CallRecord, CallStore, Silence
 
 log = logging.getLogger("coach.recorder")
@@ -36,6 +37,8 @@ class CallRecorder:
         self._risk = 0
         self._prompts = 0
         self._consumed = 0.0
+        self._received = 0.0  # seconds of call audio handed over
+        self._muted: dict[int, float] = {}  # channel -> call time until which its audio is zeroed as it comes
         self._timer: asyncio.Task | None = None
         self.failed: str | None = None  # the store refused a write: the call goes on, unrecorded
 
@@ -54,14 +57,31 @@ class CallRecorder:
         if "at" in message:
             self._consumed = max(self._consumed, float(message["at"]))
 
+    def _channel(self, speaker: str) -> int:
+        return 0 if self._layout.recorded_channels == 1 or speaker == "agent" else 1
+
     def silence(self, speaker: str, start: float, end: float) -> None:
         """Personal data was said by ``speaker`` from ``start`` to ``end``: the kept recording gets
         silence there, on that party's channel (the next write does it, after the audio it covers)."""
-        self._silence.append(Silence(0 if speaker in ("agent", "mixed") else 1, start, end))
+        self._silence.append(Silence(self._channel(speaker), start, end))
+
+    def mute(self, speaker: str, start: float, until: float) -> None:
+        """Silence ``speaker`` from ``start`` (audio already taken: rewritten by the next write) until
+        ``until`` (audio still to come: zeroed before it is written; ``math.inf``: to the end)."""
+        channel = self._channel(speaker)
+        if start < self._received:
+            self._silence.append(Silence(channel, start, min(until, self._received)))
+        self._muted[channel] = max(self._muted.get(channel, 0.0), until)
 
     def audio(self, block: np.ndarray) -> None:
         """``(samples, channels)`` as the call's layout has them; kept agent left, customer right."""
-        self._audio.append(self._layout.recorded(block))
+        kept = self._layout.recorded(block)
+        start = self._received
+        self._received += block.shape[0] / SAMPLE_RATE
+        for channel, until in self._muted.items():
+            if until > start:
+                kept[: max(0, min(kept.shape[0], math.ceil((until - start) * SAMPLE_RATE))), channel] = 0.0
+        self._audio.append(kept)
 
     def _summary(self) -> dict[str, Any]:
         return {"risk": self._risk, "labels": list(self._labels), "prompts": self._prompts, "duration": self._consumed}
