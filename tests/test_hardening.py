@@ -114,3 +114,25 @@ async def test_transcripts_built_to_trip_regular_expressions_pass_quickly_and_ot
         events = await _events(live, "BYSTANDER")
         assert finals(events, "customer") == [TRAPS[600]]
         assert "escalation_request" in [e["label"] for e in events if e["type"] == "signal"]
+
+
+async def test_a_tokenless_flood_of_unknown_events_is_cut_off_and_leaves_no_trace_of_its_bytes_in_the_log(tmp_path, caplog):
+    flood = json.dumps({"event": "x" * 200_000})
+    async with running_server(tmp_path) as live:
+        caplog.clear()
+        async with connect(f"{live.ws}/ws/twilio", max_size=None) as ws:
+            sent = 0
+            try:
+                for _ in range(30):
+                    await ws.send(flood)
+                    sent += 1
+                await ws.wait_closed()
+            except Exception:
+                pass
+        assert ws.close_code == 4400 and "no start" in ws.close_reason
+        logged = sum(len(r.getMessage()) for r in caplog.records)
+        assert logged < 1000, [r.getMessage()[:200] for r in caplog.records]
+        assert "xxxx" not in caplog.text
+        # a real call is not disturbed
+        ingest = await live.token("ingest")
+        assert (await play_call(live.url, ESCALATION, token=ingest, call_id="REAL", speed=0)).closed == (1000, "call ended")

@@ -114,7 +114,10 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
     twilio_token = settings.twilio_auth_token.get_secret_value() if settings.twilio_auth_token else None
 
     async def refuse(ws: WebSocket, code: int, reason: str, why: str) -> None:
-        log.warning("refused %s from %s (%d): %s", ws.url.path, ws.client.host if ws.client else "?", code, reason)
+        # logged before any token is checked: our own words only, nothing the client wrote (the route's
+        # pattern, not its path; the refusal's kind, not a reason that may quote a header)
+        route = getattr(ws.scope.get("route"), "path", "websocket")
+        log.warning("refused %s from %s (%d): %s", route, ws.client.host if ws.client else "?", code, why)
         ws.app.state.counters.refused[why] += 1
         await ws.accept()
         await ws.close(code, reason[:120])

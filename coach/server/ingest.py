@@ -39,6 +39,10 @@ TOO_BIG = 1009
 IDLE = 4408  # the sender went quiet
 INTERNAL_ERROR = 1011
 
+# before a stream is authenticated (its start or header), it gets this many frames and seconds
+FRAMES_BEFORE_START = 8  # Twilio sends "connected", then "start"
+START_WITHIN = 10.0
+
 TWILIO_TRACKS = {"inbound": "customer", "outbound": "agent"}
 CALL_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 
@@ -78,12 +82,19 @@ async def _start_call(registry: CallRegistry, call_id: str, agent_id: str | None
         raise StreamRefused(TRY_AGAIN_LATER, str(exc)) from None
 
 
-async def _receive(ws: WebSocket, max_bytes: int, idle_timeout: float | None = None) -> str | bytes | None:
-    """The next frame, or None when the sender closed the socket."""
+async def _receive(ws: WebSocket, max_bytes: int, idle_timeout: float | None = None, deadline: float | None = None) -> str | bytes | None:
+    """The next frame, or None when the sender closed the socket. ``deadline`` (loop time): a stream
+    not yet authenticated must have started by then, however many frames it sends meanwhile."""
+    loop = asyncio.get_running_loop()
+    when = None if idle_timeout is None else loop.time() + idle_timeout
+    if deadline is not None:
+        when = deadline if when is None else min(when, deadline)
     try:
-        async with asyncio.timeout(idle_timeout):  # no task per frame, as wait_for would make
+        async with asyncio.timeout_at(when):  # no task per frame, as wait_for would make
             message = await ws.receive()
     except TimeoutError:
+        if deadline is not None and loop.time() >= deadline:
+            raise StreamRefused(BAD_INPUT, "no start within the time allowed after connecting") from None
         raise StreamRefused(IDLE, f"nothing received for {idle_timeout:g} s: the call is ended with what was sent") from None
     if message["type"] == "websocket.disconnect":
         return None
@@ -153,7 +164,13 @@ class TwilioStream:
         await ws.accept()
         code, reason = 1000, "call ended"
         try:
-            while (frame := await _receive(ws, self.max_bytes, self.idle_timeout)) is not None:
+            deadline = asyncio.get_running_loop().time() + START_WITHIN
+            frames = ignored = 0
+            while (frame := await _receive(ws, self.max_bytes, self.idle_timeout, None if self.call else deadline)) is not None:
+                if self.call is None:  # not authenticated yet: a few frames, within START_WITHIN, must bring the start
+                    frames += 1
+                    if frames > FRAMES_BEFORE_START:
+                        raise StreamRefused(BAD_INPUT, f"no start in the first {FRAMES_BEFORE_START} frames")
                 message = _json(frame, "Twilio sends JSON text frames")
                 event = message.get("event")
                 if event == "start":
@@ -165,7 +182,12 @@ class TwilioStream:
                 elif event in ("connected", "mark", "dtmf"):
                     continue
                 else:
-                    log.warning("twilio stream %s: ignored unknown event %r", self._name, event)
+                    ignored += 1
+                    if ignored == 1:  # its type and size only: nothing a client sends is written out
+                        log.warning("twilio stream %s: ignored an unknown event (%s, a %d-byte frame); later ones are counted",
+                                    self._name, type(event).__name__, len(frame))
+            if ignored > 1:
+                log.info("twilio stream %s: %d unknown events ignored in all", self._name, ignored)
         except StreamRefused as refused:
             code, reason = refused.code, refused.reason
             log.warning("twilio stream %s refused: %s", self._name, reason)
@@ -269,7 +291,7 @@ class AudioStream:
         await ws.accept()
         code, reason = 1000, "call ended"
         try:
-            frame = await _receive(ws, self.max_bytes, self.idle_timeout)
+            frame = await _receive(ws, self.max_bytes, self.idle_timeout, asyncio.get_running_loop().time() + START_WITHIN)
             if frame is None:
                 return
             header = self._header(_json(frame, "the first frame is the stream header"))
@@ -280,6 +302,7 @@ class AudioStream:
             resampler = Resampler(header.sample_rate, header.channels)
             self.call = await _start_call(self.registry, header.call_id, header.agent_id, layout, sender)
             carry = b""  # a frame may end mid-sample; the rest comes with the next
+            ignored = 0
             while (frame := await _receive(ws, self.max_bytes, self.idle_timeout)) is not None:
                 if isinstance(frame, bytes):
                     data = carry + frame
@@ -291,7 +314,10 @@ class AudioStream:
                 event = _json(frame, "control frame").get("event")
                 if event == "stop":
                     break
-                log.warning("audio stream %s: ignored unknown event %r", header.call_id, event)
+                ignored += 1
+                if ignored == 1:  # its type and size only: nothing a client sends is written out
+                    log.warning("audio stream %s: ignored an unknown control frame (%s, %d bytes); later ones are counted",
+                                header.call_id, type(event).__name__, len(frame))
             await self.call.feed(resampler.flush())
         except StreamRefused as refused:
             code, reason = refused.code, refused.reason
