@@ -128,8 +128,10 @@ class ServerSettings(BaseModel):
     send_timeout: float = Field(5.0, gt=0, description="a reader whose sends stall this long (s) is dropped")
     reader_limit: int = Field(1000, ge=10, description="messages a reader may fall behind before it is dropped")
     keep_ended: int = Field(200, ge=0, description="ended calls kept in memory for late readers")
-    max_calls: int = Field(0, ge=0, description="live calls at most; a new one is refused (1013, try again later) beyond; 0 = no limit")
-    refuse_lag: float = Field(10.0, gt=0, description="while any live call's analysis is this far (s) behind its audio, new calls are refused (1013)")
+    max_calls: int | None = Field(None, ge=0, description="live calls at most; a new one is refused (1013, try again later) beyond; "
+                                  "default: 5 per CPU core (10 on two cores); 0 = no limit")
+    refuse_lag: float = Field(5.0, gt=0, description="while the speech model's most overdue final has waited this long (s), new calls are refused (1013): "
+                                                    "the node's own backlog, which a sender faster than real time does not move")
     shed_interims_after: float = Field(1.0, gt=0, description="under load, an interim that waited this long (s) for the model is dropped (finals never are)")
     max_batch: int = Field(8, ge=1, description="jobs of different calls (or parties) waiting for the model are decoded together, up to this many in one batch; 1 = never")
     retention_days: float = Field(0, ge=0, description="delete stored calls (events, audio, reviews) after this many days; 0 = keep")
@@ -137,7 +139,8 @@ class ServerSettings(BaseModel):
         default_factory=list, description="web origins (https://host:port) whose pages may open websockets, besides this server's own; '*' = any"
     )
     connections_per_minute: int = Field(600, ge=0, description="websocket connections and API requests from one client address in any minute; 0 = no limit")
-    max_calls_per_token: int = Field(0, ge=0, description="live calls one ingest token may stream at once (4429 beyond); 0 = no limit")
+    max_calls_per_token: int | None = Field(None, ge=0, description="live calls one ingest token may stream at once (4429 beyond); "
+                                            "default: max_calls; 0 = no limit")
     stream_idle_timeout: float = Field(30.0, gt=0, description="a call stream that sends nothing for this long (s) is ended, keeping what it sent")
     public_url: str | None = Field(None, description="the server's URL as Twilio calls it (wss://host), for checking X-Twilio-Signature behind a proxy")
 
@@ -153,3 +156,12 @@ class Settings(BaseSettings):
     asr: AsrSettings = AsrSettings()
     text: TextSettings = TextSettings()
     redaction: RedactionSettings = RedactionSettings()
+
+
+def default_max_calls() -> int:
+    """Live calls a node takes by default: 5 per CPU core it may use."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return 5 * max(1, cores)

@@ -45,6 +45,7 @@ class CallPipeline:
         vad_factory: Callable[[], StreamingVad] = StreamingVad,
         policy: PromptPolicy | None = None,
         text: TextAnalyzer | None = None,
+        due_offset: float = 0.0,
     ) -> None:
         self.layout = layout
         self.consumed = 0.0  # seconds of call audio taken in
@@ -53,7 +54,7 @@ class CallPipeline:
         self.vads = {speaker: vad_factory() for speaker, _ in layout.parties}
         self.conversation = Conversation(settings.context_words)  # both parties' last words: context for the next
         self.parties = {
-            speaker: PartyTranscriber(speaker, scheduler, settings, self._transcribed, self._clock, self.conversation)
+            speaker: PartyTranscriber(speaker, scheduler, settings, self._transcribed, self._clock, self.conversation, due_offset)
             for speaker, _ in layout.parties
         }
         # timing cues need to know who is who: not on a mono (mixed) recording
@@ -152,6 +153,10 @@ class CallPipeline:
 
     def _voice_activity(self, audio: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {speaker: self.vads[speaker].feed(samples) for speaker, samples in audio.items()}
+
+    def pending(self) -> list[asyncio.Task]:
+        """Transcriptions and readings asked for and not yet emitted."""
+        return [t for party in self.parties.values() for t in party.pending] + list(self.background.tasks)
 
     async def drain(self) -> None:
         """Wait until every transcription asked for so far has been emitted."""

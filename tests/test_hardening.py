@@ -20,6 +20,15 @@ from tests.test_server import ESCALATION, finals, read_all
 CUSTOMER_ONLY = np.concatenate([said(400), silence(1.0), said(500), silence(1.5)])[:, None]
 
 
+async def _until(condition, limit: float = 30.0) -> None:
+    """Wait until the server's state says so (it is polled: nothing in the app announces it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not condition():
+        assert loop.time() < deadline, "the server never got there"
+        await asyncio.sleep(0.01)
+
+
 async def _events(live, call_id: str) -> list[dict]:
     async with connect(f"{live.ws}/ws/calls/{call_id}?token={ADMIN}") as reader:
         return await read_all(reader)
@@ -136,3 +145,43 @@ async def test_a_tokenless_flood_of_unknown_events_is_cut_off_and_leaves_no_trac
         # a real call is not disturbed
         ingest = await live.token("ingest")
         assert (await play_call(live.url, ESCALATION, token=ingest, call_id="REAL", speed=0)).closed == (1000, "call ended")
+
+
+async def test_a_sender_faster_than_real_time_does_not_get_other_callers_refused(tmp_path):
+    import threading
+
+    from tests.fakes import PhraseTranscriber
+
+    class Held(PhraseTranscriber):
+        """The speech model, stopped until released: the fast sender's work piles up unheard."""
+
+        def __init__(self, phrases):
+            super().__init__(phrases)
+            self.go = threading.Event()
+
+        def transcribe(self, audio, options, context=""):
+            self.go.wait(60)
+            return super().transcribe(audio, options, context)
+
+    model = Held(PHRASES)
+    burst = np.concatenate([np.concatenate([said(400), silence(1.0)]) for _ in range(10)])  # 25 s of speech
+    flood = np.stack([np.zeros_like(burst), burst], axis=1)
+    async with running_server(tmp_path, transcriber=model, refuse_lag=5.0) as live:
+        ingest, other, lead = await live.token("ingest"), await live.token("ingest"), await live.token("lead")
+        all_sent = asyncio.Event()
+        fast = asyncio.create_task(play_call(
+            live.url, flood, token=ingest, call_id="FAST", speed=0,
+            on_sent=lambda seconds, _: all_sent.set() if seconds >= burst.size / 16000 - 0.1 else None))
+        try:
+            await all_sent.wait()  # 25 s of audio sent at once, none of its finals begun
+            registry = live.app.state.registry
+            await _until(lambda: "FAST" in registry.live and registry.live["FAST"].lag > 5.0)  # this refused every new call before issue 27
+            async with connect(f"{live.ws}/ws/board?token={lead}") as board:
+                second = asyncio.create_task(play_call(live.url, ESCALATION, token=other, call_id="OTHER", speed=0))
+                while (line := json.loads(await board.recv()))["call_id"] != "OTHER" and not second.done():
+                    pass
+            assert line["call_id"] == "OTHER" and line["state"] == "live"  # admitted while FAST is far behind
+        finally:
+            model.go.set()
+        assert (await second).closed == (1000, "call ended")
+        assert (await fast).closed == (1000, "call ended")

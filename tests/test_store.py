@@ -171,7 +171,7 @@ async def test_a_server_killed_mid_call_keeps_the_call_up_to_the_crash(tmp_path)
         kept = await asyncio.to_thread(_get, f"{base}/api/calls/K1")
         assert kept["state"] == "interrupted" and kept["has_audio"] and "escalation_request" in kept["labels"]
         texts = [e["text"] for e in kept["events"] if e["type"] == "transcript" and e["final"]]
-        assert texts[:2] == [PHRASES[300], PHRASES[500]]
+        assert sorted(texts[:2]) == sorted([PHRASES[300], PHRASES[500]])  # two parties' finals: either may be made first
         req = urllib.request.Request(f"{base}/api/calls/K1/audio", headers={"Authorization": f"Bearer {ADMIN}"})
         audio_file = tmp_path / "k1.flac"
         audio_file.write_bytes(await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=10).read()))

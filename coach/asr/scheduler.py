@@ -101,6 +101,15 @@ class AsrScheduler:
     def running(self) -> int:
         return self._running
 
+    def overdue(self) -> float:
+        """How long (s) the most overdue waiting final has waited past the later of its queueing and
+        its due time: the node's own backlog, which admission reads. A job of a call that sends faster
+        than real time is due only when its audio would have arrived in real time, so such a sender
+        does not make the node look full (live calls give each job its due time; see ``audio_end``)."""
+        now = self._clock()
+        waits = [now - max(job.queued_at, job.priority[1]) for job in self._queue if not job.interim and not job.future.done()]
+        return max([0.0, *waits])
+
     @property
     def wants_interims(self) -> bool:
         """False while the model is falling behind (the oldest waiting job has waited half of

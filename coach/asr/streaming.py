@@ -131,8 +131,12 @@ class PartyTranscriber:
         emit: Callable[[TranscriptEvent], None],
         clock: Callable[[], float],
         conversation: Conversation | None = None,
+        due_offset: float = 0.0,
     ) -> None:
         self.speaker = speaker
+        # added to call time to order this party's jobs among every call's: 0 for a recording (call
+        # time), the call's start on the monotonic clock for a live call (when its audio was due)
+        self.due_offset = due_offset
         self.conversation = conversation or Conversation(settings.context_words)
         self.settings = settings
         self._scheduler = scheduler
@@ -222,7 +226,7 @@ class PartyTranscriber:
             if prev is not None:
                 await asyncio.wait({prev})
             context = self._context(utt.text)
-        result = await self._scheduler.transcribe(audio, self._chunk, final=self._join_mode, audio_end=end, context=context)
+        result = await self._scheduler.transcribe(audio, self._chunk, final=self._join_mode, audio_end=self.due_offset + end, context=context)
         if prev is not None:
             await asyncio.wait({prev})  # keep the chunks in spoken order
         if accept(result, audio.size / SAMPLE_RATE):
@@ -255,12 +259,12 @@ class PartyTranscriber:
         utt.early, utt.early_end = self.background.spawn(self._early_decode(utt, halted.end, audio, len(utt.chunks))), halted.end
 
     async def _early_tail(self, utt: _Utterance, end: float, audio: np.ndarray) -> None:
-        result = await self._scheduler.transcribe(audio, self._chunk, final=True, audio_end=end)  # urgent: a prompt may wait on it
+        result = await self._scheduler.transcribe(audio, self._chunk, final=True, audio_end=self.due_offset + end)  # urgent: a prompt may wait on it
         if accept(result, audio.size / SAMPLE_RATE):
             self._show(utt, end, _join(utt.text, result.text))
 
     async def _early_decode(self, utt: _Utterance, end: float, audio: np.ndarray, chunks: int) -> str:
-        result = await self._scheduler.transcribe(audio, self._final, final=True, audio_end=end, context=self._context())
+        result = await self._scheduler.transcribe(audio, self._final, final=True, audio_end=self.due_offset + end, context=self._context())
         text = result.text if accept(result, audio.size / SAMPLE_RATE) else ""
         if text and len(utt.chunks) == chunks and utt.chunk_from >= end:
             utt.text = text  # the party may go on: later chunks add to this (the chunks it covers were cancelled)
@@ -294,14 +298,14 @@ class PartyTranscriber:
         await asyncio.wait({utt.last_chunk})
         if tail is not None:
             result = await self._scheduler.transcribe(
-                tail, self._tail, final=True, audio_end=ended.end, context=self._context(utt.text)
+                tail, self._tail, final=True, audio_end=self.due_offset + ended.end, context=self._context(utt.text)
             )
             text = result.text if accept(result, tail.size / SAMPLE_RATE) else ""
         self._emit_final(utt, ended, _join(utt.text, text))
 
     async def _final_redecode(self, utt: _Utterance, ended: SpeechEnded, audio: np.ndarray) -> None:
         result = await self._scheduler.transcribe(
-            audio, self._final, final=True, audio_end=ended.end, context=self._context()
+            audio, self._final, final=True, audio_end=self.due_offset + ended.end, context=self._context()
         )
         self._emit_final(utt, ended, result.text if accept(result, audio.size / SAMPLE_RATE) else "")
 

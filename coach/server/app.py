@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from coach.asr.scheduler import AsrScheduler
-from coach.config import Settings
+from coach.config import Settings, default_max_calls
 from coach.playbook import load_playbook
 from coach.server import readers
 from coach.server.auth import Principal, TokenStore
@@ -86,10 +86,11 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
             log.warning("kept %d call(s) cut off by the last stop, marked interrupted", len(recovered))
         upkeep = asyncio.get_running_loop().create_task(_retention(app, settings.server.retention_days))
         app.state.scheduler, app.state.counters = scheduler, services.counters
+        max_calls = default_max_calls() if settings.server.max_calls is None else settings.server.max_calls
         app.state.registry = CallRegistry(
             services, keep_ended=settings.server.keep_ended, store=store, store_executor=store_executor,
-            max_calls=settings.server.max_calls, refuse_lag=settings.server.refuse_lag,
-            max_calls_per_sender=settings.server.max_calls_per_token,
+            max_calls=max_calls, refuse_lag=settings.server.refuse_lag,
+            max_calls_per_sender=max_calls if settings.server.max_calls_per_token is None else settings.server.max_calls_per_token,
         )
         app.state.tokens = TokenStore(settings.server.data_dir / "tokens.json", admin)
         log.info("serving; data in %s", settings.server.data_dir)

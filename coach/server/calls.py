@@ -80,6 +80,8 @@ class LiveCall:
         self.agent_id = agent_id
         self.sender = sender  # who streams it (a token id): for the per-token limit
         self.started_at = time.time()
+        self._started = time.monotonic()  # the scheduler's clock: this call's audio is due at _started + call time
+        self._behind_allowed = services.queue_seconds  # seconds of audio its analysis may be behind before its intake waits
         self.ended_at: float | None = None
         self.state = "live"
         self.log = CallLog(services.reader_limit)  # redacted: what leads, QA and the store get
@@ -105,6 +107,7 @@ class LiveCall:
         self.pipeline = CallPipeline(
             layout, services.scheduler, services.asr, self._emit, services.vad_executor,
             vad_factory=services.vad_factory, policy=PromptPolicy(services.playbook), text=services.text,
+            due_offset=self._started,
         )
         # events leave in the order the pipeline made them, each redacted off the event loop first
         self._outbox: asyncio.Queue[tuple[Message, Event | None] | None] = asyncio.Queue()
@@ -166,6 +169,11 @@ class LiveCall:
     async def _run(self) -> None:
         try:
             while (frame := await self._audio.get()) is not None:
+                while self.lag > self._behind_allowed and (pending := self.pipeline.pending()):
+                    # its analysis is far behind (a sender faster than real time, or a node too slow):
+                    # this call's own intake waits for its own transcriptions, so its sender is slowed
+                    # and the work it queues stays bounded; no other call waits
+                    await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 await self.pipeline.push(frame)
             await self.pipeline.finish()
         except asyncio.CancelledError:
@@ -302,17 +310,17 @@ class CallRegistry:
     async def start(self, call_id: str, agent_id: str | None, layout: CallLayout, sender: str | None = None) -> LiveCall:
         if call_id in self.live or call_id in self._starting:
             raise CallExists(f"call {call_id} is already streaming")
-        if self.max_calls_per_sender and sender is not None:
-            streaming = sum(1 for c in self.live.values() if c.sender == sender)
-            if streaming >= self.max_calls_per_sender:
-                raise TooManyCalls(f"this token is already streaming {streaming} calls, its limit: end one first")
         # degrading under load: interims are shed first (the scheduler); then new calls are refused,
         # so the calls already live keep a bounded lag
         if self.max_calls and len(self.live) + len(self._starting) >= self.max_calls:
             raise CallRefused(f"at capacity ({self.max_calls} live calls): try again later")
-        behind = max((c.lag for c in self.live.values()), default=0.0)
+        if self.max_calls_per_sender and sender is not None:
+            streaming = sum(1 for c in self.live.values() if c.sender == sender)
+            if streaming >= self.max_calls_per_sender:
+                raise TooManyCalls(f"this token is already streaming {streaming} calls, its limit: end one first")
+        behind = self.backlog()
         if behind > self.refuse_lag:
-            raise CallRefused(f"overloaded (a live call's analysis is {behind:.0f} s behind): try again later")
+            raise CallRefused(f"overloaded (the speech model is {behind:.0f} s behind): try again later")
         recorder = None
         if self.store is not None:
             record = CallRecord(call_id, agent_id, "live", "live", time.time(), channels=layout.recorded_channels)
@@ -335,6 +343,12 @@ class CallRegistry:
         call.task.add_done_callback(lambda _: self._ended(call))
         log.info("call %s started (agent %s, %s)", call_id, agent_id, "+".join(s for s, _ in layout.parties))
         return call
+
+    def backlog(self) -> float:
+        """The node's own backlog (s), which admission reads: how long the most overdue final has
+        waited for the speech model. Not any one call's lag: a sender faster than real time queues
+        work that is not yet due, and its intake waits for its own work once it is ``queue_seconds`` behind."""
+        return self.services.scheduler.overdue()
 
     def _ended(self, call: LiveCall) -> None:
         self.services.counters.calls_ended += 1

@@ -48,6 +48,8 @@ class ServiceCollector:
         yield lag
         yield queued
         yield GaugeMetricFamily("coach_call_lag_max_seconds", "The largest lag of any live call", value=max((c.lag for c in live), default=0.0))
+        yield GaugeMetricFamily("coach_backlog_seconds", "How long the most overdue final has waited for the speech model: new calls are refused above COACH_SERVER__REFUSE_LAG",
+                                value=registry.backlog())
         yield GaugeMetricFamily("coach_asr_queue_depth", "Transcriptions waiting for the speech model", value=scheduler.queued)
         yield GaugeMetricFamily("coach_asr_running", "Transcriptions running now", value=scheduler.running)
         yield CounterMetricFamily("coach_asr_interims_shed", "Interims dropped under load (stale before the model was free)", value=scheduler.interims_shed)
