@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import logging
 import re
 import sqlite3
@@ -173,8 +174,12 @@ class SqlCallStore:
     def __init__(self, folder: Path, connect=None, paramstyle: str = "qmark") -> None:
         self.folder = Path(folder)
         self.recordings = self.folder / "recordings"
-        self.recordings.mkdir(parents=True, exist_ok=True)
-        self._connect = connect or (lambda: _sqlite(self.folder / "calls.db"))
+        # calls are personal data: the folder, the database and every recording are the server's own
+        # (0700 folders, 0600 files), whatever the process umask
+        for private in (self.folder, self.recordings):
+            private.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(private, 0o700)
+        self._connect = connect or (lambda: _sqlite(_private_file(self.folder / "calls.db")))
         self._style = paramstyle
         self._db = self._connect()
         self._lock = threading.Lock()  # one connection, used from one thread at a time
@@ -196,7 +201,7 @@ class SqlCallStore:
                        _row(record))
             self._db.commit()
             self._next_seq[record.call_id] = 0
-            self._pcm[record.call_id] = open(self.folder / record.audio, "ab", buffering=0)  # noqa: SIM115
+            self._pcm[record.call_id] = open(_private_file(self.folder / record.audio), "ab", buffering=0)  # noqa: SIM115
 
     def append(
         self, call_id: str, events: list[dict[str, Any]], audio: np.ndarray | None, summary: dict[str, Any],
@@ -428,6 +433,14 @@ class SqlCallStore:
         return cur.fetchall()
 
 
+def _private_file(path: Path) -> Path:
+    """``path``, created empty if it is not there, readable and writable by this user only (SQLite
+    gives its -wal and -shm files the database file's mode)."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
+    return path
+
+
 def _sqlite(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, timeout=30)
     db.execute("PRAGMA journal_mode=WAL")  # readers never wait on the writer
@@ -475,6 +488,7 @@ def write_flac(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None
                 out.mux(packet)
         for packet in stream.encode(None):
             out.mux(packet)
+    os.chmod(tmp, 0o600)
     tmp.replace(path)
 
 

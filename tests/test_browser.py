@@ -62,6 +62,16 @@ async def open_page(browser, url: str, width: int, height: int = 800):
     return page, errors
 
 
+async def wait_until(page, expression: str, timeout: float = WAIT_MS) -> None:
+    """Until ``expression`` is true in the page. Playwright's wait_for_function compiles its predicate
+    with eval, which the pages' Content-Security-Policy (rightly) forbids; evaluate is not eval."""
+    for _ in range(int(timeout / 50)):
+        if await page.evaluate(expression):
+            return
+        await page.wait_for_timeout(50)  # polling the page for a condition, up to the timeout
+    raise AssertionError(f"never true in the page: {expression}")
+
+
 async def test_sidebar_shows_the_stop_sign_then_a_prompt_card_during_a_live_call(browser, tmp_path):
     async with running_server(tmp_path) as live:
         ingest, agent = await live.token("ingest"), await live.token("agent", "ana")
@@ -98,10 +108,10 @@ async def test_board_reorders_live_calls_by_risk(browser, tmp_path):
         await page.wait_for_selector(".call-row[data-call-id=HOT]", timeout=WAIT_MS)
         assert await first_row(page) == "EARLY"  # the new call starts at risk 0, below it
         await page.screenshot(path=ARTIFACTS / "board-before.png")
-        await page.wait_for_function(
+        await wait_until(
+            page,
             "document.querySelector('#calls .call-row').dataset.callId === 'HOT'"
             " && Number(document.querySelector('#calls .call-row').dataset.risk) > 0",
-            timeout=WAIT_MS,
         )
         await page.screenshot(path=ARTIFACTS / "board-after.png")
         rows = page.locator("#calls .call-row")

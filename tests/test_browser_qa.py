@@ -9,7 +9,7 @@ import pytest
 from coach.simulate import play_call
 from tests.fakes import silence, stereo
 from tests.live import PHRASES, running_server, said
-from tests.test_browser import ARTIFACTS, WAIT_MS, browser, open_page  # noqa: F401 (browser is a fixture)
+from tests.test_browser import ARTIFACTS, WAIT_MS, browser, open_page, wait_until  # noqa: F401 (browser is a fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -79,18 +79,18 @@ async def test_qa_replays_a_flagged_call_in_step_with_its_transcript_and_saves_a
         # jump: 3 s before the flagged words, with the words spoken then highlighted
         target = max(0.0, flag["start"] - 3)
         await item.locator(".jump").click()
-        await page.wait_for_function(f"Math.abs({PLAYER_TIME} - {target}) < 0.3", timeout=WAIT_MS)
+        await wait_until(page, f"Math.abs({PLAYER_TIME} - {target}) < 0.3")
         t = await page.evaluate("(() => { const p = document.getElementById('player'); p.pause(); return p.currentTime; })()")
         assert t == pytest.approx(target, abs=0.3)
         expected = spoken_at(lines, t)
         assert expected == PHRASES[400]  # the complaint, before the request
-        await page.wait_for_function(f"{CURRENT_TEXT} === {expected!r}", timeout=WAIT_MS)
+        await wait_until(page, f"{CURRENT_TEXT} === {expected!r}")
         assert await page.locator("#transcript .line.current").count() == 1
 
         # seek into the request: the highlight follows
         await page.evaluate(f"document.getElementById('player').currentTime = {flag['start'] + 0.2}")
         assert spoken_at(lines, flag["start"] + 0.2) == PHRASES[500]
-        await page.wait_for_function(f"{CURRENT_TEXT} === {PHRASES[500]!r}", timeout=WAIT_MS)
+        await wait_until(page, f"{CURRENT_TEXT} === {PHRASES[500]!r}")
         current = page.locator("#transcript .line.current")
         assert float(await current.get_attribute("data-start")) <= flag["start"] + 0.2 < float(await current.get_attribute("data-end"))
         assert await current.get_attribute("data-speaker") == "customer"

@@ -185,3 +185,131 @@ async def test_a_sender_faster_than_real_time_does_not_get_other_callers_refused
             model.go.set()
         assert (await second).closed == (1000, "call ended")
         assert (await fast).closed == (1000, "call ended")
+
+
+TWILIO_AUTH = "twilio-auth-token-for-tests"
+
+
+def _start(call_id: str, token: str = "") -> str:
+    return json.dumps({"event": "start", "start": {"callSid": call_id, "tracks": ["inbound", "outbound"], "customParameters": {"token": token},
+                                                   "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+
+
+async def _closed(ws) -> tuple[int, str]:
+    try:
+        async for _ in ws:
+            pass
+    except Exception:
+        pass
+    return ws.close_code, ws.close_reason
+
+
+async def test_a_twilio_signature_is_good_for_the_one_call_its_url_names_and_only_at_the_public_url(tmp_path):
+    from coach.server.guards import twilio_signature
+
+    async with running_server(tmp_path, twilio_auth_token=TWILIO_AUTH) as live:
+        bare = f"{live.ws}/ws/twilio"
+        same_for_every_call = twilio_signature(TWILIO_AUTH, bare)
+        async with connect(bare, additional_headers={"X-Twilio-Signature": same_for_every_call}) as ws:
+            code, reason = await _closed(ws)
+        assert code == 4401 and "must name its call" in reason
+        named = f"{bare}?callSid=CA1"
+        signature = twilio_signature(TWILIO_AUTH, named)
+        async with connect(named, additional_headers={"X-Twilio-Signature": signature}) as ws:
+            await ws.send(_start("CA2"))  # the leaked header, used for another call
+            code, reason = await _closed(ws)
+        assert code == 4401 and "not the call the signed URL names" in reason
+        async with connect(named, additional_headers={"X-Twilio-Signature": signature}) as ws:
+            await ws.send(_start("CA1"))
+            await ws.send(json.dumps({"event": "stop"}))
+            assert (await _closed(ws))[0] == 1000
+        async with connect(named, additional_headers={"X-Twilio-Signature": signature}) as ws:
+            await ws.send(_start("CA1"))  # replayed: that call is taken and kept
+            assert (await _closed(ws))[0] == 4409
+        async with connect(named, additional_headers={"X-Twilio-Signature": "sïgnature"}) as ws:  # not ASCII
+            assert (await _closed(ws))[0] == 4401
+    async with running_server(tmp_path / "proxied", twilio_auth_token=TWILIO_AUTH, public_url="wss://coach.example.com") as live:
+        url = f"{live.ws}/ws/twilio?callSid=CA9"
+        by_host = twilio_signature(TWILIO_AUTH, url)  # the URL as the client's Host header makes it
+        async with connect(url, additional_headers={"X-Twilio-Signature": by_host}) as ws:
+            assert (await _closed(ws))[0] == 4401
+        public = twilio_signature(TWILIO_AUTH, "wss://coach.example.com/ws/twilio?callSid=CA9")
+        async with connect(url, additional_headers={"X-Twilio-Signature": public}) as ws:
+            await ws.send(_start("CA9"))
+            await ws.send(json.dumps({"event": "stop"}))
+            assert (await _closed(ws))[0] == 1000
+
+
+async def test_calls_recordings_and_the_database_are_readable_by_the_server_user_only(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        async with running_server(tmp_path / "data") as live:
+            ingest = await live.token("ingest")
+            async with connect(f"{live.ws}/ws/twilio") as ws:
+                await ws.send(_start("PRIVATE", ingest))
+                async with connect(f"{live.ws}/ws/board?token={ADMIN}") as board:
+                    await board.recv()
+                raw = list((tmp_path / "data" / "recordings").glob("*.pcm"))
+                assert raw and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in raw)
+                await ws.send(json.dumps({"event": "stop"}))
+                await _closed(ws)
+            await play_call(live.url, ESCALATION, token=ingest, call_id="PRIVATE2", speed=0)
+    finally:
+        os.umask(old)
+    data = tmp_path / "data"
+    for folder in (data, data / "recordings"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    files = [p for p in data.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"calls.db", "tokens.json"} and any(p.suffix == ".flac" for p in files)
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files if stat.S_IMODE(p.stat().st_mode) & 0o077} == {}
+
+
+def test_a_token_revoked_while_another_is_issued_stays_revoked(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from coach.server.auth import TokenStore
+
+    tokens = TokenStore(tmp_path / "tokens.json", ADMIN)
+    issued = [tokens.issue("lead")[1].id for _ in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        for _ in pool.map(lambda i: tokens.revoke(issued[i]) if i < 40 else tokens.issue("qa"), range(80)):
+            pass
+    again = TokenStore(tmp_path / "tokens.json", ADMIN)
+    assert all(r.revoked for r in again.records() if r.id in issued) and len(again.records()) == 80
+
+
+async def test_json_nested_deeper_than_the_parser_goes_is_bad_input_not_a_server_error(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    deep = "[" * 200_000 + "]" * 200_000
+    async with running_server(tmp_path, max_message_bytes=512 * 1024) as live:
+        async with connect(f"{live.ws}/ws/twilio", max_size=None) as ws:
+            await ws.send(deep)
+            code, reason = await _closed(ws)
+        assert code == 4400 and "nested too deeply" in reason
+
+        def post():
+            req = urllib.request.Request(f"{live.url}/api/tokens", data=deep.encode(), method="POST",
+                                         headers={"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN}"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    return resp.status
+            except urllib.error.HTTPError as err:
+                return err.code
+
+        assert await asyncio.to_thread(post) == 400
+
+
+async def test_every_page_and_answer_carries_the_security_headers(tmp_path):
+    import urllib.request
+
+    async with running_server(tmp_path) as live:
+        for path in ("/sidebar", "/board", "/qa", "/static/common.js", "/healthz"):
+            with await asyncio.to_thread(urllib.request.urlopen, live.url + path, None, 30) as resp:
+                headers = resp.headers
+            assert "frame-ancestors 'none'" in headers["Content-Security-Policy"] and "script-src 'self'" in headers["Content-Security-Policy"]
+            assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"

@@ -29,7 +29,7 @@ from coach.playbook import load_playbook
 from coach.server import readers
 from coach.server.auth import Principal, TokenStore
 from coach.server.calls import CallRegistry, CallServices
-from coach.server.guards import TOO_MANY, RateLimiter, origin_allowed, twilio_signature_valid
+from coach.server.guards import SECURITY_HEADERS, TOO_MANY, RateLimiter, origin_allowed, signed_call_sid, twilio_signature_valid
 from coach.server.ingest import FORBIDDEN, UNAUTHENTICATED, AudioStream, TwilioStream
 from coach.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from coach.server.metrics import render as render_metrics
@@ -139,16 +139,22 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
     async def twilio(ws: WebSocket, token: str | None = None) -> None:
         if not await admitted(ws):
             return
-        signed = None
+        signed, signed_call = None, None
         signature = ws.headers.get("x-twilio-signature")
         if twilio_token and signature is not None:
-            urls = [str(ws.url)]
-            if limits.public_url:
-                urls.append(limits.public_url.rstrip("/") + ws.url.path + (f"?{ws.url.query}" if ws.url.query else ""))
+            query = f"?{ws.url.query}" if ws.url.query else ""
+            # behind a proxy, the URL Twilio signed is the public one, never one built from the client's Host
+            urls = [limits.public_url.rstrip("/") + ws.url.path + query] if limits.public_url else [str(ws.url)]
             if not twilio_signature_valid(twilio_token, signature, urls):
                 return await refuse(ws, UNAUTHENTICATED, "X-Twilio-Signature does not sign this URL with the configured auth token", "signature")
+            # a signature over a URL that names no call would be the same for every call: one leaked
+            # header would stream forever. The URL names its call, and that call only is accepted.
+            signed_call = signed_call_sid(ws.url.query)
+            if signed_call is None:
+                return await refuse(ws, UNAUTHENTICATED, "a signed stream URL must name its call: wss://.../ws/twilio?callSid={CallSid}", "signature")
             signed = Principal("ingest", name="twilio")
-        stream = TwilioStream(ws.app.state.registry, ws.app.state.tokens, limits.max_message_bytes, limits.stream_idle_timeout, signed)
+        stream = TwilioStream(ws.app.state.registry, ws.app.state.tokens, limits.max_message_bytes, limits.stream_idle_timeout,
+                              signed, signed_call)
         await stream.serve(ws, token)
 
     @app.websocket("/ws/audio")
@@ -173,6 +179,20 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
         values JSON cannot carry, such as NaN, and a client's own data need not be repeated)."""
         detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        """JSON nested deeper than the parser goes: bad input, not a server error."""
+        return JSONResponse({"detail": "the request body is nested too deeply"}, status_code=400)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        """Every answer: no framing, no sniffing, no referrer (page URLs carry tokens), the pages' own
+        scripts and styles only."""
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.middleware("http")
     async def api_rate(request: Request, call_next):

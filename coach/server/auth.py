@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -81,6 +82,9 @@ class TokenStore:
         self._admin = _digest(admin_token) if admin_token else None
         self._records: dict[str, TokenRecord] = {}
         self._by_hash: dict[str, TokenRecord] = {}
+        # issue and revoke run in worker threads: each change and its save is one step, so a save can
+        # never write out a list taken before another thread's change (a revoke undone)
+        self._lock = threading.Lock()
         if path.exists():
             for item in json.loads(path.read_text() or "[]"):
                 self._add(TokenRecord(**item))
@@ -111,18 +115,20 @@ class TokenStore:
         record = TokenRecord(
             secrets.token_hex(6), _digest(token), role, agent_id, name, round(now, 3), None if ttl is None else round(now + ttl, 3)
         )
-        self._add(record)
-        self._save()
+        with self._lock:
+            self._add(record)
+            self._save()
         return token, record
 
     def revoke(self, token_id: str) -> bool:
         """Writes the file: call it off the event loop."""
-        record = self._records.get(token_id)
-        if record is None:
-            return False
-        record.revoked = True
-        self._save()
-        return True
+        with self._lock:
+            record = self._records.get(token_id)
+            if record is None:
+                return False
+            record.revoked = True
+            self._save()
+            return True
 
     def records(self) -> list[TokenRecord]:
         return list(self._records.values())
@@ -132,6 +138,6 @@ class TokenStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tokens-")
         with os.fdopen(fd, "w") as f:
-            json.dump([asdict(r) for r in self._records.values()], f, indent=1)
+            json.dump([asdict(r) for r in list(self._records.values())], f, indent=1)
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import time
 from collections import deque
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 TOO_MANY = 4429  # websocket close code: too many connections or calls
 
@@ -82,4 +82,28 @@ def twilio_signature_valid(auth_token: str, signature: str, urls: list[str]) -> 
                 netlocs.add(f"{host}:{443 if scheme in ('wss', 'https') else 80}")
             for netloc in netlocs:
                 candidates.append(urlunsplit((scheme, netloc, parts.path, parts.query, "")))
-    return any(hmac.compare_digest(twilio_signature(auth_token, url), signature) for url in dict.fromkeys(candidates))
+    try:
+        given = signature.encode("ascii")
+    except UnicodeEncodeError:  # a base64 signature is ASCII: anything else is not one
+        return False
+    return any(hmac.compare_digest(twilio_signature(auth_token, url).encode(), given) for url in dict.fromkeys(candidates))
+
+
+def signed_call_sid(url_query: str) -> str | None:
+    """The call a signed stream URL names (``?callSid=CA...``): a signature binds the URL, so only a
+    URL that names its call makes the signature good for that call alone."""
+    values = [v for k, v in parse_qsl(url_query, keep_blank_values=True) if k.lower() == "callsid"]
+    return values[0] if len(values) == 1 and values[0] else None
+
+
+SECURITY_HEADERS = {
+    # the pages load their own scripts and styles only; websockets and media from this server
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+                               "form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    # the pages carry their token in their own URL: never send it on as a Referer
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}

@@ -113,6 +113,8 @@ def _json(frame: str | bytes, what: str) -> dict:
         message = json.loads(frame)
     except ValueError:
         raise StreamRefused(BAD_INPUT, f"malformed JSON ({what})") from None
+    except RecursionError:
+        raise StreamRefused(BAD_INPUT, f"JSON nested too deeply ({what})") from None
     if not isinstance(message, dict):
         raise StreamRefused(BAD_INPUT, f"expected a JSON object ({what})")
     return message
@@ -149,12 +151,14 @@ class TwilioStream:
 
     def __init__(
         self, registry: CallRegistry, tokens: TokenStore, max_bytes: int, idle_timeout: float | None = None, signed: Principal | None = None,
+        signed_call: str | None = None,
     ) -> None:
         self.registry = registry
         self.tokens = tokens
         self.max_bytes = max_bytes
         self.idle_timeout = idle_timeout
         self.signed = signed  # Twilio's signature on the request was checked: no token needed
+        self.signed_call = signed_call  # ... for this call only (the callSid its signed URL names)
         self.call: LiveCall | None = None
         self.tracks: tuple[str, ...] = ()
         self.aligner: TrackAligner | None = None
@@ -221,6 +225,8 @@ class TwilioStream:
             raise StreamRefused(BAD_INPUT, "start.customParameters must be an object")
         sender = self.signed or _authorise(self.tokens, query_token or params.get("token"))
         call_id = _check_call_id(start.get("callSid") or message.get("streamSid"))
+        if self.signed is not None and call_id != self.signed_call:
+            raise StreamRefused(UNAUTHENTICATED, "the start's callSid is not the call the signed URL names")
         media = start.get("mediaFormat") or {"encoding": "audio/x-mulaw", "sampleRate": MULAW_RATE, "channels": 1}
         if not isinstance(media, dict) or (media.get("encoding"), media.get("sampleRate"), media.get("channels")) != ("audio/x-mulaw", MULAW_RATE, 1):
             raise StreamRefused(BAD_INPUT, f"Twilio streams are 8 kHz mono mu-law; got {json.dumps(media)[:80]}")
