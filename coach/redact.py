@@ -36,46 +36,81 @@ TENS_WORDS = {"twenty": 2, "thirty": 3, "forty": 4, "fifty": 5, "sixty": 6, "sev
 REPEAT_WORDS = {"double": 2, "triple": 3}
 # digits the speech model may write as words ("fine fine two six"): only next to a digit
 SOUNDALIKES = {"for": 4, "fore": 4, "to": 2, "too": 2, "won": 1, "ate": 8, "fine": 5, "tree": 3, "free": 3, "niner": 9}
-JOINERS = {"-", ",", ".", "/", "dash", "hyphen"}  # may sit between the digits of one run
+JOINERS = {"-", ",", ".", "/", "'", "dash", "hyphen", "slash"}  # may sit between the pieces of one run
 UNIT_AFTER = re.compile(
-    r"^\s*(?:%|(?:percent|per\s*cent|dollars?|bucks|pounds?|quid|euros?|cents?|pence|p\b|minutes?|hours?|days?|weeks?|"
-    r"months?|years?|times|gigs?|gb|mb|kwh|miles?|km|calls?|items?|pairs?)\b)",
+    r"^[\s-]*+(?:[a-z]++\s++)?(?:%|(?:percent|per\s*cent|dollars?|bucks|pounds?|quid|euros?|cents?|pence|p\b|minutes?|hours?|days?|"
+    r"weeks?|months?|years?|times|gigs?|gb|mb|kwh|units?|miles?|km|calls?|items?|pairs?|odd|ish|characters?|people|degrees?|"
+    r"grand|k\b|seconds?|hundred|thousand|million|o'clock|am\b|pm\b|a\.m\.|p\.m\.|kilowatt|litres?|liters?|texts?|bills?|payments?|"
+    r"months?'|year|old)\b)",
     re.IGNORECASE,
 )
-MONEY_BEFORE = re.compile(r"[$£€]\s*$")
+MONEY_BEFORE = re.compile(r"(?:[$£€]|\b(?:hundred|thousand|point)\s|\b(?:hundred|thousand)\s++and\s)\s*$", re.IGNORECASE)
+AGE_BEFORE = re.compile(r"\b(?:i'm|i am|she's|she is|he's|he is|they're|aged|age|turned|turning)\s*$", re.IGNORECASE)
+COUNT_BEFORE = re.compile(r"\b(?:last|first|next|other|those|these)\s*$", re.IGNORECASE)
+YEAR_BEFORE = re.compile(r"\b(?:since|in|from|of|year|until|till|by|back in|before|after|around|about|through|summer|winter|spring|autumn|fall)\s*$",
+                         re.IGNORECASE)
+
+MONTHS = {
+    "january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7, "august": 8, "september": 9,
+    "october": 10, "november": 11, "december": 12, "jan": 1, "feb": 2, "mar": 3, "apr": 4, "jun": 6, "jul": 7, "aug": 8,
+    "sep": 9, "sept": 9, "oct": 10, "nov": 11, "dec": 12,
+}
+ORDINAL_WORDS = {
+    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9,
+    "tenth": 10, "eleventh": 11, "twelfth": 12, "thirteenth": 13, "fourteenth": 14, "fifteenth": 15, "sixteenth": 16,
+    "seventeenth": 17, "eighteenth": 18, "nineteenth": 19, "twentieth": 20, "thirtieth": 30,
+}
+ORDINAL_SUFFIXES = {"st", "nd", "rd", "th"}
+# words around a bare number that say nothing themselves: a final of only these and a number is that number
+FILLERS = {
+    "yes", "yeah", "yep", "yup", "ok", "okay", "so", "and", "then", "it", "it's", "its", "is", "um", "uh", "er", "erm", "right",
+    "sorry", "that's", "thats", "next", "last", "lastly", "finally", "mm", "hm", "mhm", "the", "rest", "ends", "with", "go", "on",
+    "after", "that",
+}
+CAPS_CODE = re.compile(r"[A-Z]{2,4}")  # "GB", "NWBK": part of a code when next to its digits
+CAPS_WORDS = {"OK", "TV", "ID", "AM", "PM", "PIN", "SMS", "MP", "GP", "NHS", "USA", "UK", "US", "IT", "HR", "DVD", "PC", "VAT", "APR"}
+
+
+def _token_pattern() -> re.Pattern[str]:
+    return re.compile(r"[A-Za-z]+(?:'[a-z]+)?|\d+|[^\sA-Za-z\d]")
+
 
 # what a call is about when someone says these (the last one said wins)
 TOPICS = (
-    ("card", re.compile(r"\b(?:card|credit|debit|visa|master ?card|amex|expiry|expiration|expires|cvv|cvc|security code|"
-                        r"long number)\b", re.IGNORECASE)),
-    ("account", re.compile(r"\b(?:account|routing|sort code|iban|swift|bank|member(?:ship)? number|policy number|"
+    ("card", re.compile(r"\b(?:card|credit|(?<!direct )debit|visa|master ?card|amex|expiry|expiration|expires|cvv|cvc|security code|"
+                        r"long number|three digits|on the back)\b", re.IGNORECASE)),
+    ("account", re.compile(r"\b(?:account|routing|sort code|iban|swift|bic|bank|member(?:ship)? number|policy number|"
                            r"reference number)\b", re.IGNORECASE)),
+    ("dob", re.compile(r"\b(?:date of birth|birth ?date|birthday|born|d\.? ?o\.? ?b\.?)\b", re.IGNORECASE)),
     ("id", re.compile(r"\b(?:social security|ssn|social|national insurance|ni number|national id|id number|passport|"
-                      r"licen[cs]e number|date of birth|birthday|born)\b", re.IGNORECASE)),
+                      r"licen[cs]e number|driver'?s licen[cs]e|driving licen[cs]e|medicare|pps|tax id)\b", re.IGNORECASE)),
     ("phone", re.compile(r"\b(?:phone|mobile|cell|telephone|landline|call you back|call me back|reach you|reach me|"
                          r"extension|text me)\b", re.IGNORECASE)),
     ("number", re.compile(r"\b(?:numbers?|digits?|pin|zip|post ?code|code)\b", re.IGNORECASE)),
 )
-GUARDED = ("card", "account", "id")  # topics during which the customer's audio is not kept
+GUARDED = ("card", "account", "id", "dob")  # topics during which the customer's audio is not kept
 LABELS = {
     "card": "[card number]", "account": "[account number]", "id": "[ID number]", "phone": "[phone number]",
-    "number": "[number]", "email": "[email]",
+    "number": "[number]", "email": "[email]", "dob": "[date of birth]", "spelled": "[spelled out]",
 }
 
-TOKEN = re.compile(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]")
+TOKEN = _token_pattern()
 EMAIL_WRITTEN = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)++")
+MAIL_HOSTS = ("gmail", "googlemail", "hotmail", "yahoo", "outlook", "icloud", "aol", "protonmail", "btinternet")
 TLDS = ("com", "net", "org", "co", "uk", "io", "edu", "gov", "us", "ca", "de", "fr", "ie", "au", "info", "biz", "me")
-# "jo dot smith at mail dot com", "jsmith at gmail.com", "j.smith at outlook dot co dot uk". Every
-# quantifier in a repeated group is possessive (coach/textguard.py): "S-M-I-T-H-..." with no "at"
-# after it is read once, not split every possible way. The domain is taken whole, then its last
-# label must be a top-level domain (a lookbehind per TLD, since it cannot be given back).
+# "jo dot smith at mail dot com", "jsmith at gmail.com", "j.smith at outlook dot co dot uk", "at hotmail dot
+# com" (the name spelled in the finals before). Every quantifier in a repeated group is possessive
+# (coach/textguard.py): "S-M-I-T-H-..." with no "at" after it is read once, not split every possible
+# way. The domain is taken whole, then its last label must be a top-level domain (a lookbehind per
+# TLD, since it cannot be given back).
 EMAIL_SPOKEN = re.compile(
-    r"(?<![\w+.-])[\w+-]++(?:(?:\s++(?:dot|underscore|dash|hyphen)\s++|[._-])[\w+-]++)*+"
-    r"\s++(?:at(?:\s++(?:sign|symbol))?|@)\s++"
-    r"[\w-]++(?:(?:\s++dot\s++|\.)[\w-]++)++"
-    r"(?:" + "|".join(rf"(?<=[. ]{tld})" for tld in TLDS) + r")\b",
+    r"(?:(?<![\w+.-])[\w+-]++(?:(?:\s++(?:dot|underscore|dash|hyphen)\s++|[._-])[\w+-]++)*+\s++|\b)"
+    r"(?:at(?:\s++(?:sign|symbol))?|@)\s++"
+    r"(?:[\w-]++(?:(?:\s++dot\s++|\.)[\w-]++)++"
+    r"(?:" + "|".join(rf"(?<=[. ]{tld})" for tld in TLDS) + r")|(?:" + "|".join(MAIL_HOSTS) + r")(?![\w-]))\b",
     re.IGNORECASE,
 )
+EMAIL_LINKS = {"dot", "underscore", "dash", "hyphen", "period", ".", "_", "-", ",", "then"}
 ID_WRITTEN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b")
 
 
@@ -90,9 +125,30 @@ class Span:
 
 @dataclass(slots=True)
 class _Run:
+    """A run of number-like pieces, as said: digits written or spoken, letters spelled, a date's parts."""
+
     start: int  # character offsets in the text
     end: int
-    digits: str
+    digits: str = ""  # its digits (and letters, for a code), in order
+    singles: int = 0  # digits said or written one at a time ("four five", "4 5"): how identifiers are read
+    written: int = 0  # digits written as numerals
+    compounds: int = 0  # "forty", "twenty-six", "eleven": how quantities are said
+    letters: int = 0  # letters of a code or a spelling ("G B", "S-M-I-T-H", "HBUK")
+    ordinal: bool = False  # "21st", "third": a date or a position
+    month: bool = False
+    thousands: bool = False  # "3,100": an amount
+    magnitude: bool = False  # "hundred", "thousand" said: an amount or a year in words
+    last_single: bool = False
+
+    @property
+    def length(self) -> int:
+        return len(self.digits)
+
+    @property
+    def identifier_shaped(self) -> bool:
+        """Read the way identifiers are read: digit by digit, as numerals, or with letters among digits."""
+        return (self.singles >= 2 or self.written >= 2 or (self.letters and len(self.digits) > self.letters)
+                or (self.compounds >= 2 and len(self.digits) >= 4 and not self.ordinal and not self.month))  # "forty-five sixty-two"
 
 
 def _is_digit_token(word: str) -> bool:
@@ -107,61 +163,182 @@ def _digit_follows(tokens: list[tuple[str, int, int]], i: int) -> bool:
     return j < len(tokens) and _is_digit_token(tokens[j][0]) and tokens[j][0].lower() != "o"
 
 
-def _digit_runs(text: str) -> list[_Run]:
-    """Maximal runs of digits, written or spoken, with the joiners between them."""
+def _single_letter(tokens, i: int) -> bool:
+    """A letter being spelled: hyphen-linked to another ("S-M-I-T-H"), an upper-case letter beside a
+    digit or another such letter ("G B two nine"), or a letter with its phonetic word ("G for golf")."""
+    word = tokens[i][0]
+    if len(word) != 1 or not word.isalpha():
+        return False
+    near = lambda j: 0 <= j < len(tokens)  # noqa: E731
+    if (near(i + 2) and tokens[i + 1][0] == "-" and len(tokens[i + 2][0]) == 1 and tokens[i + 2][0].isalpha()) or (
+        near(i - 2) and tokens[i - 1][0] == "-" and len(tokens[i - 2][0]) == 1 and tokens[i - 2][0].isalpha()
+    ):
+        return True
+    if not word.isupper():
+        return False
+    if word not in "IA" and sum(token[0][0].isalnum() for token in tokens) == 1:
+        return True  # a final of one letter ("C."): the end of something spelled
+    if _phonetic(tokens, i):
+        return True
+    if word in ("I", "A"):  # a pronoun or an article, unless among other letters and digits
+        def neighbour(step: int) -> str | None:
+            j = i + step
+            if near(j) and tokens[j][0] in (",", ".") and near(j + step):
+                j += step
+            return tokens[j][0] if near(j) else None
+
+        def code_piece(token: str | None) -> bool:
+            return token is not None and (_is_digit_token(token) or (len(token) == 1 and token.isupper()))
+
+        before, after = neighbour(-1), neighbour(1)
+        if code_piece(after) and near(i + 2) and (code_piece(tokens[i + 2][0]) or (tokens[i + 2][0] in (",", ".", "-") and near(i + 3) and code_piece(tokens[i + 3][0]))):
+            return True  # "I E two zero", "A I B K": the first letter of a code
+        lowercase_word = lambda token: token is not None and token[:1].islower() and not _is_digit_token(token)  # noqa: E731
+        return (code_piece(before) and not lowercase_word(after)) or (code_piece(after) and not lowercase_word(before))
+    for j in (i - 1, i + 1, i - 2, i + 2):
+        if near(j) and (_is_digit_token(tokens[j][0]) or (len(tokens[j][0]) == 1 and tokens[j][0].isupper())):
+            if abs(j - i) == 1 or tokens[(i + j) // 2][0] in JOINERS:
+                return True
+    return False
+
+
+def _phonetic(tokens, i: int) -> int:
+    """"G for golf", "J as in Juliet": how many tokens after the letter belong to it (0: none)."""
+    word = tokens[i][0]
+    for words in (("for",), ("as", "in"), ("like",)):
+        j = i + 1 + len(words)
+        if j < len(tokens) and all(tokens[i + 1 + k][0].lower() == w for k, w in enumerate(words)):
+            if tokens[j][0][:1].upper() == word.upper() and len(tokens[j][0]) > 1 and tokens[j][0].isalpha():
+                return len(words) + 1
+    return 0
+
+
+def _date_follows(tokens, i: int) -> bool:
+    """Is the ordinal word at ``i`` part of a date: a month, "month", or another date part after it
+    ("the third of the fifth", "fourteenth of March"), or the end of a final read out alone?"""
+    j = i + 1
+    while j < len(tokens) and tokens[j][0].lower() in ("of", "the", ","):
+        j += 1
+    if j >= len(tokens):
+        return j > i + 1 or i == 0 or tokens[i - 1][0].lower() in ("the",)
+    nxt = tokens[j][0].lower()
+    return nxt in MONTHS or nxt == "month" or (j > i + 1 and (nxt in ORDINAL_WORDS or nxt.isdigit() or nxt in TENS_WORDS or nxt in TEEN_WORDS))
+
+
+def _caps_code(tokens, i: int) -> bool:
+    """An upper-case block of a code ("GB", "HBUK") with a digit beside it."""
+    word = tokens[i][0]
+    if not CAPS_CODE.fullmatch(word) or word in CAPS_WORDS:
+        return False
+    return any(0 <= j < len(tokens) and _is_digit_token(tokens[j][0]) and tokens[j][0].lower() not in ("o", "oh") for j in (i - 1, i + 1)) or (
+        i + 2 < len(tokens) and tokens[i + 1][0] in (",", ".") and tokens[i + 2][0].isdigit() or (i + 2 < len(tokens) and tokens[i + 1][0] == "," and tokens[i + 2][0].lower() in DIGIT_WORDS)
+    )
+
+
+def _runs(text: str) -> list[_Run]:
+    """Maximal runs of number-like pieces, written or spoken, with the joiners between them."""
     runs: list[_Run] = []
     tokens = [(m.group(), m.start(), m.end()) for m in TOKEN.finditer(text)]
     current: _Run | None = None
     pending_repeat = 1
+
+    def close() -> None:
+        nonlocal current, pending_repeat
+        if current is not None and current.digits:
+            runs.append(current)
+        current, pending_repeat = None, 1
+
+    def add(start: int, end: int, digits: str, **counts) -> None:
+        nonlocal current, pending_repeat
+        if pending_repeat > 1 and len(digits) == 1:
+            digits *= pending_repeat
+            counts["singles"] = counts.get("singles", 0) + pending_repeat - 1
+        pending_repeat = 1
+        if current is None:
+            current = _Run(start, end)
+        current.end = end
+        current.digits += digits
+        for name, value in counts.items():
+            setattr(current, name, (getattr(current, name) or value) if isinstance(value, bool) else getattr(current, name) + value)
+        current.last_single = counts.get("singles", 0) > 0 and len(digits) == 1
+
     i = 0
     while i < len(tokens):
         word, start, end = tokens[i]
         low = word.lower()
-        digits: str | None = None
         if word.isdigit():
-            digits = word
-        elif low in DIGIT_WORDS and not (low == "o" and current is None and not _digit_follows(tokens, i)):
-            digits = str(DIGIT_WORDS[low])
-        elif low in SOUNDALIKES and _digit_follows(tokens, i):
-            digits = str(SOUNDALIKES[low])
+            counts = {"written": len(word), "singles": int(len(word) == 1)}
+            if i + 1 < len(tokens) and tokens[i + 1][1] == end and tokens[i + 1][0].lower() in ORDINAL_SUFFIXES:
+                counts["ordinal"], end = True, tokens[i + 1][2]
+                i += 1
+            elif (current is not None and current.written and not current.singles and i >= 2 and tokens[i - 1][0] == ","
+                  and tokens[i - 1][1] == tokens[i - 2][2] and len(word) == 3 and tokens[i - 2][0].isdigit() and len(tokens[i - 2][0]) <= 3):
+                counts["thousands"] = True  # "3,100": one amount, written with a thousands separator
+            add(start, end, word, **counts)
+        elif low in DIGIT_WORDS and not (low in ("o", "oh") and current is None and not _digit_follows(tokens, i)) and not (
+            low == "o" and not word.islower() and current is None
+        ):
+            add(start, end, str(DIGIT_WORDS[low]), singles=1)
+        elif (low in SOUNDALIKES and _digit_follows(tokens, i) and not (current is not None and current.written and not current.singles)
+              and (current is not None or i == 0 or tokens[i - 1][0] in JOINERS)
+              and not (i + 1 < len(tokens) and tokens[i + 1][0].isdigit())):
+            add(start, end, str(SOUNDALIKES[low]), singles=1)  # "fine fine two six"; not "3 to 5"
         elif low in TEEN_WORDS:
-            digits = str(TEEN_WORDS[low])
+            add(start, end, str(TEEN_WORDS[low]), compounds=1)
+        elif low in ORDINAL_WORDS and (current is not None and (current.month or current.ordinal) or _date_follows(tokens, i)):
+            if i + 1 < len(tokens) and tokens[i + 1][0].lower() == "month":  # "the eleventh month": November
+                end, i = tokens[i + 1][2], i + 1
+                add(start, end, f"{ORDINAL_WORDS[low]:02d}", month=True)
+            else:
+                add(start, end, f"{ORDINAL_WORDS[low]:02d}", ordinal=True)
         elif low in TENS_WORDS:
             digits = str(TENS_WORDS[low])
-            # "forty one", "forty-one": one two-digit number
+            ordinal = False
+            # "forty one", "forty-one", "twenty-ninth": one two-digit number
             j = i + 1
             if j + 1 < len(tokens) and tokens[j][0] == "-":
                 j += 1
-            if j < len(tokens) and tokens[j][0].lower() in DIGIT_WORDS and tokens[j][0].lower() not in ("oh", "o", "zero", "nought"):
-                digits += str(DIGIT_WORDS[tokens[j][0].lower()])
-                end = tokens[j][2]
-                i = j
+            nxt = tokens[j][0].lower() if j < len(tokens) else ""
+            if nxt in DIGIT_WORDS and nxt not in ("oh", "o", "zero", "nought"):
+                digits += str(DIGIT_WORDS[nxt])
+                end, i = tokens[j][2], j
+            elif nxt in ORDINAL_WORDS and ORDINAL_WORDS[nxt] < 10:
+                digits += str(ORDINAL_WORDS[nxt])
+                end, i, ordinal = tokens[j][2], j, True
             else:
                 digits += "0"
+            add(start, end, digits, compounds=1, ordinal=ordinal)
+        elif low in MONTHS and (
+            (word[0].isupper() and word[1:].islower() and (len(low) > 3 or low == "may")) or (word[0].isupper() and word[1:].islower() and _is_digit_token(tokens[i + 1][0] if i + 1 < len(tokens) else ""))
+            or low in ("january", "february", "august", "september", "october", "november", "december")
+        ):
+            add(start, end, f"{MONTHS[low]:02d}", month=True)
+        elif _single_letter(tokens, i):
+            if (skip := _phonetic(tokens, i)):
+                end, i = tokens[i + skip][2], i + skip  # "G for golf", "J as in Juliet": the letter
+            add(start, end, word.upper(), letters=1)
+        elif _caps_code(tokens, i):
+            add(start, end, word, letters=len(word))
+        elif low in ("hundred", "thousand") and current is not None:
+            add(start, end, "", compounds=1, magnitude=True)
+            if i + 2 < len(tokens) and tokens[i + 1][0].lower() == "and":
+                i += 1  # "two thousand and two"
         elif low in REPEAT_WORDS and i + 1 < len(tokens) and _is_digit_token(tokens[i + 1][0]):
+            if current is None:
+                current = _Run(start, end)
             pending_repeat = REPEAT_WORDS[low]
-            if current is None:
-                current = _Run(start, end, "")
-            i += 1
-            continue
-        if digits is not None:
-            if pending_repeat > 1 and len(digits) == 1:
-                digits *= pending_repeat
-            pending_repeat = 1
-            if current is None:
-                current = _Run(start, end, digits)
-            else:
-                current.end, current.digits = end, current.digits + digits
-        elif current is not None and low in JOINERS and i + 1 < len(tokens):
-            pass  # a joiner: the run may go on
+        elif current is not None and (low in JOINERS or (low in ("of", "the") and (current.ordinal or current.month))) and i + 1 < len(tokens):
+            pass  # a joiner: the run may go on ("30th of August", "the third of the fifth")
         else:
-            if current is not None and current.digits:
-                runs.append(current)
-            current, pending_repeat = None, 1
+            close()
         i += 1
-    if current is not None and current.digits:
-        runs.append(current)
+    close()
     return runs
+
+
+def _digit_runs(text: str) -> list[_Run]:
+    """The runs that hold digits (what the redaction bench counts as a number said)."""
+    return [run for run in _runs(text) if any(ch.isdigit() for ch in run.digits)]
 
 
 def luhn_valid(digits: str) -> bool:
@@ -175,19 +352,61 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _is_quantity(text: str, run: _Run) -> bool:
-    return bool(MONEY_BEFORE.search(text[: run.start]) or UNIT_AFTER.match(text[run.end :]))
+def _is_quantity(text: str, run: _Run, topic: str | None) -> bool:
+    """An amount, a count, a time, a year or a date: kept (a date of birth or a card's expiry is not)."""
+    if run.letters:
+        return False
+    if MONEY_BEFORE.search(text[: run.start]) or UNIT_AFTER.match(text[run.end :]) or run.thousands:
+        return True
+    if _year(text, run) and topic != "dob":
+        return True  # "since 2009", "in twenty nineteen"
+    if topic == "dob":
+        return False  # a birth date read in pieces: "Twenty-ninth..." "of February..."
+    if run.month and run.length == 2:
+        return True  # a month alone ("since March"): no expiry is only that
+    if run.magnitude or AGE_BEFORE.search(text[: run.start]) or (run.length == 1 and COUNT_BEFORE.search(text[: run.start])):
+        return True  # "a hundred and twelve", "she's 15", "the last three"
+    if run.ordinal and (topic != "id" or run.month):
+        return True  # "the 21st", "the third of May": a date (an expiry has no day), not a birth date
+    if topic == "card":
+        return False
+    if run.month:
+        return True
+    return False
 
 
-def _kind_of(digits: str, topic: str | None) -> str | None:
-    """What a run of digits is, or None to keep it."""
-    n = len(digits)
-    if 13 <= n <= 19 and (topic in (None, "card", "number") or luhn_valid(digits)):
+def _year(text: str, run: _Run) -> bool:
+    """A year after "since", "in", "back in"...: 2009, twenty nineteen, nineteen ninety-two."""
+    said = run.written == 4 or (run.compounds == 2 and not run.singles and not run.written)
+    return said and run.length == 4 and run.digits[:2] in ("19", "20") and bool(YEAR_BEFORE.search(text[: run.start]))
+
+
+def _kind_of(run: _Run, topic: str | None, carried: int = 0) -> str | None:
+    """What a run is, or None to keep it. ``carried``: identifier digits the same party said just
+    before, in its previous final, that this run goes on from."""
+    digits = run.digits
+    n = len(digits) + carried
+    numerals = sum(ch.isdigit() for ch in digits)
+    if run.letters and not numerals:  # a spelling: S-M-I-T-H, "A B N A", "G for golf"
+        return "spelled" if run.letters >= 3 or (topic in GUARDED and run.letters >= 2) else None
+    if numerals == len(digits) and 13 <= n <= 19 and (topic in (None, "card", "number") or luhn_valid(digits)):
         return "card"
-    if topic not in (None, "number") and n >= 2:
-        return topic
-    if n >= 7 or (topic == "number" and n >= 3):
+    if run.month or (run.ordinal and topic in ("dob", "id")):
+        return "dob" if topic in ("dob", "id") else "card" if topic == "card" else None
+    strong = run.identifier_shaped or carried > 0
+    if topic in GUARDED or topic == "phone":
+        # while a card, an account, an ID or a phone is being given: any part of one, however short; a
+        # quantity said in words ("eighty-four", "twenty-two characters") only where a card's expiry or a
+        # birth year is said that way
+        if n >= (4 if topic == "phone" else 2) and (strong or run.compounds >= 2 or topic in ("card", "dob")):
+            return topic
+        return None
+    if strong and (n >= 7 or (run.singles >= 4 and run.singles * 2 >= numerals) or (run.letters and n >= 5)):
+        return "phone" if numerals == n in (10, 11) and not run.letters else "number"
+    if n >= 7 and run.compounds < 2:
         return "phone" if n in (10, 11) else "number"
+    if topic == "number" and n >= 3:
+        return "number"
     return None
 
 
@@ -211,9 +430,42 @@ def _narrower(said: str | None, before: str | None) -> str | None:
     return said
 
 
-def redact_text(text: str, topic: str | None = None) -> tuple[str, list[Span]]:
+def _only_fillers(text: str) -> bool:
+    return all(m.group().lower() in FILLERS or not m.group()[0].isalnum() for m in TOKEN.finditer(text))
+
+
+def _email_from(text: str, start: int) -> int:
+    """Where a spoken address that the pattern found from ``start`` really begins: the pieces of its
+    name said before ("r dot mcallister seventy-four at..."), number words and spelled letters."""
+    tokens = [(m.group(), m.start(), m.end()) for m in TOKEN.finditer(text[:start])]
+    begin = start
+    i = len(tokens) - 1
+    right_is_link = False
+    while i >= 0:
+        word, s, _ = tokens[i]
+        low = word.lower()
+        link = low in EMAIL_LINKS
+        if link or right_is_link or (i > 0 and tokens[i - 1][0].lower() in ("dot", "underscore")) or (
+            low in DIGIT_WORDS or low in TENS_WORDS or low in TEEN_WORDS or word.isdigit() or (len(word) == 1 and word.isalpha())
+        ):
+            if low in FILLERS and not link:
+                break
+            begin, right_is_link = s, link
+            i -= 1
+            continue
+        break
+    return begin
+
+
+def redact_text(text: str, topic: str | None = None, carried: int = 0) -> tuple[str, list[Span]]:
     """``text`` with personal data replaced by ``[card number]``-style labels, and what was replaced.
-    ``topic``: what the call was about just before (None: nothing sensitive)."""
+    ``topic``: what the call was about just before (None: nothing sensitive). ``carried``: digits of
+    an identifier the same party was reading at the end of its previous final."""
+    return _redact(text, topic, carried)[:2]
+
+
+def _redact(text: str, topic: str | None = None, carried: int = 0) -> tuple[str, list[Span], int]:
+    """:func:`redact_text`, and the length of an identifier the text ends with (carried to the next final)."""
     spans: list[Span] = []
     taken: list[tuple[int, int]] = []
 
@@ -222,16 +474,29 @@ def redact_text(text: str, topic: str | None = None) -> tuple[str, list[Span]]:
 
     for pattern, kind in ((EMAIL_WRITTEN, "email"), (EMAIL_SPOKEN, "email"), (ID_WRITTEN, "id")):
         for m in pattern.finditer(text):
-            if free(m.start(), m.end()):
-                spans.append(Span(m.start(), m.end(), kind))
-                taken.append((m.start(), m.end()))
-    for run in _digit_runs(text):
-        if not free(run.start, run.end) or _is_quantity(text, run):
+            start = _email_from(text, m.start()) if pattern is EMAIL_SPOKEN else m.start()
+            if free(start, m.end()):
+                spans.append(Span(start, m.end(), kind))
+                taken.append((start, m.end()))
+    runs = _runs(text)
+    trailing = 0
+    for index, run in enumerate(runs):
+        if not free(run.start, run.end):
             continue
-        kind = _kind_of(run.digits, _narrower(_topic_in(text[: run.start]), topic))
+        now = _narrower(_topic_in(text[: run.start]), topic)
+        if _is_quantity(text, run, now):
+            continue
+        going_on = carried if index == 0 and _only_fillers(text[: run.start]) else 0
+        kind = _kind_of(run, now, going_on)
+        if kind is None and len(runs) == 1 and _only_fillers(text[: run.start] + " " + text[run.end :]) and (
+            run.identifier_shaped and run.length >= 3 or run.letters >= 2 or (now in GUARDED and (run.letters or run.length >= 2))
+        ):
+            kind = "number"  # a final that is only a group of digits or letters: part of something being read out
         if kind is not None:
             spans.append(Span(run.start, run.end, kind))
             taken.append((run.start, run.end))
+        if index == len(runs) - 1 and _only_fillers(text[run.end :]) and (run.identifier_shaped or kind is not None):
+            trailing = going_on + run.length
     spans.sort(key=lambda s: s.start)
     out, last = [], 0
     for span in spans:
@@ -239,34 +504,45 @@ def redact_text(text: str, topic: str | None = None) -> tuple[str, list[Span]]:
         out.append(LABELS[span.kind])
         last = span.end
     out.append(text[last:])
-    return "".join(out), spans
+    return "".join(out), spans, trailing
 
 
 class Redactor:
     """One call's redaction: remembers what the call was about (the last sensitive topic, for
     ``context_seconds`` of call audio) across both parties' segments."""
 
-    def __init__(self, context_seconds: float = 30.0) -> None:
+    def __init__(self, context_seconds: float = 30.0, carry_seconds: float = 15.0) -> None:
         self.context_seconds = context_seconds
+        self.carry_seconds = carry_seconds
         self._topic: str | None = None
         self._until = -1.0
+        # per party: the identifier its last final ended with (when, how many digits), carried into
+        # its next final: a card read in groups over several finals is one number
+        self._tail: dict[str, tuple[float, int]] = {}
 
     def topic(self, at: float) -> str | None:
         return self._topic if at <= self._until else None
 
     def guarded_until(self, at: float) -> float | None:
-        """While a card, account or ID is being given (its topic open at call time ``at``), until when;
-        else None. The kept recording silences the customer for that long."""
+        """While a card, account, ID or birth date is being given (its topic open at call time ``at``),
+        until when; else None. The kept recording silences the customer for that long."""
         return self._until if self.topic(at) in GUARDED else None
 
-    def text(self, text: str, at: float, remember: bool = True) -> tuple[str, list[Span]]:
-        """``text`` (said up to call time ``at``) redacted; what it says about the topic is remembered."""
-        redacted, spans = redact_text(text, self.topic(at))
+    def text(self, text: str, at: float, remember: bool = True, speaker: str | None = None) -> tuple[str, list[Span]]:
+        """``text`` (said up to call time ``at``, by ``speaker``) redacted; what it says about the topic,
+        and the identifier it ends with, are remembered."""
+        carried = 0
+        if speaker is not None and speaker in self._tail:
+            when, digits = self._tail[speaker]
+            carried = digits if at - when <= self.carry_seconds else 0
+        redacted, spans, trailing = _redact(text, self.topic(at), carried)
         if not remember:
             return redacted, spans
-        numbers = [span.kind for span in spans if span.kind != "email"]
+        if speaker is not None:
+            self._tail[speaker] = (at, trailing)
+        numbers = [span.kind for span in spans if span.kind not in ("email", "spelled")]
         said = _topic_in(text)
-        if numbers or said is not None:  # a redaction or a mention keeps the topic open
+        if numbers or said is not None or spans:  # a redaction or a mention keeps the topic open
             self._topic = _narrower(said, numbers[-1] if numbers else self.topic(at))
             self._until = at + self.context_seconds
         return redacted, spans
@@ -279,7 +555,8 @@ class Redactor:
         if field is None or not isinstance(message.get(field), str):
             return message, []
         at = float(message.get("end", message.get("at", 0.0)))
-        redacted, spans = self.text(message[field], at, remember=kind == "transcript")
+        speaker = message.get("speaker") if isinstance(message.get("speaker"), str) else None
+        redacted, spans = self.text(message[field], at, remember=kind == "transcript", speaker=speaker)
         if not spans:
             return message, []
         return {**message, field: redacted}, spans
