@@ -170,9 +170,7 @@ def _single_letter(tokens, i: int) -> bool:
     if len(word) != 1 or not word.isalpha():
         return False
     near = lambda j: 0 <= j < len(tokens)  # noqa: E731
-    if (near(i + 2) and tokens[i + 1][0] == "-" and len(tokens[i + 2][0]) == 1 and tokens[i + 2][0].isalpha()) or (
-        near(i - 2) and tokens[i - 1][0] == "-" and len(tokens[i - 2][0]) == 1 and tokens[i - 2][0].isalpha()
-    ):
+    if _hyphen_spelled(tokens, i):
         return True
     if not word.isupper():
         return False
@@ -200,6 +198,14 @@ def _single_letter(tokens, i: int) -> bool:
             if abs(j - i) == 1 or tokens[(i + j) // 2][0] in JOINERS:
                 return True
     return False
+
+
+def _hyphen_spelled(tokens, i: int) -> bool:
+    """A letter hyphen-linked to another: "S-M-I-T-H"."""
+    def letter(j: int) -> bool:
+        return 0 <= j < len(tokens) and len(tokens[j][0]) == 1 and tokens[j][0].isalpha()
+
+    return letter(i) and ((letter(i + 2) and tokens[i + 1][0] == "-") or (letter(i - 2) and tokens[i - 1][0] == "-"))
 
 
 def _phonetic(tokens, i: int) -> int:
@@ -277,7 +283,7 @@ def _runs(text: str) -> list[_Run]:
             add(start, end, word, **counts)
         elif low in DIGIT_WORDS and not (low in ("o", "oh") and current is None and not _digit_follows(tokens, i)) and not (
             low == "o" and not word.islower() and current is None
-        ):
+        ) and not (low == "o" and _hyphen_spelled(tokens, i)):
             add(start, end, str(DIGIT_WORDS[low]), singles=1)
         elif (low in SOUNDALIKES and _digit_follows(tokens, i) and not (current is not None and current.written and not current.singles)
               and (current is not None or i == 0 or tokens[i - 1][0] in JOINERS)
