@@ -313,3 +313,55 @@ async def test_every_page_and_answer_carries_the_security_headers(tmp_path):
                 headers = resp.headers
             assert "frame-ancestors 'none'" in headers["Content-Security-Policy"] and "script-src 'self'" in headers["Content-Security-Policy"]
             assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
+
+
+def _recording(live, call_id: str) -> np.ndarray:
+    from coach.audio.files import read_blocks
+
+    return np.concatenate(list(read_blocks(live.app.state.store.audio_path(call_id))))
+
+
+def _loud(audio: np.ndarray, channel: int, start: float, end: float) -> bool:
+    return float(np.abs(audio[int(start * 16000) : int(end * 16000), channel]).max(initial=0.0)) > 0.05
+
+
+async def test_after_an_analysis_failure_the_rest_of_the_customer_is_not_kept_but_the_agent_is(tmp_path):
+    from tests.test_faults import POISON, FailingTranscriber
+
+    model = FailingTranscriber({**PHRASES, POISON: "POISON"})
+    turns = (("agent", said(300)), ("agent", silence(1.0)), ("customer", said(400)), ("customer", silence(1.0)),
+             ("customer", said(POISON)), ("customer", silence(1.0)), ("customer", said(500)), ("customer", silence(1.0)),
+             ("agent", said(700)), ("agent", silence(1.0)))
+    from tests.fakes import stereo
+
+    call = stereo(*turns)
+    async with running_server(tmp_path, transcriber=model) as live:
+        ingest = await live.token("ingest")
+        assert (await play_call(live.url, call, token=ingest, call_id="DOWN", speed=0)).closed[0] == 1000
+        status, kept = await live.request("GET", "/api/calls/DOWN")
+        assert status == 200 and "RuntimeError" in kept["error"]
+        audio = _recording(live, "DOWN")
+    assert _loud(audio, 1, 2.6, 3.9)  # the customer's first words, read and redacted before the failure: kept
+    assert not _loud(audio, 1, 5.0, audio.shape[0] / 16000)  # what was never read (the failed utterance, the rest): silent
+    assert _loud(audio, 0, 10.1, 11.4)  # the agent, after the failure: kept
+
+
+CARD_ASKED = {300: "Can I take the card number please?", 600: "Hang on, let me find my purse.", 400: "My bill is wrong again this month."}
+
+
+async def test_while_a_card_is_being_given_the_customer_is_not_kept_even_where_no_digit_was_heard(tmp_path):
+    from coach.config import RedactionSettings
+    from tests.fakes import PhraseTranscriber, stereo
+
+    call = stereo(("agent", said(300)), ("agent", silence(1.0)), ("customer", said(600, 2.0)), ("customer", silence(6.0)),
+                  ("customer", said(400)), ("customer", silence(1.5)))
+    async with running_server(tmp_path, transcriber=PhraseTranscriber(CARD_ASKED), redaction=RedactionSettings(context_seconds=4.0)) as live:
+        ingest = await live.token("ingest")
+        await play_call(live.url, call, token=ingest, call_id="PURSE", speed=0)
+        status, kept = await live.request("GET", "/api/calls/PURSE")
+        audio = _recording(live, "PURSE")
+    said_lines = [e["text"] for e in kept["events"] if e["type"] == "transcript" and e["final"]]
+    assert said_lines == [CARD_ASKED[300], CARD_ASKED[600], CARD_ASKED[400]]  # nothing in the words to redact
+    assert not _loud(audio, 1, 2.5, 4.5)  # but the card's topic was open: the customer is silent there
+    assert _loud(audio, 1, 10.6, 11.9)  # once it closed, the customer is kept again
+    assert _loud(audio, 0, 0.1, 1.4)  # the agent is kept throughout

@@ -91,6 +91,7 @@ class LiveCall:
         # the agent's own live view, with the words as said (never stored)
         self.raw_log = CallLog(services.reader_limit) if redaction.enabled and redaction.agent_view == "raw" else None
         self.received = 0.0  # seconds of audio taken in from the sender
+        self._analysed_until = 0.0  # the end of the customer's last final that was redacted and sent
         self.risk = 0
         self.signals: list[str] = []
         self.prompt: str | None = None
@@ -187,8 +188,8 @@ class LiveCall:
             self._outbox.put_nowait((error, None))
             if self.recorder is not None and self._silence_audio and self.redactor is not None:
                 # redaction fails closed: with no transcript to say where personal data was, the
-                # customer is silenced from the first audio the analysis had not finished with, to the end
-                self.recorder.mute("customer", self.pipeline.caught_up_to, math.inf)
+                # customer is silenced from the end of their last final that was read, to the end
+                self.recorder.mute("customer", self._analysed_until, math.inf)
             # the analysis is gone, the call is not: its audio is still taken in and recorded until it ends
             while await self._audio.get() is not None:
                 pass
@@ -255,6 +256,8 @@ class LiveCall:
                 self.recorder.event(message)
             return
         self._counters.events += 1
+        if isinstance(event, TranscriptEvent) and event.final and event.speaker in ("customer", "mixed"):
+            self._analysed_until = max(self._analysed_until, event.end)
         if self.recorder is not None:
             self.recorder.event(message)
             if self._silence_audio and isinstance(event, TranscriptEvent):
