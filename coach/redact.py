@@ -38,15 +38,21 @@ REPEAT_WORDS = {"double": 2, "triple": 3}
 SOUNDALIKES = {"for": 4, "fore": 4, "to": 2, "too": 2, "won": 1, "ate": 8, "fine": 5, "tree": 3, "free": 3, "niner": 9}
 JOINERS = {"-", ",", ".", "/", "'", "dash", "hyphen", "slash"}  # may sit between the pieces of one run
 UNIT_AFTER = re.compile(
-    r"^[\s-]*+(?:[a-z]++\s++)?(?:%|(?:percent|per\s*cent|dollars?|bucks|pounds?|quid|euros?|cents?|pence|p\b|minutes?|hours?|days?|"
+    r"^[\s-]*+(?:[a-z]++\s++)?(?:%|(?:percent|per\s*cent|dollars?|bucks|pounds?|quid|euros?|cents?|pence|p\b|rand|rupees?|naira|pesos?|"
+    r"digits?|minutes?|hours?|days?|"
     r"weeks?|months?|years?|times|gigs?|gb|mb|kwh|units?|miles?|km|calls?|items?|pairs?|odd|ish|characters?|people|degrees?|"
-    r"grand|k\b|seconds?|hundred|thousand|million|o'clock|am\b|pm\b|a\.m\.|p\.m\.|kilowatt|litres?|liters?|texts?|bills?|payments?|"
+    r"grand|k\b|seconds?|hundred|thousand|million|o'clock|am\b|pm\b|now|tonight|today|tomorrow|a\.m\.|p\.m\.|kilowatt|litres?|liters?|texts?|bills?|payments?|"
     r"months?'|year|old)\b)",
     re.IGNORECASE,
 )
-MONEY_BEFORE = re.compile(r"(?:[$£€]|\b(?:hundred|thousand|point)\s|\b(?:hundred|thousand)\s++and\s)\s*$", re.IGNORECASE)
+MONEY_BEFORE = re.compile(r"(?:[$£€₹₦]|(?<![A-Za-z])R|\bRs\.?|\b(?:hundred|thousand|point)\s|\b(?:hundred|thousand)\s++and\s|"
+                          r"\b(?:pounds?|dollars?|euros?|rand|quid|bucks)\s++(?:and\s++)?)\s*$", re.IGNORECASE)
+# a number said as a time or an estimate: "after eleven", "about two-fifty", "under twenty-five"
+ROUGHLY_BEFORE = re.compile(r"\b(?:after|before|at|by|around|about|roughly|nearly|almost|under|over|until|till|past|gone)\s*$", re.IGNORECASE)
+MONTH_WHEN = re.compile(r"\b(?:in|since|until|till|last|next|this|by|before|after|early|late|mid|end of)\s*$", re.IGNORECASE)
+PLUS_BEFORE = re.compile(r"(?:\bplus|\+)\s*$", re.IGNORECASE)
 AGE_BEFORE = re.compile(r"\b(?:i'm|i am|she's|she is|he's|he is|they're|aged|age|turned|turning)\s*$", re.IGNORECASE)
-COUNT_BEFORE = re.compile(r"\b(?:last|first|next|other|those|these)\s*$", re.IGNORECASE)
+COUNT_BEFORE = re.compile(r"\b(?:last|first|next|other|those|these|the|a|this|that|which|every)\s*$", re.IGNORECASE)
 YEAR_BEFORE = re.compile(r"\b(?:since|in|from|of|year|until|till|by|back in|before|after|around|about|through|summer|winter|spring|autumn|fall)\s*$",
                          re.IGNORECASE)
 
@@ -81,11 +87,13 @@ TOPICS = (
                         r"long number|three digits|on the back)\b", re.IGNORECASE)),
     ("account", re.compile(r"\b(?:account|routing|sort code|iban|swift|bic|bank|member(?:ship)? number|policy number|"
                            r"reference number)\b", re.IGNORECASE)),
-    ("dob", re.compile(r"\b(?:date of birth|birth ?date|birthday|born|d\.? ?o\.? ?b\.?)\b", re.IGNORECASE)),
+    ("dob", re.compile(r"\b(?:date of birth|birth ?date|birthday|born|birth|d\.? ?o\.? ?b\.?)\b", re.IGNORECASE)),
     ("id", re.compile(r"\b(?:social security|ssn|social|national insurance|ni number|national id|id number|passport|"
                       r"licen[cs]e number|driver'?s licen[cs]e|driving licen[cs]e|medicare|pps|tax id)\b", re.IGNORECASE)),
-    ("phone", re.compile(r"\b(?:phone|mobile|cell|telephone|landline|call you back|call me back|reach you|reach me|"
+    ("phone", re.compile(r"\b(?:phone|mobile|cell|telephone|landline|call you back|call me back|reach you|reach me|ring me|ring you|"
+                         r"whatsapp|message me|call me on|"
                          r"extension|text me)\b", re.IGNORECASE)),
+    ("email", re.compile(r"\b(?:e-?mail(?: address| id)?|mail id)\b", re.IGNORECASE)),
     ("number", re.compile(r"\b(?:numbers?|digits?|pin|zip|post ?code|code)\b", re.IGNORECASE)),
 )
 GUARDED = ("card", "account", "id", "dob")  # topics during which the customer's audio is not kept
@@ -97,7 +105,7 @@ LABELS = {
 TOKEN = _token_pattern()
 EMAIL_WRITTEN = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)++")
 MAIL_HOSTS = ("gmail", "googlemail", "hotmail", "yahoo", "outlook", "icloud", "aol", "protonmail", "btinternet")
-TLDS = ("com", "net", "org", "co", "uk", "io", "edu", "gov", "us", "ca", "de", "fr", "ie", "au", "info", "biz", "me")
+TLDS = ("com", "net", "org", "edu", "gov", "info", "biz")  # and every two-letter country
 # "jo dot smith at mail dot com", "jsmith at gmail.com", "j.smith at outlook dot co dot uk", "at hotmail dot
 # com" (the name spelled in the finals before). Every quantifier in a repeated group is possessive
 # (coach/textguard.py): "S-M-I-T-H-..." with no "at" after it is read once, not split every possible
@@ -105,9 +113,9 @@ TLDS = ("com", "net", "org", "co", "uk", "io", "edu", "gov", "us", "ca", "de", "
 # TLD, since it cannot be given back).
 EMAIL_SPOKEN = re.compile(
     r"(?:(?<![\w+.-])[\w+-]++(?:(?:\s++(?:dot|underscore|dash|hyphen)\s++|[._-])[\w+-]++)*+\s++|\b)"
-    r"(?:at(?:\s++(?:sign|symbol))?|@)\s++"
+    r"(?:at(?:\s++(?:sign|symbol|the\s++rate))?|@)\s++"
     r"(?:[\w-]++(?:(?:\s++dot\s++|\.)[\w-]++)++"
-    r"(?:" + "|".join(rf"(?<=[. ]{tld})" for tld in TLDS) + r")|(?:" + "|".join(MAIL_HOSTS) + r")(?![\w-]))\b",
+    r"(?:" + "|".join(rf"(?<=[. ]{tld})" for tld in TLDS) + r"|(?<=[. ][a-z]{2})|(?<=[. ][a-z]-[a-z]))|(?:" + "|".join(MAIL_HOSTS) + r")(?![\w-]))\b",
     re.IGNORECASE,
 )
 EMAIL_LINKS = {"dot", "underscore", "dash", "hyphen", "period", ".", "_", "-", ",", "then"}
@@ -136,6 +144,7 @@ class _Run:
     letters: int = 0  # letters of a code or a spelling ("G B", "S-M-I-T-H", "HBUK")
     ordinal: bool = False  # "21st", "third": a date or a position
     month: bool = False
+    months: int = 0  # month names in it: "September, October and November" is no date
     thousands: bool = False  # "3,100": an amount
     magnitude: bool = False  # "hundred", "thousand" said: an amount or a year in words
     last_single: bool = False
@@ -318,7 +327,7 @@ def _runs(text: str) -> list[_Run]:
             (word[0].isupper() and word[1:].islower() and (len(low) > 3 or low == "may")) or (word[0].isupper() and word[1:].islower() and _is_digit_token(tokens[i + 1][0] if i + 1 < len(tokens) else ""))
             or low in ("january", "february", "august", "september", "october", "november", "december")
         ):
-            add(start, end, f"{MONTHS[low]:02d}", month=True)
+            add(start, end, f"{MONTHS[low]:02d}", month=True, months=1)
         elif _single_letter(tokens, i):
             if (skip := _phonetic(tokens, i)):
                 end, i = tokens[i + skip][2], i + skip  # "G for golf", "J as in Juliet": the letter
@@ -366,12 +375,17 @@ def _is_quantity(text: str, run: _Run, topic: str | None) -> bool:
         return True
     if _year(text, run) and topic != "dob":
         return True  # "since 2009", "in twenty nineteen"
+    if run.months and run.length == 2 * run.months and (run.months > 1 or MONTH_WHEN.search(text[: run.start])):
+        return True  # "in January", "since March": when, not a birth date
     if topic == "dob":
         return False  # a birth date read in pieces: "Twenty-ninth..." "of February..."
     if run.month and run.length == 2:
         return True  # a month alone ("since March"): no expiry is only that
-    if run.magnitude or AGE_BEFORE.search(text[: run.start]) or (run.length == 1 and COUNT_BEFORE.search(text[: run.start])):
+    before = text[: run.start]
+    if run.magnitude or AGE_BEFORE.search(before) or (run.length == 1 and COUNT_BEFORE.search(before)):
         return True  # "a hundred and twelve", "she's 15", "the last three"
+    if not run.identifier_shaped and not run.ordinal and not run.month and ROUGHLY_BEFORE.search(before):
+        return True  # "after eleven", "about two-fifty", "under twenty-five"
     if run.ordinal and (topic != "id" or run.month):
         return True  # "the 21st", "the third of May": a date (an expiry has no day), not a birth date
     if topic == "card":
@@ -387,12 +401,15 @@ def _year(text: str, run: _Run) -> bool:
     return said and run.length == 4 and run.digits[:2] in ("19", "20") and bool(YEAR_BEFORE.search(text[: run.start]))
 
 
-def _kind_of(run: _Run, topic: str | None, carried: int = 0) -> str | None:
+def _kind_of(run: _Run, topic: str | None, carried: int = 0, named: bool = False) -> str | None:
     """What a run is, or None to keep it. ``carried``: identifier digits the same party said just
-    before, in its previous final, that this run goes on from."""
+    before, in its previous final, that this run goes on from. ``named``: the topic was said just
+    before it ("sort code eighty-three"), so even a number said as a quantity is that topic's."""
     digits = run.digits
     n = len(digits) + carried
     numerals = sum(ch.isdigit() for ch in digits)
+    if topic == "email" and (run.letters >= 2 or carried):
+        return "email"  # an address being spelled
     if run.letters and not numerals:  # a spelling: S-M-I-T-H, "A B N A", "G for golf"
         return "spelled" if run.letters >= 3 or (topic in GUARDED and run.letters >= 2) else None
     if numerals == len(digits) and 13 <= n <= 19 and (topic in (None, "card", "number") or luhn_valid(digits)):
@@ -404,7 +421,8 @@ def _kind_of(run: _Run, topic: str | None, carried: int = 0) -> str | None:
         # while a card, an account, an ID or a phone is being given: any part of one, however short; a
         # quantity said in words ("eighty-four", "twenty-two characters") only where a card's expiry or a
         # birth year is said that way
-        if n >= (4 if topic == "phone" else 2) and (strong or run.compounds >= 2 or topic in ("card", "dob")):
+        needed = (3 if run.singles >= 3 else 4) if topic == "phone" else 2
+        if n >= needed and (strong or run.compounds >= 2 or topic in ("card", "dob") or named):
             return topic
         return None
     if strong and (n >= 7 or (run.singles >= 4 and run.singles * 2 >= numerals) or (run.letters and n >= 5)):
@@ -416,6 +434,13 @@ def _kind_of(run: _Run, topic: str | None, carried: int = 0) -> str | None:
     return None
 
 
+def _named_before(text: str, run: _Run) -> bool:
+    """Is the run's topic said right before it, in a few words ("sort code eighty-three", "the
+    account is twenty-two")?"""
+    window = text[max(0, run.start - 24) : run.start]
+    return any(topic != "number" and pattern.search(window) for topic, pattern in TOPICS)
+
+
 def _topic_in(text: str) -> str | None:
     """The topic last mentioned in ``text``. "Number" after a topic ("card number", "account
     number") is that topic."""
@@ -424,6 +449,8 @@ def _topic_in(text: str) -> str | None:
     for end, start, topic in mentions:
         if topic == "number" and best[0] not in (None, "number") and start - best[1] <= 12:
             best = (best[0], end)
+        elif topic == "account" and best[0] in ("dob", "id", "card"):
+            continue  # "the date of birth on the account": the birth date is what is asked for
         else:
             best = (topic, end)
     return best[0]
@@ -463,6 +490,46 @@ def _email_from(text: str, start: int) -> int:
     return begin
 
 
+def _email_to(text: str, end: int) -> int:
+    """Where a spoken address really ends: ", G-mail, dot com" said after the host."""
+    tokens = [(m.group(), m.start(), m.end()) for m in TOKEN.finditer(text, end)]
+    i, stop = 0, end
+    while i < len(tokens):
+        word = tokens[i][0].lower()
+        if word in (",", "-"):
+            i += 1
+            continue
+        if word in ("dot", ".") and i + 1 < len(tokens) and tokens[i + 1][0].isalpha() and len(tokens[i + 1][0]) <= 4:
+            stop, i = tokens[i + 1][2], i + 2
+            continue
+        if len(word) == 1 and word.isalpha() and i + 2 < len(tokens) and tokens[i + 1][0] == "-":  # "G-mail"
+            stop, i = tokens[i + 2][2], i + 3
+            continue
+        break
+    return stop
+
+
+def _linked_words(text: str) -> list[tuple[int, int]]:
+    """Words joined by spoken links ("jo dot smith", "priyanka underscore" at the end of a final):
+    what an e-mail address in pieces looks like, once the call is about one."""
+    tokens = [(m.group(), m.start(), m.end()) for m in TOKEN.finditer(text)]
+    found: list[tuple[int, int]] = []
+    i = 0
+    while i < len(tokens):
+        j = i
+        while j + 1 < len(tokens) and tokens[j][0][0].isalnum() and (
+            tokens[j + 1][0].lower() in ("dot", "underscore", "dash", "hyphen")
+            or (tokens[j + 1][0] == "-" and len(tokens[j][0]) == 1 and j + 2 < len(tokens) and len(tokens[j + 2][0]) == 1)  # S-M-I-T-H
+        ):
+            j += 2 if j + 2 < len(tokens) and tokens[j + 2][0][0].isalnum() else 1
+        if j > i and tokens[i][0].lower() not in FILLERS:
+            found.append((tokens[i][1], tokens[j][2]))
+            i = j + 1
+        else:
+            i += 1
+    return found
+
+
 def redact_text(text: str, topic: str | None = None, carried: int = 0) -> tuple[str, list[Span]]:
     """``text`` with personal data replaced by ``[card number]``-style labels, and what was replaced.
     ``topic``: what the call was about just before (None: nothing sensitive). ``carried``: digits of
@@ -480,27 +547,40 @@ def _redact(text: str, topic: str | None = None, carried: int = 0) -> tuple[str,
 
     for pattern, kind in ((EMAIL_WRITTEN, "email"), (EMAIL_SPOKEN, "email"), (ID_WRITTEN, "id")):
         for m in pattern.finditer(text):
-            start = _email_from(text, m.start()) if pattern is EMAIL_SPOKEN else m.start()
-            if free(start, m.end()):
-                spans.append(Span(start, m.end(), kind))
-                taken.append((start, m.end()))
+            start, end = (_email_from(text, m.start()), _email_to(text, m.end())) if pattern is EMAIL_SPOKEN else (m.start(), m.end())
+            if free(start, end):
+                spans.append(Span(start, end, kind))
+                taken.append((start, end))
+    if _narrower(_topic_in(text), topic) == "email" or topic == "email":
+        for start, end in _linked_words(text):  # "priyanka underscore", "Gordon dash Fraser": an address in pieces
+            if free(start, end):
+                spans.append(Span(start, end, "email"))
+                taken.append((start, end))
     runs = _runs(text)
     trailing = 0
     for index, run in enumerate(runs):
         if not free(run.start, run.end):
+            for k, span in enumerate(spans):  # part of an address found above: the address takes all of it
+                if span.kind == "email" and span.start < run.end and run.start < span.end:
+                    spans[k] = Span(min(span.start, run.start), max(span.end, run.end), "email")
             continue
+        if run.digits == "1" and text[run.start : run.end].lower() == "one":
+            continue  # "the old one", "that one": a pronoun
         now = _narrower(_topic_in(text[: run.start]), topic)
         if _is_quantity(text, run, now):
             continue
         going_on = carried if index == 0 and _only_fillers(text[: run.start]) else 0
-        kind = _kind_of(run, now, going_on)
+        kind = _kind_of(run, now, going_on, named=_named_before(text, run))
         if kind is None and len(runs) == 1 and _only_fillers(text[: run.start] + " " + text[run.end :]) and (
-            run.identifier_shaped and run.length >= 3 or run.letters >= 2 or (now in GUARDED and (run.letters or run.length >= 2))
+            run.identifier_shaped and run.length >= 3 or run.letters >= 2 or (now in (*GUARDED, "email") and (run.letters or run.length >= 2))
         ):
-            kind = "number"  # a final that is only a group of digits or letters: part of something being read out
+            kind = "email" if now == "email" else "number"  # a final that is only a group of digits or letters: part of something being read out
         if kind is not None:
-            spans.append(Span(run.start, run.end, kind))
-            taken.append((run.start, run.end))
+            start = run.start
+            if kind == "phone" and PLUS_BEFORE.search(text[: run.start]):
+                start = PLUS_BEFORE.search(text[: run.start]).start()  # "plus nine one...": the country code's plus
+            spans.append(Span(start, run.end, kind))
+            taken.append((start, run.end))
         if index == len(runs) - 1 and _only_fillers(text[run.end :]) and (run.identifier_shaped or kind is not None):
             trailing = going_on + run.length
     spans.sort(key=lambda s: s.start)
@@ -549,7 +629,8 @@ class Redactor:
         numbers = [span.kind for span in spans if span.kind not in ("email", "spelled")]
         said = _topic_in(text)
         if numbers or said is not None or spans:  # a redaction or a mention keeps the topic open
-            self._topic = _narrower(said, numbers[-1] if numbers else self.topic(at))
+            going = numbers[-1] if numbers else "email" if any(span.kind == "email" for span in spans) else self.topic(at)
+            self._topic = _narrower(said, going)
             self._until = at + self.context_seconds
         return redacted, spans
 
