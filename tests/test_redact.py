@@ -146,3 +146,73 @@ async def test_a_live_call_keeps_no_card_number_in_the_store_the_lead_view_or_th
     assert np.abs(audio[: int(1.5 * rate), 0]).max() > 0.1  # the agent's question is kept
 
 
+
+
+# ---- issue 27: redaction that fails closed (lines written for these tests, not taken from any bench set) ----
+
+def _call(*finals: tuple[str, str]) -> list[str]:
+    """Each (speaker, text) through one call's redactor, 3 s apart: what leads and QA would read."""
+    calls = Redactor()
+    out = []
+    for i, (speaker, text) in enumerate(finals):
+        message = {"type": "transcript", "speaker": speaker, "text": text, "final": True, "start": 3.0 * i, "end": 3.0 * i + 2.5}
+        out.append(calls.event(message)[0]["text"])
+    return out
+
+
+def test_card_groups_read_in_separate_finals_with_no_topic_word_are_all_redacted():
+    out = _call(("agent", "Go ahead when you're ready."), ("customer", "5412"), ("agent", "Mm-hm."),
+                ("customer", "seven five three oh"), ("customer", "Then 8814, and 2290."))
+    assert not any(ch.isdigit() for line in out for ch in line) and "five" not in out[3]
+
+
+def test_a_group_carried_from_the_partys_last_final_makes_the_next_group_a_number():
+    out = _call(("customer", "It's 4417 2901"), ("customer", "6655 1023"))
+    assert out == ["It's [number]", "[card number]"]  # eight and eight: sixteen digits, a card
+
+
+@pytest.mark.parametrize("text", [
+    "it's G B eight one, L O Y D, three oh nine two",
+    "IE55 BOFI 9001 2233",
+    "N for November, R for Romeo, forty-four, eleven",
+    "my NI is P-R 61 02 88 A",
+])
+def test_codes_with_letters_are_redacted(text):
+    redacted, spans = redact_text(text, "account")
+    assert spans and not any(ch.isdigit() for ch in redacted), redacted
+    assert not any(word in redacted for word in ("L O Y D", "BOFI", "November", "P-R"))
+
+
+@pytest.mark.parametrize("asked, answer", [
+    ("And your date of birth?", "the ninth of October, nineteen eighty-one"),
+    ("Can I check the year you were born?", "Sixty-two."),
+    ("What's your birthday?", "12/07/1990"),
+])
+def test_a_date_of_birth_is_redacted_in_any_form(asked, answer):
+    out = _call(("agent", asked), ("customer", answer))
+    assert out[1].count("[date of birth]") >= 1 and not any(ch.isdigit() for ch in out[1])
+    assert not any(m in out[1] for m in ("October", "eighty", "Sixty"))
+
+
+@pytest.mark.parametrize("finals", [
+    [("customer", "It's marcus dot o underscore brien at live dot co dot uk")],
+    [("customer", "The e-mail is D-O-Y-L-E"), ("customer", "at the rate gmail dot com")],
+    [("customer", "My email, okay, fenella dash park"), ("customer", "twenty-one, at outlook dot com.")],
+])
+def test_a_spoken_email_is_redacted_even_in_pieces(finals):
+    out = _call(*finals)
+    for word in ("marcus", "brien", "live", "D-O", "gmail", "fenella", "park", "twenty", "outlook"):
+        assert not any(word in line for line in out), out
+
+
+@pytest.mark.parametrize("text", [
+    "The bill is due on the 14th, and it's about two-fifty.",
+    "She's 16 so she can't sign up herself.",
+    "We moved in January and the meter said 31,440.",
+    "I'll ring after eleven, it's on the mobile.",
+    "It was a hundred and twelve pounds in September, October and November.",
+    "I've had the card since 2011.",
+])
+def test_times_amounts_ages_and_months_are_kept_even_while_a_card_or_phone_is_discussed(text):
+    assert redact_text(text, "card")[1] == [] or redact_text(text, "phone")[1] == []
+    assert redact_text(text) == (text, [])
