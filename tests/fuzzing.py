@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import itertools
 import json
 import logging
@@ -46,6 +47,8 @@ class Tally:
     outcomes: Counter = field(default_factory=Counter)  # close codes and HTTP statuses
     server_errors: list[str] = field(default_factory=list)  # what went wrong, with the input
     reasons: Counter = field(default_factory=Counter)  # close codes with the start of their reason
+    flood_bytes: int = 0  # sent by tokenless floods
+    flood_log_bytes: int = 0  # logged while they were sent
 
     def error(self, what: str) -> None:
         self.server_errors.append(what[:600])
@@ -149,7 +152,9 @@ def twilio_frames(ingest_token: str):
         "start": mostly(
             st.fixed_dictionaries({
                 "callSid": mostly(st.just(FRESH_ID), CALL_IDS),
-                "tracks": mostly(st.just(["inbound", "outbound"]), st.one_of(st.lists(st.sampled_from(["inbound", "outbound", "both", ""]), max_size=3), JSON)),
+                # both tracks, or one (a <Stream track="inbound_track"> is a call of one party), in either order
+                "tracks": mostly(st.sampled_from([["inbound", "outbound"], ["inbound"], ["outbound"], ["outbound", "inbound"]]),
+                                 st.one_of(st.lists(st.sampled_from(["inbound", "outbound", "both", ""]), max_size=3), JSON)),
                 "customParameters": mostly(st.fixed_dictionaries({"token": token, "agent_id": mostly(st.text(max_size=20), JSON)}), JSON),
                 "mediaFormat": mostly(
                     st.just({"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}),
@@ -191,6 +196,52 @@ def audio_frames(ingest_token: str):
     frame = mostly(st.binary(max_size=6000), st.one_of(JSON.map(json.dumps), st.text(max_size=50), st.just(json.dumps({"event": "stop"}))))
     first = mostly(header.map(json.dumps), st.one_of(st.binary(max_size=100), st.text(max_size=100)))
     return st.tuples(first, st.lists(frame, max_size=20)).map(lambda t: [t[0], *t[1]])
+
+
+def flood_frames():
+    """What a client with no token sends to fill a log or hold a socket: unknown events with large
+    values, binary and text of any size, never a start."""
+    big = st.integers(0, 200_000)
+    frame = st.one_of(
+        big.map(lambda n: json.dumps({"event": "x" * n})),
+        big.map(lambda n: json.dumps({"event": "connected", "protocol": "y" * n})),
+        st.tuples(st.text(max_size=10), big).map(lambda t: json.dumps({t[0]: "z" * t[1]})),
+        big.map(lambda n: b"\0" * n),
+        big.map(lambda n: "{" * min(n, 50_000)),
+    )
+    return st.lists(frame, min_size=1, max_size=30)
+
+
+# pieces a transcript can be built from to trip a backtracking regular expression: spelled letters,
+# dotted and dashed chains, digits and number words, "at" with and without a domain, long words
+TRAP_PIECES = ["-", "A", "a", " ", "S-", "-M", " dot ", " at ", ".", "_", " underscore ", "1", "4", " four", " oh", "ninety",
+               "-nine", ",", " double", " G for golf", "@", "x" * 40, " gmail", " com", "you ", "stupid ", "manager ", "card "]
+
+
+def trap_texts():
+    return st.one_of(
+        st.lists(st.sampled_from(TRAP_PIECES), max_size=600).map("".join),
+        st.tuples(st.sampled_from(TRAP_PIECES), st.integers(1, 3000)).map(lambda t: t[0] * t[1]),
+        st.text(max_size=300),
+    )
+
+
+class TrapTranscriber:
+    """The stand-in speech model, but the tone of 900 Hz is heard as whatever ``text`` is now."""
+
+    TONE = 900
+
+    def __init__(self) -> None:
+        from tests.fakes import PhraseTranscriber
+
+        self.text = ""
+        self._phrases = PhraseTranscriber({**PHRASES, self.TONE: "@TRAP@"})
+
+    def transcribe(self, audio, options, context=""):
+        heard = self._phrases.transcribe(audio, options, context)
+        if heard.text == "@TRAP@":
+            heard = dataclasses.replace(heard, text=self.text)
+        return heard
 
 
 QUERY_KEYS = ["flagged", "label", "agent_id", "state", "since", "until", "min_risk", "limit", "offset", "token"]
@@ -268,6 +319,86 @@ def send_request(live, request, tally: Tally, log: ErrorLog, strict: bool) -> No
         raise AssertionError(f"{problems[0]}\ninput: {request!r}")
 
 
+class LogBytes(logging.Handler):
+    """Every byte the server's log lines would write (INFO and up)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.total = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.total += len(record.getMessage()) + 1
+
+
+def send_flood(live, frames: list, tally: Tally, log: ErrorLog, written: LogBytes, strict: bool) -> None:
+    """A tokenless stream of junk: it must be cut off with a clean code, and log its type and size only."""
+    tally.tried["flood"] += 1
+    before, logged = len(log.records), written.total
+    code = None
+    sent = 0
+    try:
+        with connect(f"{live.ws}/ws/twilio", max_size=None, open_timeout=10, close_timeout=10) as ws:
+            try:
+                for frame in frames:
+                    ws.send(frame)
+                    sent += len(frame)
+                while True:
+                    ws.recv(timeout=20)
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else 1006
+            except TimeoutError:
+                code = -1
+    except (OSError, ConnectionClosed) as exc:
+        code = -2
+        tally.error(f"flood: could not connect ({exc!r})")
+    tally.outcomes[f"flood {code}"] += 1
+    tally.flood_bytes += sent
+    tally.flood_log_bytes += written.total - logged
+    problems = [] if code in CLEAN_CODES or code == 1006 else [f"flood: closed with {code}"]
+    if written.total - logged > 2000:
+        problems.append(f"flood: {written.total - logged} bytes logged for {sent} sent")
+    problems += [f"flood: {line}" for line in log.records[before:]]
+    for problem in problems:
+        tally.error(problem)
+    if strict and problems:
+        raise AssertionError(problems[0])
+
+
+def send_transcript(live, trap: TrapTranscriber, text: str, tally: Tally, log: ErrorLog, strict: bool, token: str) -> None:
+    """One short call whose only utterance the stand-in model hears as ``text``: it must end cleanly,
+    with a bounded final and no error."""
+    from coach.simulate import SimulatedCall, _twilio_messages
+
+    tally.tried["transcripts"] += 1
+    before = len(log.records)
+    trap.text = text
+    call_id = f"TRAP{next(_ids)}"
+    call = stereo(("agent", said(TrapTranscriber.TONE)), ("agent", silence(1.0)))
+    code = None
+    with connect(f"{live.ws}/ws/twilio", max_size=None, open_timeout=10, close_timeout=10) as ws:
+        try:
+            for _, message in _twilio_messages(call, SimulatedCall(call_id, "ana"), token):
+                ws.send(message)
+            ws.send(json.dumps({"event": "stop"}))
+            while True:
+                ws.recv(timeout=120)
+        except ConnectionClosed as closed:
+            code = closed.rcvd.code if closed.rcvd else 1006
+        except TimeoutError:
+            code = -1
+    tally.outcomes[f"transcripts {code}"] += 1
+    status, kept = http(live, "GET", f"/api/calls/{call_id}")
+    finals = [e["text"] for e in kept["events"] if e["type"] == "transcript" and e["final"]] if status == 200 else []
+    problems = [] if code == 1000 else [f"transcripts: closed with {code}"]
+    if status != 200 or any(e["type"] == "error" for e in kept["events"]) or any(len(f) > 2000 for f in finals):
+        problems.append(f"transcripts: the call was not kept whole ({status})")
+    problems += [f"transcripts: {line}" for line in log.records[before:]]
+    for problem in problems:
+        tally.error(f"{problem}; text: {text[:200]!r}")
+    if strict and problems:
+        raise AssertionError(f"{problems[0]}\ntext: {text[:500]!r}")
+
+
 class Bystander:
     """A well-behaved call streaming in real time through the fuzzing; it must come out whole."""
 
@@ -316,13 +447,22 @@ class Bystander:
         return whole, f"closed {code}; {len(finals)} of {len(expected)} utterances; {len(errors)} errors"
 
 
-def fuzz_all(live, loop, examples: int, strict: bool, protocols=("twilio", "audio", "rest")) -> tuple[Tally, tuple[bool, str]]:
-    """Run ``examples`` inputs per protocol with a bystander call going; returns the tally and the bystander's state."""
+PROTOCOLS = ("twilio", "audio", "rest", "flood", "transcripts")
+
+
+def fuzz_all(live, loop, examples: int, strict: bool, protocols=PROTOCOLS, trap: TrapTranscriber | None = None) -> tuple[Tally, tuple[bool, str]]:
+    """Run ``examples`` inputs per protocol with a bystander call going; returns the tally and the
+    bystander's state. ``transcripts`` needs the server to run ``trap`` as its speech model."""
     tally = Tally()
     log = ErrorLog()
+    written = LogBytes()
     watched = [logging.getLogger(name) for name in ("coach", "uvicorn.error", "uvicorn", "starlette", "fastapi")]
+    levels = {logger: logger.level for logger in watched}
     for logger in watched:
         logger.addHandler(log)
+        logger.addHandler(written)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
     ingest = issue_token(live, "ingest")
     tokens = [ADMIN, ingest, issue_token(live, "qa"), issue_token(live, "agent", "ana"), "not-a-token"]
     bystander = Bystander(live, loop, ingest)
@@ -335,8 +475,14 @@ def fuzz_all(live, loop, examples: int, strict: bool, protocols=("twilio", "audi
             budget(given(audio_frames(ingest))(lambda frames: send_stream(live, "/ws/audio", frames, tally, "audio", log, strict)))()
         if "rest" in protocols:
             budget(given(rest_requests(tokens))(lambda request: send_request(live, request, tally, log, strict)))()
+        if "flood" in protocols:
+            budget(given(flood_frames())(lambda frames: send_flood(live, frames, tally, log, written, strict)))()
+        if "transcripts" in protocols and trap is not None:
+            budget(given(trap_texts())(lambda text: send_transcript(live, trap, text, tally, log, strict, ingest)))()
     finally:
         state = bystander.finish()
         for logger in watched:
             logger.removeHandler(log)
+            logger.removeHandler(written)
+            logger.setLevel(levels[logger])
     return tally, state
