@@ -38,7 +38,7 @@ REPEAT_WORDS = {"double": 2, "triple": 3}
 SOUNDALIKES = {"for": 4, "fore": 4, "to": 2, "too": 2, "won": 1, "ate": 8, "fine": 5, "tree": 3, "free": 3, "niner": 9}
 JOINERS = {"-", ",", ".", "/", "'", "dash", "hyphen", "slash"}  # may sit between the pieces of one run
 UNIT_AFTER = re.compile(
-    r"^[\s-]*+(?:[a-z]++\s++)?(?:%|(?:percent|per\s*cent|dollars?|bucks|pounds?|quid|euros?|cents?|pence|p\b|rand|rupees?|naira|pesos?|"
+    r"^[\s-]*+(?:[a-z]++\s++)?(?:%|(?:percent|per\s*cent|dollars?|bucks|pounds?|quid|euros?|cents?|pence|p\b|rand|rupees?|naira|pesos?|each|"
     r"digits?|minutes?|hours?|days?|"
     r"weeks?|months?|years?|times|gigs?|gb|mb|kwh|units?|miles?|km|calls?|items?|pairs?|odd|ish|characters?|people|degrees?|"
     r"grand|k\b|seconds?|hundred|thousand|million|o'clock|am\b|pm\b|now|tonight|today|tomorrow|a\.m\.|p\.m\.|kilowatt|litres?|liters?|texts?|bills?|payments?|"
@@ -46,10 +46,12 @@ UNIT_AFTER = re.compile(
     re.IGNORECASE,
 )
 MONEY_BEFORE = re.compile(r"(?:[$£€₹₦]|(?<![A-Za-z])R|\bRs\.?|\b(?:hundred|thousand|point)\s|\b(?:hundred|thousand)\s++and\s|"
+                          r"\b(?:balance|payments?|price|cost|costs|charge|charged|fee|total|paid|pay|owe|owing|refund|bill|premium)\s++(?:of\s++|is\s++|was\s++|be\s++)?|"
                           r"\b(?:pounds?|dollars?|euros?|rand|quid|bucks)\s++(?:and\s++)?)\s*$", re.IGNORECASE)
 # a number said as a time or an estimate: "after eleven", "about two-fifty", "under twenty-five"
 ROUGHLY_BEFORE = re.compile(r"\b(?:after|before|at|by|around|about|roughly|nearly|almost|under|over|until|till|past|gone)\s*$", re.IGNORECASE)
 MONTH_WHEN = re.compile(r"\b(?:in|since|until|till|last|next|this|by|before|after|early|late|mid|end of)\s*$", re.IGNORECASE)
+NUMBER_IS = re.compile(r"\bnumber(?:'s| is| was)\s*$", re.IGNORECASE)
 PLUS_BEFORE = re.compile(r"(?:\bplus|\+)\s*$", re.IGNORECASE)
 AGE_BEFORE = re.compile(r"\b(?:i'm|i am|she's|she is|he's|he is|they're|aged|age|turned|turning)\s*$", re.IGNORECASE)
 COUNT_BEFORE = re.compile(r"\b(?:last|first|next|other|those|these|the|a|this|that|which|every)\s*$", re.IGNORECASE)
@@ -114,10 +116,12 @@ TLDS = ("com", "net", "org", "edu", "gov", "info", "biz")  # and every two-lette
 EMAIL_SPOKEN = re.compile(
     r"(?:(?<![\w+.-])[\w+-]++(?:(?:\s++(?:dot|underscore|dash|hyphen)\s++|[._-])[\w+-]++)*+\s++|\b)"
     r"(?:at(?:\s++(?:sign|symbol|the\s++rate))?|@)\s++"
-    r"(?:[\w-]++(?:(?:\s++dot\s++|\.)[\w-]++)++"
+    r"(?:[\w-]++(?:\s++(?!dot\b)[\w-]++)?(?:(?:\s++dot\s++|\.)[\w-]++)++"
     r"(?:" + "|".join(rf"(?<=[. ]{tld})" for tld in TLDS) + r"|(?<=[. ][a-z]{2})|(?<=[. ][a-z]-[a-z]))|(?:" + "|".join(MAIL_HOSTS) + r")(?![\w-]))\b",
     re.IGNORECASE,
 )
+HANDLE = re.compile(r"(?<![\w.@])(?!(?:[ap]\.m|e\.g|i\.e|etc)\b)[A-Za-z][A-Za-z0-9]*+(?:[._][A-Za-z0-9]++)++(?![\w@])", re.IGNORECASE)  # "jo.smith82": a name on its own
+DOT_TLD = re.compile(r"\bdot\s++(?:co\s++dot\s++)?(?:com|net|org|edu|gov|info|[a-z]{2})\b", re.IGNORECASE)
 EMAIL_LINKS = {"dot", "underscore", "dash", "hyphen", "period", ".", "_", "-", ",", "then"}
 ID_WRITTEN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b")
 
@@ -181,6 +185,8 @@ def _single_letter(tokens, i: int) -> bool:
     near = lambda j: 0 <= j < len(tokens)  # noqa: E731
     if _hyphen_spelled(tokens, i):
         return True
+    if word.islower() and _lowercase_spelling(tokens, i):
+        return True  # "j o y c e"
     if not word.isupper():
         return False
     if word not in "IA" and sum(token[0][0].isalnum() for token in tokens) == 1:
@@ -207,6 +213,14 @@ def _single_letter(tokens, i: int) -> bool:
             if abs(j - i) == 1 or tokens[(i + j) // 2][0] in JOINERS:
                 return True
     return False
+
+
+def _lowercase_spelling(tokens, i: int) -> bool:
+    """Three or more single lower-case letters in a row (a name spelled the way a recogniser may write it)."""
+    def letter(j: int) -> bool:
+        return 0 <= j < len(tokens) and len(tokens[j][0]) == 1 and tokens[j][0].isalpha()
+
+    return any(all(letter(k) for k in range(start, start + 3)) for start in (i - 2, i - 1, i))
 
 
 def _hyphen_spelled(tokens, i: int) -> bool:
@@ -245,7 +259,8 @@ def _caps_code(tokens, i: int) -> bool:
     word = tokens[i][0]
     if not CAPS_CODE.fullmatch(word) or word in CAPS_WORDS:
         return False
-    return any(0 <= j < len(tokens) and _is_digit_token(tokens[j][0]) and tokens[j][0].lower() not in ("o", "oh") for j in (i - 1, i + 1)) or (
+    return any(0 <= j < len(tokens) and (_is_digit_token(tokens[j][0]) or tokens[j][0].lower() in TENS_WORDS or tokens[j][0].lower() in TEEN_WORDS)
+               and tokens[j][0].lower() not in ("o", "oh") for j in (i - 1, i + 1)) or (
         i + 2 < len(tokens) and tokens[i + 1][0] in (",", ".") and tokens[i + 2][0].isdigit() or (i + 2 < len(tokens) and tokens[i + 1][0] == "," and tokens[i + 2][0].lower() in DIGIT_WORDS)
     )
 
@@ -415,7 +430,7 @@ def _kind_of(run: _Run, topic: str | None, carried: int = 0, named: bool = False
     if numerals == len(digits) and 13 <= n <= 19 and (topic in (None, "card", "number") or luhn_valid(digits)):
         return "card"
     if run.month or (run.ordinal and topic in ("dob", "id")):
-        return "dob" if topic in ("dob", "id") else "card" if topic == "card" else None
+        return "card" if topic == "card" else "dob" if topic in GUARDED else None
     strong = run.identifier_shaped or carried > 0
     if topic in GUARDED or topic == "phone":
         # while a card, an account, an ID or a phone is being given: any part of one, however short; a
@@ -438,7 +453,7 @@ def _named_before(text: str, run: _Run) -> bool:
     """Is the run's topic said right before it, in a few words ("sort code eighty-three", "the
     account is twenty-two")?"""
     window = text[max(0, run.start - 24) : run.start]
-    return any(topic != "number" and pattern.search(window) for topic, pattern in TOPICS)
+    return any(pattern.search(window) for topic, pattern in TOPICS if topic != "number") or bool(NUMBER_IS.search(window))
 
 
 def _topic_in(text: str) -> str | None:
@@ -464,7 +479,7 @@ def _narrower(said: str | None, before: str | None) -> str | None:
 
 
 def _only_fillers(text: str) -> bool:
-    return all(m.group().lower() in FILLERS or not m.group()[0].isalnum() for m in TOKEN.finditer(text))
+    return all(m.group().lower() in FILLERS or m.group().lower() in JOINERS or not m.group()[0].isalnum() for m in TOKEN.finditer(text))
 
 
 def _email_from(text: str, start: int) -> int:
@@ -509,17 +524,19 @@ def _email_to(text: str, end: int) -> int:
     return stop
 
 
-def _linked_words(text: str) -> list[tuple[int, int]]:
+def _linked_words(text: str, dashes: bool = True) -> list[tuple[int, int]]:
     """Words joined by spoken links ("jo dot smith", "priyanka underscore" at the end of a final):
-    what an e-mail address in pieces looks like, once the call is about one."""
+    what an e-mail address in pieces looks like. "Dot" and "underscore" are said of nothing else;
+    "dash" is ("a dash of milk"), so it counts only once the call is about an e-mail (``dashes``)."""
+    links = ("dot", "underscore", "dash", "hyphen") if dashes else ("dot", "underscore")
     tokens = [(m.group(), m.start(), m.end()) for m in TOKEN.finditer(text)]
     found: list[tuple[int, int]] = []
     i = 0
     while i < len(tokens):
         j = i
         while j + 1 < len(tokens) and tokens[j][0][0].isalnum() and (
-            tokens[j + 1][0].lower() in ("dot", "underscore", "dash", "hyphen")
-            or (tokens[j + 1][0] == "-" and len(tokens[j][0]) == 1 and j + 2 < len(tokens) and len(tokens[j + 2][0]) == 1)  # S-M-I-T-H
+            tokens[j + 1][0].lower() in links
+            or (dashes and tokens[j + 1][0] == "-" and len(tokens[j][0]) == 1 and j + 2 < len(tokens) and len(tokens[j + 2][0]) == 1)  # S-M-I-T-H
         ):
             j += 2 if j + 2 < len(tokens) and tokens[j + 2][0][0].isalnum() else 1
         if j > i and tokens[i][0].lower() not in FILLERS:
@@ -551,11 +568,15 @@ def _redact(text: str, topic: str | None = None, carried: int = 0) -> tuple[str,
             if free(start, end):
                 spans.append(Span(start, end, kind))
                 taken.append((start, end))
-    if _narrower(_topic_in(text), topic) == "email" or topic == "email":
-        for start, end in _linked_words(text):  # "priyanka underscore", "Gordon dash Fraser": an address in pieces
-            if free(start, end):
-                spans.append(Span(start, end, "email"))
-                taken.append((start, end))
+    about_email = _narrower(_topic_in(text), topic) == "email" or topic == "email"
+    pieces = _linked_words(text, dashes=about_email)  # "shauna dot quinn", "priyanka underscore": an address in pieces
+    if about_email:
+        pieces += [(m.start(), m.end()) for m in HANDLE.finditer(text)]  # "adaeze.okonkwo", "lupe.hernandez1979"
+        pieces += [(m.start(), m.end()) for m in DOT_TLD.finditer(text)]  # "dot com." said after the name
+    for start, end in pieces:
+        if free(start, end):
+            spans.append(Span(start, end, "email"))
+            taken.append((start, end))
     runs = _runs(text)
     trailing = 0
     for index, run in enumerate(runs):
@@ -572,12 +593,13 @@ def _redact(text: str, topic: str | None = None, carried: int = 0) -> tuple[str,
         going_on = carried if index == 0 and _only_fillers(text[: run.start]) else 0
         kind = _kind_of(run, now, going_on, named=_named_before(text, run))
         if kind is None and len(runs) == 1 and _only_fillers(text[: run.start] + " " + text[run.end :]) and (
-            run.identifier_shaped and run.length >= 3 or run.letters >= 2 or (now in (*GUARDED, "email") and (run.letters or run.length >= 2))
+            run.identifier_shaped and run.length >= 3 or run.letters >= 2 or (now in GUARDED and (run.letters or run.length >= 2))
+            or (now == "email" and (run.letters >= 2 or run.singles >= 2 or run.written))
         ):
             kind = "email" if now == "email" else "number"  # a final that is only a group of digits or letters: part of something being read out
         if kind is not None:
             start = run.start
-            if kind == "phone" and PLUS_BEFORE.search(text[: run.start]):
+            if PLUS_BEFORE.search(text[: run.start]):
                 start = PLUS_BEFORE.search(text[: run.start]).start()  # "plus nine one...": the country code's plus
             spans.append(Span(start, run.end, kind))
             taken.append((start, run.end))
