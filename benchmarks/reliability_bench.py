@@ -3,9 +3,11 @@
 
     python benchmarks/reliability_bench.py [--examples 1000] [--rounds 5]
 
-- **Fuzzing**: hypothesis inputs for /ws/twilio, /ws/audio and every REST route, against the real
-  app (stand-in models) while a bystander call streams in real time (tests/fuzzing.py): inputs
-  tried, server errors, whether the bystander came out whole.
+- **Fuzzing**: hypothesis inputs for /ws/twilio (single-track starts among them), /ws/audio, every
+  REST route, tokenless floods, and transcripts built to trip regular expressions (a stand-in model
+  that says them), against the real app (stand-in models) while a bystander call streams in real
+  time (tests/fuzzing.py): inputs tried, server errors, whether the bystander came out whole, log
+  bytes per byte a tokenless client sent.
 - **Faults**, each ``--rounds`` times, with two healthy calls streaming beside the faulted one:
   a sender that vanishes mid-call, a sender that goes quiet, an exception in the faulted call's
   analysis, and the server killed (SIGKILL) mid-call and restarted. (A reader that stops reading is
@@ -206,20 +208,23 @@ def main() -> int:
     args = parser.parse_args()
 
     if not args.skip_fuzz:
-        from tests.fuzzing import fuzz_all, server_in_thread
+        from tests.fuzzing import PROTOCOLS, TrapTranscriber, fuzz_all, server_in_thread
 
         with tempfile.TemporaryDirectory() as tmp:
             started = time.monotonic()
-            with server_in_thread(Path(tmp), connections_per_minute=0) as (live, loop):
-                tally, (whole, state) = fuzz_all(live, loop, examples=args.examples, strict=False)
+            trap = TrapTranscriber()
+            with server_in_thread(Path(tmp), connections_per_minute=0, transcriber=trap) as (live, loop):
+                tally, (whole, state) = fuzz_all(live, loop, examples=args.examples, strict=False, trap=trap)
             print(f"\n## Fuzzing ({time.monotonic() - started:.0f} s)\n")
             print("| protocol | inputs tried | server errors | outcomes |")
             print("|---|---|---|---|")
-            for protocol in ("twilio", "audio", "rest"):
+            for protocol in PROTOCOLS:
                 errors = sum(1 for e in tally.server_errors if e.startswith(protocol))
                 outcomes = ", ".join(f"{k.split(' ', 1)[1]}: {n}" for k, n in sorted(tally.outcomes.items()) if k.startswith(protocol))
                 print(f"| {protocol} | {tally.tried[protocol]} | {errors} | {outcomes} |")
             print(f"\nBystander call: {'whole' if whole else 'DISTURBED'} ({state})")
+            print(f"Tokenless floods: {tally.flood_bytes / 1e6:.1f} MB sent, {tally.flood_log_bytes} bytes logged "
+                  f"({tally.flood_log_bytes / max(1, tally.flood_bytes):.2e} log bytes per byte sent)")
             for error in tally.server_errors[:10]:
                 print("  error:", error)
 
