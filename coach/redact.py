@@ -1,20 +1,32 @@
-"""Personal data out of transcripts: card, ID and account numbers, e-mail addresses, phone numbers.
+"""Personal data out of transcripts: card, ID and account numbers, codes with letters, dates of birth,
+e-mail addresses, phone numbers.
 
-Between the detectors and the bus. The detectors read what was said; what is stored, and what team
-leads and QA see, is the redacted text, and the stored recording is silenced where it was said.
+Between the detectors and the bus, in a thread of its own. The detectors read what was said; what is
+stored, and what team leads and QA see, is the redacted text, and the stored recording is silenced
+where it was said (and, failing closed, wherever a card, account, ID or birth date is being given).
 
-Numbers come written ("4111 1111 1111 1111", "4111-1111") or spoken ("four one one one", "double
-five", "oh", "forty one"); a run of digits may be split by spaces, commas, dashes or the word "dash".
-How many digits make a run personal depends on what the call is about:
+Numbers come written ("4111 1111 1111 1111", "4111-1111") or spoken ("four five three nine", "double
+five", "oh", "forty one"), codes with letters ("G B two nine N W B K", "IE55 BOFI", "G for golf"),
+names spelled ("S-M-I-T-H", "j o y c e"). A *run* is one such sequence with its joiners (spaces,
+commas, dashes, "dash", "slash"). What makes a run personal depends on how it was said and what the
+call is about:
 
-- anywhere: 7 digits or more (13-19: a card; 10-11: a phone number; else a number), a written
-  ``123-45-6789`` (an ID number), an e-mail address, written or spoken ("jo dot smith at mail dot com");
-- for ``context_seconds`` after someone mentions a card, an account, an ID or a phone (either party),
-  or after a redaction: 2 digits or more, named by that topic (3 or more after "number"/"digits").
-  People read a card number in groups across several pauses, the speech model may hear only part
-  of a group ("fine fine two six"), and a security code is three digits.
+- anywhere: 7 digits or more (13-19: a card; 10-11: a phone number), 4 or more digits read one at a
+  time, letters among digits, three or more letters spelled, a written ``123-45-6789``, an e-mail
+  address written or spoken ("jo dot smith at mail dot com", "priyanka underscore" ... "at the rate
+  yahoo dot co dot in");
+- a final that is only a group read out ("4497", "A B N A"), and a group that goes on from the one the
+  same party's last final ended with: a card read in groups over several finals;
+- for ``context_seconds`` after someone mentions a card, an account, an ID, a birth date or a phone
+  (either party), or after a redaction: 2 digits or more read as an identifier, named by that topic;
+  a date is a birth date (an expiry under a card's topic).
 
-Money ("$1,500", "forty five dollars") and quantities with a unit ("30 days") are kept.
+Kept: money ("$1,500", "nine pounds ninety", "payments of thirty-two fifty"), quantities with a unit
+("30 days", "3 to 5 working days"), ages ("she's 15"), years ("since 2009"), times ("after eleven"),
+rough figures ("about two-fifty") and dates that are not birth dates ("the 21st", "in January").
+
+Every pattern here is linear in the text (coach/textguard.py: no backtracking quantifier inside a
+repeated group).
 """
 
 from __future__ import annotations
@@ -63,6 +75,7 @@ MONTHS = {
     "october": 10, "november": 11, "december": 12, "jan": 1, "feb": 2, "mar": 3, "apr": 4, "jun": 6, "jul": 7, "aug": 8,
     "sep": 9, "sept": 9, "oct": 10, "nov": 11, "dec": 12,
 }
+UNAMBIGUOUS_MONTHS = {"january", "february", "august", "september", "october", "november", "december"}
 ORDINAL_WORDS = {
     "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9,
     "tenth": 10, "eleventh": 11, "twelfth": 12, "thirteenth": 13, "fourteenth": 14, "fifteenth": 15, "sixteenth": 16,
@@ -242,6 +255,17 @@ def _phonetic(tokens, i: int) -> int:
     return 0
 
 
+def _is_month(tokens, i: int) -> bool:
+    """A month's name, not the verb or the word: "March" or "Mar 3" (capitalised), any "november";
+    not "march", "may", "APR"."""
+    word = tokens[i][0]
+    if word.lower() in UNAMBIGUOUS_MONTHS:
+        return True
+    if not (word[0].isupper() and word[1:].islower()):
+        return False
+    return len(word) > 3 or word == "May" or (i + 1 < len(tokens) and _is_digit_token(tokens[i + 1][0]))
+
+
 def _date_follows(tokens, i: int) -> bool:
     """Is the ordinal word at ``i`` part of a date: a month, "month", or another date part after it
     ("the third of the fifth", "fourteenth of March"), or the end of a final read out alone?"""
@@ -338,10 +362,7 @@ def _runs(text: str) -> list[_Run]:
             else:
                 digits += "0"
             add(start, end, digits, compounds=1, ordinal=ordinal)
-        elif low in MONTHS and (
-            (word[0].isupper() and word[1:].islower() and (len(low) > 3 or low == "may")) or (word[0].isupper() and word[1:].islower() and _is_digit_token(tokens[i + 1][0] if i + 1 < len(tokens) else ""))
-            or low in ("january", "february", "august", "september", "october", "november", "december")
-        ):
+        elif low in MONTHS and _is_month(tokens, i):
             add(start, end, f"{MONTHS[low]:02d}", month=True, months=1)
         elif _single_letter(tokens, i):
             if (skip := _phonetic(tokens, i)):

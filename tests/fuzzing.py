@@ -461,8 +461,8 @@ def fuzz_all(live, loop, examples: int, strict: bool, protocols=PROTOCOLS, trap:
     for logger in watched:
         logger.addHandler(log)
         logger.addHandler(written)
-        if logger.getEffectiveLevel() > logging.INFO:
-            logger.setLevel(logging.INFO)
+    if watched[0].getEffectiveLevel() > logging.INFO:
+        watched[0].setLevel(logging.INFO)  # the coach's own lines, as `coach serve` writes them (uvicorn's stay at theirs)
     ingest = issue_token(live, "ingest")
     tokens = [ADMIN, ingest, issue_token(live, "qa"), issue_token(live, "agent", "ana"), "not-a-token"]
     bystander = Bystander(live, loop, ingest)
