@@ -50,7 +50,7 @@ REPEAT_WORDS = {"double": 2, "triple": 3}
 SOUNDALIKES = {"for": 4, "fore": 4, "to": 2, "too": 2, "won": 1, "ate": 8, "fine": 5, "tree": 3, "free": 3, "niner": 9}
 JOINERS = {"-", ",", ".", "/", "'", "dash", "hyphen", "slash"}  # may sit between the pieces of one run
 UNIT_AFTER = re.compile(
-    r"^[\s-]*+(?:[a-z]++\s++)?(?:%|(?:percent|per\s*cent|dollars?|bucks|pounds?|quid|euros?|cents?|pence|p\b|rand|rupees?|naira|pesos?|each|"
+    r"^[\s-]*+(?:(?!and\b)[a-z]++\s++)?(?:%|(?:percent|per\s*cent|dollars?|bucks|pounds?|quid|euros?|cents?|pence|p\b|rand|rupees?|naira|pesos?|each|"
     r"digits?|minutes?|hours?|days?|"
     r"weeks?|months?|years?|times|gigs?|gb|mb|kwh|units?|miles?|km|calls?|items?|pairs?|odd|ish|characters?|people|degrees?|"
     r"grand|k\b|seconds?|hundred|thousand|million|o'clock|am\b|pm\b|now|tonight|today|tomorrow|a\.m\.|p\.m\.|kilowatt|litres?|liters?|texts?|bills?|payments?|"
@@ -64,6 +64,8 @@ MONEY_BEFORE = re.compile(r"(?:[$£€₹₦]|(?<![A-Za-z])R|\bRs\.?|\b(?:hundre
 ROUGHLY_BEFORE = re.compile(r"\b(?:after|before|at|by|around|about|roughly|nearly|almost|under|over|until|till|past|gone)\s*$", re.IGNORECASE)
 MONTH_WHEN = re.compile(r"\b(?:in|since|until|till|last|next|this|by|before|after|early|late|mid|end of)\s*$", re.IGNORECASE)
 NUMBER_IS = re.compile(r"\bnumber(?:'s| is| was)\s*$", re.IGNORECASE)
+ACRONYM_IS = re.compile(r"\b[A-Z]{2,5}(?:'s| is| was)\s*$")  # "TRN is", "PPS is": a number named by its acronym
+ENDING_IN = re.compile(r"\bending(?:\s++in)?(?:\s++with)?\s*$", re.IGNORECASE)  # "the card ending 8835"
 PLUS_BEFORE = re.compile(r"(?:\bplus|\+)\s*$", re.IGNORECASE)
 AGE_BEFORE = re.compile(r"\b(?:i'm|i am|she's|she is|he's|he is|they're|aged|age|turned|turning)\s*$", re.IGNORECASE)
 COUNT_BEFORE = re.compile(r"\b(?:last|first|next|other|those|these|the|a|this|that|which|every)\s*$", re.IGNORECASE)
@@ -108,7 +110,7 @@ TOPICS = (
     ("phone", re.compile(r"\b(?:phone|mobile|cell|telephone|landline|call you back|call me back|reach you|reach me|ring me|ring you|"
                          r"whatsapp|message me|call me on|"
                          r"extension|text me)\b", re.IGNORECASE)),
-    ("email", re.compile(r"\b(?:e-?mail(?: address| id)?|mail id)\b", re.IGNORECASE)),
+    ("email", re.compile(r"\b(?:e-?mail(?:ed|ing|s)?(?: address| id)?|mail id)\b", re.IGNORECASE)),
     ("number", re.compile(r"\b(?:numbers?|digits?|pin|zip|post ?code|code)\b", re.IGNORECASE)),
 )
 GUARDED = ("card", "account", "id", "dob")  # topics during which the customer's audio is not kept
@@ -135,6 +137,7 @@ EMAIL_SPOKEN = re.compile(
 )
 HANDLE = re.compile(r"(?<![\w.@])(?!(?:[ap]\.m|e\.g|i\.e|etc)\b)[A-Za-z][A-Za-z0-9]*+(?:[._][A-Za-z0-9]++)++(?![\w@])", re.IGNORECASE)  # "jo.smith82": a name on its own
 DOT_TLD = re.compile(r"\bdot\s++(?:co\s++dot\s++)?(?:com|net|org|edu|gov|info|[a-z]{2})\b", re.IGNORECASE)
+LOCAL_THEN_AT = re.compile(r"\w\s++(?P<at>at)\s*+[.,]?\s*+$", re.IGNORECASE)
 EMAIL_LINKS = {"dot", "underscore", "dash", "hyphen", "period", ".", "_", "-", ",", "then"}
 ID_WRITTEN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b|\b[A-CEGHJ-PR-TW-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b")
 
@@ -181,6 +184,11 @@ def _is_digit_token(word: str) -> bool:
     return word.isdigit() or word.lower() in DIGIT_WORDS
 
 
+def _is_number_word(word: str) -> bool:
+    low = word.lower()
+    return word.isdigit() or low in DIGIT_WORDS or low in TEEN_WORDS or low in TENS_WORDS
+
+
 def _digit_follows(tokens: list[tuple[str, int, int]], i: int) -> bool:
     """Is token ``i`` followed by a digit (perhaps after a joiner, or after more soundalikes)?"""
     j = i + 1
@@ -222,7 +230,7 @@ def _single_letter(tokens, i: int) -> bool:
         lowercase_word = lambda token: token is not None and token[:1].islower() and not _is_digit_token(token)  # noqa: E731
         return (code_piece(before) and not lowercase_word(after)) or (code_piece(after) and not lowercase_word(before))
     for j in (i - 1, i + 1, i - 2, i + 2):
-        if near(j) and (_is_digit_token(tokens[j][0]) or (len(tokens[j][0]) == 1 and tokens[j][0].isupper())):
+        if near(j) and (_is_number_word(tokens[j][0]) or (len(tokens[j][0]) == 1 and tokens[j][0].isupper())):
             if abs(j - i) == 1 or tokens[(i + j) // 2][0] in JOINERS:
                 return True
     return False
@@ -250,8 +258,10 @@ def _phonetic(tokens, i: int) -> int:
     for words in (("for",), ("as", "in"), ("like",)):
         j = i + 1 + len(words)
         if j < len(tokens) and all(tokens[i + 1 + k][0].lower() == w for k, w in enumerate(words)):
+            while j < len(tokens) - 1 and tokens[j][0] in (".", ","):  # "Y for... yuzu"
+                j += 1
             if tokens[j][0][:1].upper() == word.upper() and len(tokens[j][0]) > 1 and tokens[j][0].isalpha():
-                return len(words) + 1
+                return j - i
     return 0
 
 
@@ -270,7 +280,7 @@ def _date_follows(tokens, i: int) -> bool:
     """Is the ordinal word at ``i`` part of a date: a month, "month", or another date part after it
     ("the third of the fifth", "fourteenth of March"), or the end of a final read out alone?"""
     j = i + 1
-    while j < len(tokens) and tokens[j][0].lower() in ("of", "the", ","):
+    while j < len(tokens) and tokens[j][0].lower() in ("of", "the", ",", "a", "o", "'"):
         j += 1
     if j >= len(tokens):
         return j > i + 1 or i == 0 or tokens[i - 1][0].lower() in ("the",)
@@ -320,7 +330,10 @@ def _runs(text: str) -> list[_Run]:
     while i < len(tokens):
         word, start, end = tokens[i]
         low = word.lower()
-        if word.isdigit():
+        if len(word) == 1 and word.isalpha() and word.isupper() and (skip := _phonetic(tokens, i)):
+            end, i = tokens[i + skip][2], i + skip  # "G for golf", "O for orange", "J as in Juliet": the letter
+            add(start, end, word, letters=1)
+        elif word.isdigit():
             counts = {"written": len(word), "singles": int(len(word) == 1)}
             if i + 1 < len(tokens) and tokens[i + 1][1] == end and tokens[i + 1][0].lower() in ORDINAL_SUFFIXES:
                 counts["ordinal"], end = True, tokens[i + 1][2]
@@ -372,13 +385,13 @@ def _runs(text: str) -> list[_Run]:
             add(start, end, word, letters=len(word))
         elif low in ("hundred", "thousand") and current is not None:
             add(start, end, "", compounds=1, magnitude=True)
-            if i + 2 < len(tokens) and tokens[i + 1][0].lower() == "and":
+            if i + 2 < len(tokens) and tokens[i + 1][0].lower() in ("and", "an"):
                 i += 1  # "two thousand and two"
         elif low in REPEAT_WORDS and i + 1 < len(tokens) and _is_digit_token(tokens[i + 1][0]):
             if current is None:
                 current = _Run(start, end)
             pending_repeat = REPEAT_WORDS[low]
-        elif current is not None and (low in JOINERS or (low in ("of", "the") and (current.ordinal or current.month))) and i + 1 < len(tokens):
+        elif current is not None and (low in JOINERS or (low in ("of", "the", "a") and (current.ordinal or current.month))) and i + 1 < len(tokens):
             pass  # a joiner: the run may go on ("30th of August", "the third of the fifth")
         else:
             close()
@@ -444,7 +457,7 @@ def _kind_of(run: _Run, topic: str | None, carried: int = 0, named: bool = False
     digits = run.digits
     n = len(digits) + carried
     numerals = sum(ch.isdigit() for ch in digits)
-    if topic == "email" and (run.letters >= 2 or carried):
+    if topic == "email" and (run.letters or carried):
         return "email"  # an address being spelled
     if run.letters and not numerals:  # a spelling: S-M-I-T-H, "A B N A", "G for golf"
         return "spelled" if run.letters >= 3 or (topic in GUARDED and run.letters >= 2) else None
@@ -474,7 +487,8 @@ def _named_before(text: str, run: _Run) -> bool:
     """Is the run's topic said right before it, in a few words ("sort code eighty-three", "the
     account is twenty-two")?"""
     window = text[max(0, run.start - 24) : run.start]
-    return any(pattern.search(window) for topic, pattern in TOPICS if topic != "number") or bool(NUMBER_IS.search(window))
+    return any(pattern.search(window) for topic, pattern in TOPICS if topic != "number") or bool(
+        NUMBER_IS.search(window) or ACRONYM_IS.search(window))
 
 
 def _topic_in(text: str) -> str | None:
@@ -485,8 +499,8 @@ def _topic_in(text: str) -> str | None:
     for end, start, topic in mentions:
         if topic == "number" and best[0] not in (None, "number") and start - best[1] <= 12:
             best = (best[0], end)
-        elif topic == "account" and best[0] in ("dob", "id", "card"):
-            continue  # "the date of birth on the account": the birth date is what is asked for
+        elif (topic == "account" and best[0] in ("dob", "id", "card")) or (topic == "id" and best[0] == "dob"):
+            continue  # "the date of birth on the account", "... as on the passport": the birth date is asked for
         else:
             best = (topic, end)
     return best[0]
@@ -545,6 +559,40 @@ def _email_to(text: str, end: int) -> int:
     return stop
 
 
+def _joined(text: str, spans: list[Span], about_email: bool) -> list[Span]:
+    """Spans in order, a spelling taking the name said just before it, and, while the call is about an
+    e-mail, pieces of the address a few words apart taken as one ("T for tangerine, then brown. B...")."""
+    spans = sorted(spans, key=lambda s: s.start)
+    out: list[Span] = []
+    for span in spans:
+        if span.kind in ("spelled", "email"):
+            letters = "".join(m.group() for m in TOKEN.finditer(text, span.start, span.end) if len(m.group()) == 1 and m.group().isalpha())
+            if len(letters) >= 3:
+                span = Span(_name_spelled(text, span.start, letters), span.end, span.kind)
+        if out and about_email and out[-1].kind == span.kind == "email" and span.start >= out[-1].end and (
+            sum(1 for m in TOKEN.finditer(text, out[-1].end, span.start) if m.group()[0].isalnum()) <= 3
+        ):
+            out[-1] = Span(out[-1].start, span.end, "email")
+        elif out and span.start < out[-1].end:
+            out[-1] = Span(out[-1].start, max(out[-1].end, span.end), out[-1].kind)
+        else:
+            out.append(span)
+    return out
+
+
+def _name_spelled(text: str, start: int, spelled: str) -> int:
+    """Where the spelling at ``start`` really begins: the name said just before it ("Tan wei ling, all
+    one word, T-A-N-W-E-I-L-I-N-G", "Bryan with a Y. B-R-Y-A-N"), if its letters are the spelling's."""
+    spelled = spelled.lower()
+    words = [(m.group(), m.start()) for m in TOKEN.finditer(text[:start]) if m.group()[0].isalpha()][-8:]
+    for first in range(len(words)):
+        for last in range(first, min(first + 3, len(words))):
+            said = "".join(w for w, _ in words[first : last + 1]).lower()
+            if len(said) >= 3 and spelled.startswith(said) and len(said) >= len(spelled) - 1:
+                return words[first][1]
+    return start
+
+
 def _linked_words(text: str, dashes: bool = True) -> list[tuple[int, int]]:
     """Words joined by spoken links ("jo dot smith", "priyanka underscore" at the end of a final):
     what an e-mail address in pieces looks like. "Dot" and "underscore" are said of nothing else;
@@ -563,6 +611,9 @@ def _linked_words(text: str, dashes: bool = True) -> list[tuple[int, int]]:
         if j > i and tokens[i][0].lower() not in FILLERS:
             found.append((tokens[i][1], tokens[j][2]))
             i = j + 1
+        elif dashes and tokens[i][0].lower() in links and i + 1 < len(tokens) and tokens[i + 1][0][0].isalnum():
+            found.append((tokens[i][1], tokens[i + 1][2]))  # "dot jill": the address goes on from the last final
+            i += 2
         else:
             i += 1
     return found
@@ -594,12 +645,17 @@ def _redact(text: str, topic: str | None = None, carried: int = 0) -> tuple[str,
     if about_email:
         pieces += [(m.start(), m.end()) for m in HANDLE.finditer(text)]  # "adaeze.okonkwo", "lupe.hernandez1979"
         pieces += [(m.start(), m.end()) for m in DOT_TLD.finditer(text)]  # "dot com." said after the name
+        local = LOCAL_THEN_AT.search(text)  # "It's s lumb ninety-nine at": the address goes on in the next final
+        if local:  # the whole final up to its "at", but for the words that open it ("It's")
+            opening = next((m.start() for m in TOKEN.finditer(text) if m.group().lower() not in FILLERS and m.group()[0].isalnum()), local.start("at"))
+            pieces.append((min(opening, local.start("at")), local.end("at")))
     for start, end in pieces:
         if free(start, end):
             spans.append(Span(start, end, "email"))
             taken.append((start, end))
     runs = _runs(text)
     trailing = 0
+    opened: str | None = None  # what a redaction earlier in this final was: the topic for the rest of it
     for index, run in enumerate(runs):
         if not free(run.start, run.end):
             for k, span in enumerate(spans):  # part of an address found above: the address takes all of it
@@ -608,25 +664,34 @@ def _redact(text: str, topic: str | None = None, carried: int = 0) -> tuple[str,
             continue
         if run.digits == "1" and text[run.start : run.end].lower() == "one":
             continue  # "the old one", "that one": a pronoun
-        now = _narrower(_topic_in(text[: run.start]), topic)
-        if _is_quantity(text, run, now):
+        now = _narrower(_topic_in(text[: run.start]), opened or topic)
+        plus = PLUS_BEFORE.search(text[: run.start]) if run.identifier_shaped or run.written else None
+        ending = ENDING_IN.search(text[: run.start]) and run.length >= 2 and not run.letters and (run.identifier_shaped or run.written)
+        if plus is None and not ending and _is_quantity(text, run, now):
             continue
         going_on = carried if index == 0 and _only_fillers(text[: run.start]) else 0
-        kind = _kind_of(run, now, going_on, named=_named_before(text, run))
+        named = _named_before(text, run)
+        kind = _kind_of(run, now, going_on, named=named)
         if kind is None and len(runs) == 1 and _only_fillers(text[: run.start] + " " + text[run.end :]) and (
             run.identifier_shaped and run.length >= 3 or run.letters >= 2 or (now in GUARDED and (run.letters or run.length >= 2))
             or (now == "email" and (run.letters >= 2 or run.singles >= 2 or run.written))
         ):
             kind = "email" if now == "email" else "number"  # a final that is only a group of digits or letters: part of something being read out
+        if kind is None and plus is not None:
+            kind = "phone"  # "plus 65", "plus six five": a country code
+        if kind is None and ending:
+            kind = now if now in (*GUARDED, "phone") else "number"  # "the card ending 8835": part of one
+        if kind is None and named and run.length >= 2 and (run.identifier_shaped or run.written):
+            kind = now if now in (*GUARDED, "phone") else "number"  # "TRN is one one seven"
         if kind is not None:
-            start = run.start
-            if PLUS_BEFORE.search(text[: run.start]):
-                start = PLUS_BEFORE.search(text[: run.start]).start()  # "plus nine one...": the country code's plus
+            start = plus.start() if plus is not None else run.start  # "plus nine one...": the country code's plus
             spans.append(Span(start, run.end, kind))
             taken.append((start, run.end))
+            if kind in (*GUARDED, "phone", "number"):
+                opened = kind
         if index == len(runs) - 1 and _only_fillers(text[run.end :]) and (run.identifier_shaped or kind is not None):
             trailing = going_on + run.length
-    spans.sort(key=lambda s: s.start)
+    spans = _joined(text, spans, about_email)
     out, last = [], 0
     for span in spans:
         out.append(text[last : span.start])
