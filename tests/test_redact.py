@@ -216,3 +216,19 @@ def test_a_spoken_email_is_redacted_even_in_pieces(finals):
 def test_times_amounts_ages_and_months_are_kept_even_while_a_card_or_phone_is_discussed(text):
     assert redact_text(text, "card")[1] == [] or redact_text(text, "phone")[1] == []
     assert redact_text(text) == (text, [])
+
+
+@pytest.mark.parametrize("finals, gone", [
+    ([("agent", "What e-mail should it go to?"), ("customer", "Okonjo, O-K-O-N-J-O, at yahoo dot com")], ["Okonjo", "O-K", "yahoo"]),
+    ([("agent", "Can I get your email address?"), ("customer", "K for kiwi, then walsh. W for whisky, A, L, S, H.")], ["kiwi", "walsh", "whisky"]),
+    ([("agent", "And the e-mail?"), ("customer", "It's bee keeper twelve at"), ("customer", "proton dot me")], ["keeper", "twelve", "proton"]),
+])
+def test_an_email_spelled_with_its_name_and_phonetic_words_is_redacted_whole(finals, gone):
+    out = _call(*finals)
+    assert not any(word in line for line in out[1:] for word in gone), out
+
+
+def test_a_country_code_and_the_last_digits_of_a_card_are_redacted_but_plus_ten_kilos_is_not():
+    assert redact_text("Text me, it's plus 44 and then the rest")[0] == "Text me, it's [phone number] and then the rest"
+    assert redact_text("I'll refund the card ending 4471 today")[0] == "I'll refund the card ending [card number] today"
+    assert redact_text("That's twenty kilos, plus ten in the cabin.")[1] == []
