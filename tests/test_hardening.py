@@ -365,3 +365,14 @@ async def test_while_a_card_is_being_given_the_customer_is_not_kept_even_where_n
     assert not _loud(audio, 1, 2.5, 4.5)  # but the card's topic was open: the customer is silent there
     assert _loud(audio, 1, 10.6, 11.9)  # once it closed, the customer is kept again
     assert _loud(audio, 0, 0.1, 1.4)  # the agent is kept throughout
+
+
+async def test_a_stream_that_never_starts_is_closed_at_the_start_deadline_however_often_it_sends(tmp_path, monkeypatch):
+    import coach.server.ingest as ingest
+
+    monkeypatch.setattr(ingest, "START_WITHIN", 0.5)
+    async with running_server(tmp_path, stream_idle_timeout=30) as live:
+        async with connect(f"{live.ws}/ws/twilio") as ws:
+            await ws.send(json.dumps({"event": "connected"}))  # then nothing: the idle timeout (30 s) alone would wait
+            code, reason = await _closed(ws)
+        assert code == 4400 and "no start within" in reason
