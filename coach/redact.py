@@ -49,14 +49,15 @@ REPEAT_WORDS = {"double": 2, "triple": 3}
 # digits the speech model may write as words ("fine fine two six"): only next to a digit
 SOUNDALIKES = {"for": 4, "fore": 4, "to": 2, "too": 2, "won": 1, "ate": 8, "fine": 5, "tree": 3, "free": 3, "niner": 9}
 JOINERS = {"-", ",", ".", "/", "'", "dash", "hyphen", "slash"}  # may sit between the pieces of one run
+UNITS = (r"%|(?:percent|per\s*cent|dollars?|bucks|pounds?|quid|euros?|cents?|pence|p\b|rand|rupees?|naira|pesos?|each|"
+         r"digits?|minutes?|hours?|days?|weeks?|months?|years?|times|gigs?|gb|mb|kwh|units?|miles?|km|calls?|items?|pairs?|odd|ish|"
+         r"characters?|people|degrees?|grand|k\b|seconds?|hundred|thousand|million|o'clock|am\b|pm\b|a\.m\.|p\.m\.|kilowatt|"
+         r"litres?|liters?|texts?|kilos?|kg|year|old)\b")
+# a unit right after the number, or after one of a few words that qualify it ("3 to 5 working days");
+# a time of day after a short number ("seven twenty-five now")
 UNIT_AFTER = re.compile(
-    r"^[\s-]*+(?:(?!and\b)[a-z]++\s++)?(?:%|(?:percent|per\s*cent|dollars?|bucks|pounds?|quid|euros?|cents?|pence|p\b|rand|rupees?|naira|pesos?|each|"
-    r"digits?|minutes?|hours?|days?|"
-    r"weeks?|months?|years?|times|gigs?|gb|mb|kwh|units?|miles?|km|calls?|items?|pairs?|odd|ish|characters?|people|degrees?|"
-    r"grand|k\b|seconds?|hundred|thousand|million|o'clock|am\b|pm\b|now|tonight|today|tomorrow|a\.m\.|p\.m\.|kilowatt|litres?|liters?|texts?|bills?|payments?|"
-    r"months?'|year|old)\b)",
-    re.IGNORECASE,
-)
+    r"^[\s-]*+(?:(?:working|business|calendar|more|extra|whole|full|odd|per|a|an)\s++)?(?:" + UNITS + ")", re.IGNORECASE)
+WHEN_AFTER = re.compile(r"^[\s,]*+(?:now|tonight|today|tomorrow|this (?:morning|afternoon|evening))\b", re.IGNORECASE)
 MONEY_BEFORE = re.compile(r"(?:[$£€₹₦]|(?<![A-Za-z])R|\bRs\.?|\b(?:hundred|thousand|point)\s|\b(?:hundred|thousand)\s++and\s|"
                           r"\b(?:balance|payments?|price|cost|costs|charge|charged|fee|total|paid|pay|owe|owing|refund|bill|premium)\s++(?:of\s++|is\s++|was\s++|be\s++)?|"
                           r"\b(?:pounds?|dollars?|euros?|rand|quid|bucks)\s++(?:and\s++)?)\s*$", re.IGNORECASE)
@@ -418,19 +419,21 @@ def luhn_valid(digits: str) -> bool:
 
 def _is_quantity(text: str, run: _Run, topic: str | None) -> bool:
     """An amount, a count, a time, a year or a date: kept (a date of birth or a card's expiry is not)."""
-    if run.letters:
-        return False
-    if MONEY_BEFORE.search(text[: run.start]) or UNIT_AFTER.match(text[run.end :]) or run.thousands:
+    if run.letters or (run.identifier_shaped and run.length >= 7) or (13 <= run.length <= 19 and run.digits.isdigit() and luhn_valid(run.digits)):
+        return False  # a whole identifier is personal whatever is said around it ("charge 4111 ... right now")
+    before = _before(text, run)
+    if MONEY_BEFORE.search(before) or UNIT_AFTER.match(text[run.end :]) or run.thousands:
         return True
+    if run.length <= 4 and not run.singles >= 3 and WHEN_AFTER.match(text[run.end :]):
+        return True  # "seven twenty-five now": a time
     if _year(text, run) and topic != "dob":
         return True  # "since 2009", "in twenty nineteen"
-    if run.months and run.length == 2 * run.months and (run.months > 1 or MONTH_WHEN.search(text[: run.start])):
+    if run.months and run.length == 2 * run.months and (run.months > 1 or MONTH_WHEN.search(before)):
         return True  # "in January", "since March": when, not a birth date
     if topic == "dob":
         return False  # a birth date read in pieces: "Twenty-ninth..." "of February..."
     if run.month and run.length == 2:
         return True  # a month alone ("since March"): no expiry is only that
-    before = text[: run.start]
     if run.magnitude or AGE_BEFORE.search(before) or (run.length == 1 and COUNT_BEFORE.search(before)):
         return True  # "a hundred and twelve", "she's 15", "the last three"
     if not run.identifier_shaped and not run.ordinal and not run.month and ROUGHLY_BEFORE.search(before):
@@ -444,10 +447,16 @@ def _is_quantity(text: str, run: _Run, topic: str | None) -> bool:
     return False
 
 
+def _before(text: str, run: _Run, width: int = 40) -> str:
+    """The few words before a run: what the patterns ending in ``$`` read (a window, so that reading
+    every run of a long final stays linear)."""
+    return text[max(0, run.start - width) : run.start]
+
+
 def _year(text: str, run: _Run) -> bool:
     """A year after "since", "in", "back in"...: 2009, twenty nineteen, nineteen ninety-two."""
     said = run.written == 4 or (run.compounds == 2 and not run.singles and not run.written)
-    return said and run.length == 4 and run.digits[:2] in ("19", "20") and bool(YEAR_BEFORE.search(text[: run.start]))
+    return said and run.length == 4 and run.digits[:2] in ("19", "20") and bool(YEAR_BEFORE.search(_before(text, run)))
 
 
 def _kind_of(run: _Run, topic: str | None, carried: int = 0, named: bool = False) -> str | None:
@@ -491,12 +500,18 @@ def _named_before(text: str, run: _Run) -> bool:
         NUMBER_IS.search(window) or ACRONYM_IS.search(window))
 
 
-def _topic_in(text: str) -> str | None:
-    """The topic last mentioned in ``text``. "Number" after a topic ("card number", "account
-    number") is that topic."""
-    mentions = sorted((m.end(), m.start(), topic) for topic, pattern in TOPICS for m in pattern.finditer(text))
+def _mentions(text: str) -> list[tuple[int, int, str]]:
+    """Every topic mention in ``text``: (end, start, topic), in order of their ends."""
+    return sorted((m.end(), m.start(), topic) for topic, pattern in TOPICS for m in pattern.finditer(text))
+
+
+def _topic_in(text: str, mentions: list[tuple[int, int, str]] | None = None, upto: int | None = None) -> str | None:
+    """The topic last mentioned in ``text`` (before ``upto``). "Number" after a topic ("card number",
+    "account number") is that topic."""
     best: tuple[str | None, int] = (None, -1)
-    for end, start, topic in mentions:
+    for end, start, topic in _mentions(text) if mentions is None else mentions:
+        if upto is not None and end > upto:
+            break
         if topic == "number" and best[0] not in (None, "number") and start - best[1] <= 12:
             best = (best[0], end)
         elif (topic == "account" and best[0] in ("dob", "id", "card")) or (topic == "id" and best[0] == "dob"):
@@ -654,6 +669,7 @@ def _redact(text: str, topic: str | None = None, carried: int = 0) -> tuple[str,
             spans.append(Span(start, end, "email"))
             taken.append((start, end))
     runs = _runs(text)
+    mentions = _mentions(text)
     trailing = 0
     opened: str | None = None  # what a redaction earlier in this final was: the topic for the rest of it
     for index, run in enumerate(runs):
@@ -664,9 +680,10 @@ def _redact(text: str, topic: str | None = None, carried: int = 0) -> tuple[str,
             continue
         if run.digits == "1" and text[run.start : run.end].lower() == "one":
             continue  # "the old one", "that one": a pronoun
-        now = _narrower(_topic_in(text[: run.start]), opened or topic)
-        plus = PLUS_BEFORE.search(text[: run.start]) if run.identifier_shaped or run.written else None
-        ending = ENDING_IN.search(text[: run.start]) and run.length >= 2 and not run.letters and (run.identifier_shaped or run.written)
+        now = _narrower(_topic_in(text, mentions, run.start), opened or topic)
+        window = max(0, run.start - 40)
+        plus = PLUS_BEFORE.search(text, window, run.start) if run.identifier_shaped or run.written else None
+        ending = ENDING_IN.search(text, window, run.start) and run.length >= 2 and not run.letters and (run.identifier_shaped or run.written)
         if plus is None and not ending and _is_quantity(text, run, now):
             continue
         going_on = carried if index == 0 and _only_fillers(text[: run.start]) else 0

@@ -178,7 +178,7 @@ class SqlCallStore:
         # (0700 folders, 0600 files), whatever the process umask
         for private in (self.folder, self.recordings):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(private, 0o700)
+            _make_private(private, 0o700)
         self._connect = connect or (lambda: _sqlite(_private_file(self.folder / "calls.db")))
         self._style = paramstyle
         self._db = self._connect()
@@ -437,8 +437,16 @@ def _private_file(path: Path) -> Path:
     """``path``, created empty if it is not there, readable and writable by this user only (SQLite
     gives its -wal and -shm files the database file's mode)."""
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    os.chmod(path, 0o600)
+    _make_private(path, 0o600)
     return path
+
+
+def _make_private(path: Path, mode: int) -> None:
+    """``chmod`` what this user owns; what another owns (a mounted volume) is left, with a warning."""
+    if path.stat().st_uid == os.geteuid():
+        os.chmod(path, mode)
+    elif path.stat().st_mode & 0o077:
+        log.warning("%s belongs to another user and is readable by others; calls are personal data", path)
 
 
 def _sqlite(path: Path) -> sqlite3.Connection:

@@ -94,7 +94,7 @@ def _get_page(url):
 async def test_a_twilio_stream_signed_with_the_auth_token_needs_no_coach_token_and_a_bad_signature_is_refused(tmp_path):
     call = stereo(("agent", said(300)), ("agent", silence(1.0)))
     async with running_server(tmp_path, twilio_auth_token=TWILIO_AUTH) as live:
-        url = f"{live.ws}/ws/twilio?callSid=SIG1"  # a signed URL names its call
+        url = f"{live.ws}/ws/twilio/SIG1"  # a signed URL names its call
         good = twilio_signature(TWILIO_AUTH, url.replace("ws://", "wss://"))
         async with connect(url, additional_headers={"X-Twilio-Signature": good}) as ws:
             await ws.send(start_frame("SIG1"))

@@ -211,14 +211,15 @@ async def test_a_twilio_signature_is_good_for_the_one_call_its_url_names_and_onl
         bare = f"{live.ws}/ws/twilio"
         same_for_every_call = twilio_signature(TWILIO_AUTH, bare)
         async with connect(bare, additional_headers={"X-Twilio-Signature": same_for_every_call}) as ws:
+            await ws.send(_start("CA0"))  # a signature that names no call is no credential: a token is still needed
             code, reason = await _closed(ws)
-        assert code == 4401 and "must name its call" in reason
-        named = f"{bare}?callSid=CA1"
+        assert code == 4401 and "token" in reason
+        named = f"{live.ws}/ws/twilio/CA1"  # Twilio's <Stream> url takes no query string: the call is in the path
         signature = twilio_signature(TWILIO_AUTH, named)
         async with connect(named, additional_headers={"X-Twilio-Signature": signature}) as ws:
             await ws.send(_start("CA2"))  # the leaked header, used for another call
             code, reason = await _closed(ws)
-        assert code == 4401 and "not the call the signed URL names" in reason
+        assert code == 4401 and "not the call the URL names" in reason
         async with connect(named, additional_headers={"X-Twilio-Signature": signature}) as ws:
             await ws.send(_start("CA1"))
             await ws.send(json.dumps({"event": "stop"}))
@@ -229,11 +230,11 @@ async def test_a_twilio_signature_is_good_for_the_one_call_its_url_names_and_onl
         async with connect(named, additional_headers={"X-Twilio-Signature": "sïgnature"}) as ws:  # not ASCII
             assert (await _closed(ws))[0] == 4401
     async with running_server(tmp_path / "proxied", twilio_auth_token=TWILIO_AUTH, public_url="wss://coach.example.com") as live:
-        url = f"{live.ws}/ws/twilio?callSid=CA9"
+        url = f"{live.ws}/ws/twilio/CA9"
         by_host = twilio_signature(TWILIO_AUTH, url)  # the URL as the client's Host header makes it
         async with connect(url, additional_headers={"X-Twilio-Signature": by_host}) as ws:
             assert (await _closed(ws))[0] == 4401
-        public = twilio_signature(TWILIO_AUTH, "wss://coach.example.com/ws/twilio?callSid=CA9")
+        public = twilio_signature(TWILIO_AUTH, "wss://coach.example.com/ws/twilio/CA9")
         async with connect(url, additional_headers={"X-Twilio-Signature": public}) as ws:
             await ws.send(_start("CA9"))
             await ws.send(json.dumps({"event": "stop"}))
@@ -376,3 +377,35 @@ async def test_a_stream_that_never_starts_is_closed_at_the_start_deadline_howeve
             await ws.send(json.dumps({"event": "connected"}))  # then nothing: the idle timeout (30 s) alone would wait
             code, reason = await _closed(ws)
         assert code == 4400 and "no start within" in reason
+
+
+def test_muting_never_touches_the_audio_the_analysis_reads_and_muting_to_the_end_takes_every_later_block():
+    import math
+
+    from coach.audio.frames import CallLayout
+    from coach.server.recorder import CallRecorder
+
+    for layout, block in ((CallLayout.mono(), np.full((1600, 1), 0.5, np.float32)), (CallLayout.stereo(), np.full((1600, 2), 0.5, np.float32))):
+        recorder = CallRecorder(None, None, type("R", (), {"call_id": "X"})(), layout)
+        recorder.mute("customer", 0.0, math.inf)
+        for _ in range(3):  # frames after an analysis failure: every one is muted, none raises
+            recorder.audio(block)
+        assert float(block.min()) == 0.5  # the pipeline's own copy is untouched
+        kept = np.concatenate(recorder._audio)
+        assert float(np.abs(kept[:, -1]).max()) == 0.0 and kept.shape[0] == 4800
+
+
+async def test_after_an_analysis_failure_a_sender_in_real_time_goes_on_to_the_end(tmp_path):
+    from tests.fakes import stereo
+    from tests.test_faults import POISON, FailingTranscriber
+
+    model = FailingTranscriber({**PHRASES, POISON: "POISON"})
+    call = stereo(("customer", said(POISON)), ("customer", silence(1.0)), ("agent", said(700)), ("agent", silence(1.0)),
+                  ("customer", said(500)), ("customer", silence(1.0)))
+    async with running_server(tmp_path, transcriber=model) as live:
+        ingest = await live.token("ingest")
+        sent = await play_call(live.url, call, token=ingest, call_id="LIVEFAIL", speed=4.0)  # frames keep coming after the failure
+        assert sent.closed == (1000, "call ended")
+        audio = _recording(live, "LIVEFAIL")
+    assert audio.shape[0] / 16000 == pytest.approx(call.shape[0] / 16000, abs=0.2)  # nothing lost after the failure
+    assert _loud(audio, 0, 2.6, 3.9) and not _loud(audio, 1, 0.0, audio.shape[0] / 16000)

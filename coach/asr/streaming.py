@@ -11,6 +11,7 @@ the shared :class:`AsrScheduler` and are emitted with ``at`` = the call audio co
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -170,6 +171,12 @@ class PartyTranscriber:
                 retry_loops=False,
             )
 
+    def _due(self, end: float) -> float:
+        """When a job for audio ending at call time ``end`` is due: for a recording, that call time; live,
+        when it would have arrived in real time, or when it did arrive if later (a sender behind real
+        time does not jump the queue with audio long overdue)."""
+        return end if not self.due_offset else max(self.due_offset + end, time.monotonic())
+
     @property
     def pending(self) -> set[asyncio.Task]:
         return self.background.tasks
@@ -226,7 +233,7 @@ class PartyTranscriber:
             if prev is not None:
                 await asyncio.wait({prev})
             context = self._context(utt.text)
-        result = await self._scheduler.transcribe(audio, self._chunk, final=self._join_mode, audio_end=self.due_offset + end, context=context)
+        result = await self._scheduler.transcribe(audio, self._chunk, final=self._join_mode, audio_end=self._due(end), context=context)
         if prev is not None:
             await asyncio.wait({prev})  # keep the chunks in spoken order
         if accept(result, audio.size / SAMPLE_RATE):
@@ -259,12 +266,12 @@ class PartyTranscriber:
         utt.early, utt.early_end = self.background.spawn(self._early_decode(utt, halted.end, audio, len(utt.chunks))), halted.end
 
     async def _early_tail(self, utt: _Utterance, end: float, audio: np.ndarray) -> None:
-        result = await self._scheduler.transcribe(audio, self._chunk, final=True, audio_end=self.due_offset + end)  # urgent: a prompt may wait on it
+        result = await self._scheduler.transcribe(audio, self._chunk, final=True, audio_end=self._due(end))  # urgent: a prompt may wait on it
         if accept(result, audio.size / SAMPLE_RATE):
             self._show(utt, end, _join(utt.text, result.text))
 
     async def _early_decode(self, utt: _Utterance, end: float, audio: np.ndarray, chunks: int) -> str:
-        result = await self._scheduler.transcribe(audio, self._final, final=True, audio_end=self.due_offset + end, context=self._context())
+        result = await self._scheduler.transcribe(audio, self._final, final=True, audio_end=self._due(end), context=self._context())
         text = result.text if accept(result, audio.size / SAMPLE_RATE) else ""
         if text and len(utt.chunks) == chunks and utt.chunk_from >= end:
             utt.text = text  # the party may go on: later chunks add to this (the chunks it covers were cancelled)
@@ -298,14 +305,14 @@ class PartyTranscriber:
         await asyncio.wait({utt.last_chunk})
         if tail is not None:
             result = await self._scheduler.transcribe(
-                tail, self._tail, final=True, audio_end=self.due_offset + ended.end, context=self._context(utt.text)
+                tail, self._tail, final=True, audio_end=self._due(ended.end), context=self._context(utt.text)
             )
             text = result.text if accept(result, tail.size / SAMPLE_RATE) else ""
         self._emit_final(utt, ended, _join(utt.text, text))
 
     async def _final_redecode(self, utt: _Utterance, ended: SpeechEnded, audio: np.ndarray) -> None:
         result = await self._scheduler.transcribe(
-            audio, self._final, final=True, audio_end=self.due_offset + ended.end, context=self._context()
+            audio, self._final, final=True, audio_end=self._due(ended.end), context=self._context()
         )
         self._emit_final(utt, ended, result.text if accept(result, audio.size / SAMPLE_RATE) else "")
 

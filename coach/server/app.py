@@ -29,7 +29,7 @@ from coach.playbook import load_playbook
 from coach.server import readers
 from coach.server.auth import Principal, TokenStore
 from coach.server.calls import CallRegistry, CallServices
-from coach.server.guards import SECURITY_HEADERS, TOO_MANY, RateLimiter, origin_allowed, signed_call_sid, twilio_signature_valid
+from coach.server.guards import SECURITY_HEADERS, TOO_MANY, RateLimiter, origin_allowed, twilio_signature_valid
 from coach.server.ingest import FORBIDDEN, UNAUTHENTICATED, AudioStream, TwilioStream
 from coach.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from coach.server.metrics import render as render_metrics
@@ -137,9 +137,18 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
     # ---- audio in ----
     @app.websocket("/ws/twilio")
     async def twilio(ws: WebSocket, token: str | None = None) -> None:
+        await twilio_stream(ws, token, None)
+
+    @app.websocket("/ws/twilio/{call_sid}")
+    async def twilio_call(ws: WebSocket, call_sid: str, token: str | None = None) -> None:
+        """The URL names its call (``wss://host/ws/twilio/{CallSid}``, written by the TwiML webhook):
+        Twilio's signature over it is good for that call alone."""
+        await twilio_stream(ws, token, call_sid)
+
+    async def twilio_stream(ws: WebSocket, token: str | None, named_call: str | None) -> None:
         if not await admitted(ws):
             return
-        signed, signed_call = None, None
+        signed = None
         signature = ws.headers.get("x-twilio-signature")
         if twilio_token and signature is not None:
             query = f"?{ws.url.query}" if ws.url.query else ""
@@ -147,14 +156,14 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
             urls = [limits.public_url.rstrip("/") + ws.url.path + query] if limits.public_url else [str(ws.url)]
             if not twilio_signature_valid(twilio_token, signature, urls):
                 return await refuse(ws, UNAUTHENTICATED, "X-Twilio-Signature does not sign this URL with the configured auth token", "signature")
-            # a signature over a URL that names no call would be the same for every call: one leaked
-            # header would stream forever. The URL names its call, and that call only is accepted.
-            signed_call = signed_call_sid(ws.url.query)
-            if signed_call is None:
-                return await refuse(ws, UNAUTHENTICATED, "a signed stream URL must name its call: wss://.../ws/twilio?callSid={CallSid}", "signature")
-            signed = Principal("ingest", name="twilio")
+            # A signature over a URL that names no call is the same for every call: one leaked header
+            # would stream forever. Only a URL that names its call (Twilio's <Stream> url takes no query
+            # string, so in its path) stands in for a token, and for that call only; a bare one still
+            # needs a token, as an unsigned stream does.
+            if named_call is not None:
+                signed = Principal("ingest", name="twilio")
         stream = TwilioStream(ws.app.state.registry, ws.app.state.tokens, limits.max_message_bytes, limits.stream_idle_timeout,
-                              signed, signed_call)
+                              signed, named_call)
         await stream.serve(ws, token)
 
     @app.websocket("/ws/audio")
@@ -186,15 +195,6 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
         return JSONResponse({"detail": "the request body is nested too deeply"}, status_code=400)
 
     @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        """Every answer: no framing, no sniffing, no referrer (page URLs carry tokens), the pages' own
-        scripts and styles only."""
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        return response
-
-    @app.middleware("http")
     async def api_rate(request: Request, call_next):
         """API requests count toward the address's connections a minute (pages and static files do not)."""
         if request.url.path.startswith(("/api/", "/metrics")) and not rate.allow(request.client.host if request.client else None):
@@ -202,6 +202,15 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
             return JSONResponse({"detail": f"over {limits.connections_per_minute} requests a minute from this address: try again later"},
                                 status_code=429, headers={"Retry-After": "60"})
         return await call_next(request)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        """Every answer (added last, so it wraps the rate limit's 429s too): no framing, no sniffing, no
+        referrer (page URLs carry tokens), the pages' own scripts and styles only."""
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
 
     # ---- REST ----
     def principal(request: Request) -> Principal:

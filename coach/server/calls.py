@@ -92,6 +92,7 @@ class LiveCall:
         self.raw_log = CallLog(services.reader_limit) if redaction.enabled and redaction.agent_view == "raw" else None
         self.received = 0.0  # seconds of audio taken in from the sender
         self._analysed_until = 0.0  # the end of the customer's last final that was redacted and sent
+        self._closing = False  # the call's end is under way (cancel() then waits for it, not cut it)
         self.risk = 0
         self.signals: list[str] = []
         self.prompt: str | None = None
@@ -151,6 +152,8 @@ class LiveCall:
         whole = audio.shape[0] - audio.shape[0] % self._frame
         self._carry, self._held = [audio[whole:]], audio.shape[0] - whole
         for start in range(0, whole, self._frame):
+            if self.state != "live" or self._closing:
+                return  # the call ended while this sender waited
             await self._audio.put(audio[start : start + self._frame])
 
     async def end(self) -> None:
@@ -163,11 +166,14 @@ class LiveCall:
         await asyncio.shield(self.task)
 
     async def cancel(self) -> None:
-        """The server is stopping: finish now, waiting for no more audio."""
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        """The server is stopping: finish now, waiting for no more audio. A call already closing (its
+        events going out, its recording being sealed) is let finish that, not cut short."""
+        if not self._closing:
+            self.task.cancel()
+        await asyncio.gather(asyncio.shield(self.task), return_exceptions=True)
 
     async def _run(self) -> None:
+        finished = False
         try:
             while (frame := await self._audio.get()) is not None:
                 while self.lag > self._behind_allowed and (pending := self.pipeline.pending()):
@@ -177,6 +183,7 @@ class LiveCall:
                     await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 await self.pipeline.push(frame)
             await self.pipeline.finish()
+            finished = True
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one call's failure must not touch another call
@@ -186,23 +193,45 @@ class LiveCall:
             error = self._stamp({"type": "error", "at": round(self.pipeline.consumed, 2),
                                  "message": "the call's analysis failed; its events so far are kept, and its audio to the end"})
             self._outbox.put_nowait((error, None))
-            if self.recorder is not None and self._silence_audio and self.redactor is not None:
-                # redaction fails closed: with no transcript to say where personal data was, the
-                # customer is silenced from the end of their last final that was read, to the end
-                self.recorder.mute("customer", self._analysed_until, math.inf)
+            self._fail_closed()
             # the analysis is gone, the call is not: its audio is still taken in and recorded until it ends
             while await self._audio.get() is not None:
                 pass
         finally:
+            self._closing = True
+            if not finished and self.error is None:
+                self._fail_closed()  # cut off (the server stopping): what was never read is not kept
+            await asyncio.shield(self._close())
+
+    def _fail_closed(self) -> None:
+        """Redaction fails closed: with no transcript to say where personal data was, the customer is
+        silenced from the first of their speech that was not read (the end of their last final that
+        was, or an utterance still waiting for its final), to the end of the call."""
+        if self.recorder is not None and self._silence_audio and self.redactor is not None:
+            self.recorder.mute("customer", min(self._analysed_until, self.pipeline.caught_up_to), math.inf)
+
+    async def _close(self) -> None:
+        """The call's end, each step whatever the one before did: events out, recording sealed, state
+        ended, readers closed. Shielded: a server stopping meanwhile does not cut it short."""
+        try:
             await self.pipeline.aclose()
-            self._outbox.put_nowait(None)
-            await asyncio.shield(self._publisher)  # every event out (redacted) before the call is sealed
+        except Exception:
+            log.exception("call %s: its pipeline did not close cleanly", self.call_id)
+        self._outbox.put_nowait(None)
+        await asyncio.gather(self._publisher, return_exceptions=True)  # every event out (redacted) before the seal
+        try:
             if self.recorder is not None:
                 await self.recorder.end(self.error)
                 if self.recorder.failed:
                     self._counters.errors["store"] += 1
+        except Exception:
+            log.exception("call %s: its recording could not be sealed", self.call_id)
+            self._counters.errors["store"] += 1
+        finally:
             self.state = "ended"
             self.ended_at = time.time()
+            while not self._audio.empty():  # a sender waiting to hand over audio is let go (feed sees the state)
+                self._audio.get_nowait()
             summary = self.summary()
             self._publish(self._stamp({**summary, "at": round(self.pipeline.consumed, 2)}))
             self._board.publish(summary)
@@ -234,7 +263,10 @@ class LiveCall:
                 self._counters.errors["redaction"] += 1
                 message, spans, guarded = _withheld(raw), [], None
                 if self.recorder is not None and isinstance(event, TranscriptEvent):
+                    # what it said is unknown (perhaps "can I take the card number"): the customer is
+                    # silenced from it for as long as a topic it opened would last
                     self.recorder.mute(event.speaker, event.start, event.end)
+                    self.recorder.mute("customer", event.start, event.end + self.redactor.context_seconds)
             try:
                 self._deliver(message, raw, event, spans, guarded)
             except Exception:  # one event that cannot be delivered must not stop the rest
@@ -336,12 +368,20 @@ class CallRegistry:
                 if isinstance(exc, CallExistsInStore):
                     raise CallExists(f"call {call_id} was taken before and is kept; use a new call id") from None
                 raise
-            recorder = CallRecorder(self.store, self.store_executor, record, layout)
-        self.ended.pop(call_id, None)
-        call = LiveCall(call_id, agent_id, layout, self.services, self.board, recorder, sender)
+        try:
+            if self.store is not None:
+                recorder = CallRecorder(self.store, self.store_executor, record, layout)
+            self.ended.pop(call_id, None)
+            call = LiveCall(call_id, agent_id, layout, self.services, self.board, recorder, sender)
+        except BaseException:
+            # a call that could not be set up holds no slot, and its store row is closed
+            if self.store is not None:
+                await asyncio.get_running_loop().run_in_executor(self.store_executor, self.store.end, call_id, {}, "ended", "could not start")
+            raise
+        finally:
+            if call_id in self._starting:
+                self._starting.pop(call_id).set()
         self.live[call_id] = call
-        if call_id in self._starting:
-            self._starting.pop(call_id).set()
         self.services.counters.calls_started += 1
         call.task.add_done_callback(lambda _: self._ended(call))
         log.info("call %s started (agent %s, %s)", call_id, agent_id, "+".join(s for s, _ in layout.parties))

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import time
 from collections import deque
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 TOO_MANY = 4429  # websocket close code: too many connections or calls
 
@@ -87,13 +87,6 @@ def twilio_signature_valid(auth_token: str, signature: str, urls: list[str]) -> 
     except UnicodeEncodeError:  # a base64 signature is ASCII: anything else is not one
         return False
     return any(hmac.compare_digest(twilio_signature(auth_token, url).encode(), given) for url in dict.fromkeys(candidates))
-
-
-def signed_call_sid(url_query: str) -> str | None:
-    """The call a signed stream URL names (``?callSid=CA...``): a signature binds the URL, so only a
-    URL that names its call makes the signature good for that call alone."""
-    values = [v for k, v in parse_qsl(url_query, keep_blank_values=True) if k.lower() == "callsid"]
-    return values[0] if len(values) == 1 and values[0] else None
 
 
 SECURITY_HEADERS = {

@@ -158,7 +158,7 @@ class TwilioStream:
         self.max_bytes = max_bytes
         self.idle_timeout = idle_timeout
         self.signed = signed  # Twilio's signature on the request was checked: no token needed
-        self.signed_call = signed_call  # ... for this call only (the callSid its signed URL names)
+        self.signed_call = signed_call  # the call the URL names (its signature is good for that call only)
         self.call: LiveCall | None = None
         self.tracks: tuple[str, ...] = ()
         self.aligner: TrackAligner | None = None
@@ -225,8 +225,8 @@ class TwilioStream:
             raise StreamRefused(BAD_INPUT, "start.customParameters must be an object")
         sender = self.signed or _authorise(self.tokens, query_token or params.get("token"))
         call_id = _check_call_id(start.get("callSid") or message.get("streamSid"))
-        if self.signed is not None and call_id != self.signed_call:
-            raise StreamRefused(UNAUTHENTICATED, "the start's callSid is not the call the signed URL names")
+        if self.signed_call is not None and call_id != self.signed_call:
+            raise StreamRefused(UNAUTHENTICATED if self.signed else BAD_INPUT, "the start's callSid is not the call the URL names")
         media = start.get("mediaFormat") or {"encoding": "audio/x-mulaw", "sampleRate": MULAW_RATE, "channels": 1}
         if not isinstance(media, dict) or (media.get("encoding"), media.get("sampleRate"), media.get("channels")) != ("audio/x-mulaw", MULAW_RATE, 1):
             raise StreamRefused(BAD_INPUT, f"Twilio streams are 8 kHz mono mu-law; got {json.dumps(media)[:80]}")

@@ -80,7 +80,10 @@ class CallRecorder:
         self._received += block.shape[0] / SAMPLE_RATE
         for channel, until in self._muted.items():
             if until > start:
-                kept[: max(0, min(kept.shape[0], math.ceil((until - start) * SAMPLE_RATE))), channel] = 0.0
+                if kept.base is not None or kept is block:
+                    kept = kept.copy()  # a view of the caller's audio, which the analysis still reads: never zero that
+                samples = kept.shape[0] if math.isinf(until) else min(kept.shape[0], math.ceil((until - start) * SAMPLE_RATE))
+                kept[:samples, channel] = 0.0
         self._audio.append(kept)
 
     def _summary(self) -> dict[str, Any]:
