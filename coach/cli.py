@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import logging
 import os
 import sys
@@ -232,23 +231,15 @@ async def run_analyze(args, settings: Settings) -> int:
     # what is kept is redacted, as a live call's is (the printed output is the caller's own)
     redactor = Redactor(settings.redaction.context_seconds) if keeper is not None and settings.redaction.enabled else None
 
-    analysed_until = 0.0  # the end of the customer's last final: after a failure, what follows was never read
-
     def emit(event) -> None:
-        nonlocal finals, analysed_until
+        nonlocal finals
         finals += bool(getattr(event, "final", False) and getattr(event, "text", ""))
         sink(event)
         if keeper is not None:
             message, spans = redactor.event(event.to_dict()) if redactor is not None else (event.to_dict(), [])
             keeper.event(message)
             if settings.redaction.silence_audio and message["type"] == "transcript" and redactor is not None:
-                if spans:
-                    keeper.silence(message["speaker"], event.start, event.end)
-                guarded = redactor.guarded_until(event.end)
-                if guarded is not None:  # a card, account, ID or birth date is being given: the customer is not kept
-                    keeper.mute("customer", event.start, guarded)
-                if event.final and event.speaker in ("customer", "mixed"):
-                    analysed_until = max(analysed_until, event.end)
+                keeper.transcript(event.speaker, event.start, event.end, event.final, bool(spans), redactor.guarded_until(event.end))
 
     error = None
     try:
@@ -259,7 +250,7 @@ async def run_analyze(args, settings: Settings) -> int:
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}"
         if keeper is not None and redactor is not None and settings.redaction.silence_audio:
-            keeper.mute("customer", analysed_until, math.inf)  # redaction fails closed: what was never read is not kept
+            keeper.unread()  # redaction fails closed: what was never read is not kept
         raise
     finally:
         sink.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -91,7 +90,6 @@ class LiveCall:
         # the agent's own live view, with the words as said (never stored)
         self.raw_log = CallLog(services.reader_limit) if redaction.enabled and redaction.agent_view == "raw" else None
         self.received = 0.0  # seconds of audio taken in from the sender
-        self._analysed_until = 0.0  # the end of the customer's last final that was redacted and sent
         self._closing = False  # the call's end is under way (cancel() then waits for it, not cut it)
         self.risk = 0
         self.signals: list[str] = []
@@ -204,11 +202,9 @@ class LiveCall:
             await asyncio.shield(self._close())
 
     def _fail_closed(self) -> None:
-        """Redaction fails closed: with no transcript to say where personal data was, the customer is
-        silenced from the first of their speech that was not read (the end of their last final that
-        was, or an utterance still waiting for its final), to the end of the call."""
+        """With no transcript to say where personal data was, the customer's unread speech is not kept."""
         if self.recorder is not None and self._silence_audio and self.redactor is not None:
-            self.recorder.mute("customer", min(self._analysed_until, self.pipeline.caught_up_to), math.inf)
+            self.recorder.unread(self.pipeline.caught_up_to)
 
     async def _close(self) -> None:
         """The call's end, each step whatever the one before did: events out, recording sealed, state
@@ -288,15 +284,10 @@ class LiveCall:
                 self.recorder.event(message)
             return
         self._counters.events += 1
-        if isinstance(event, TranscriptEvent) and event.final and event.speaker in ("customer", "mixed"):
-            self._analysed_until = max(self._analysed_until, event.end)
         if self.recorder is not None:
             self.recorder.event(message)
             if self._silence_audio and isinstance(event, TranscriptEvent):
-                if spans:
-                    self.recorder.silence(event.speaker, event.start, event.end)
-                if guarded is not None:  # a card, account or ID is being given: the customer is silenced
-                    self.recorder.mute("customer", event.start, guarded)
+                self.recorder.transcript(event.speaker, event.start, event.end, event.final, bool(spans), guarded)
         changed = False
         if isinstance(event, SignalEvent):
             self._counters.signals[event.label] += 1

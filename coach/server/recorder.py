@@ -38,6 +38,7 @@ class CallRecorder:
         self._prompts = 0
         self._consumed = 0.0
         self._received = 0.0  # seconds of call audio handed over
+        self._read_until = 0.0  # the end of the customer's last final that was read and redacted
         self._muted: dict[int, float] = {}  # channel -> call time until which its audio is zeroed as it comes
         self._timer: asyncio.Task | None = None
         self.failed: str | None = None  # the store refused a write: the call goes on, unrecorded
@@ -72,6 +73,23 @@ class CallRecorder:
         if start < self._received:
             self._silence.append(Silence(channel, start, min(until, self._received)))
         self._muted[channel] = max(self._muted.get(channel, 0.0), until)
+
+    def transcript(self, speaker: str, start: float, end: float, final: bool, redacted: bool, guarded: float | None) -> None:
+        """A transcript as redaction left it: silence where it held personal data, the customer muted
+        while a card, account, ID or birth date is being given (until ``guarded``), and how far the
+        customer's speech has been read (for :meth:`unread`)."""
+        if final and speaker in ("customer", "mixed"):
+            self._read_until = max(self._read_until, end)
+        if redacted:
+            self.silence(speaker, start, end)
+        if guarded is not None:
+            self.mute("customer", start, guarded)
+
+    def unread(self, since: float | None = None) -> None:
+        """Redaction fails closed: the analysis stopped (failed, or the call was cut off), so the
+        customer is silenced from the end of their last final that was read (or ``since``, if earlier:
+        an utterance still waiting for its final) to the end of the call."""
+        self.mute("customer", self._read_until if since is None else min(self._read_until, since), math.inf)
 
     def audio(self, block: np.ndarray) -> None:
         """``(samples, channels)`` as the call's layout has them; kept agent left, customer right."""
