@@ -168,7 +168,6 @@ class _Run:
     months: int = 0  # month names in it: "September, October and November" is no date
     thousands: bool = False  # "3,100": an amount
     magnitude: bool = False  # "hundred", "thousand" said: an amount or a year in words
-    last_single: bool = False
 
     @property
     def length(self) -> int:
@@ -198,9 +197,10 @@ def _digit_follows(tokens: list[tuple[str, int, int]], i: int) -> bool:
     return j < len(tokens) and _is_digit_token(tokens[j][0]) and tokens[j][0].lower() != "o"
 
 
-def _single_letter(tokens, i: int) -> bool:
-    """A letter being spelled: hyphen-linked to another ("S-M-I-T-H"), an upper-case letter beside a
-    digit or another such letter ("G B two nine"), or a letter with its phonetic word ("G for golf")."""
+def _single_letter(tokens, i: int, alone: bool = False) -> bool:
+    """A letter being spelled: hyphen-linked to another ("S-M-I-T-H"), lower-case among others ("j o y
+    c e"), an upper-case letter beside a digit or another such letter ("G B two nine"), or alone in its
+    final (``alone``). A letter with its phonetic word ("G for golf") is taken before this."""
     word = tokens[i][0]
     if len(word) != 1 or not word.isalpha():
         return False
@@ -211,10 +211,8 @@ def _single_letter(tokens, i: int) -> bool:
         return True  # "j o y c e"
     if not word.isupper():
         return False
-    if word not in "IA" and sum(token[0][0].isalnum() for token in tokens) == 1:
+    if word not in "IA" and alone:
         return True  # a final of one letter ("C."): the end of something spelled
-    if _phonetic(tokens, i):
-        return True
     if word in ("I", "A"):  # a pronoun or an article, unless among other letters and digits
         def neighbour(step: int) -> str | None:
             j = i + step
@@ -325,8 +323,8 @@ def _runs(text: str) -> list[_Run]:
         current.digits += digits
         for name, value in counts.items():
             setattr(current, name, (getattr(current, name) or value) if isinstance(value, bool) else getattr(current, name) + value)
-        current.last_single = counts.get("singles", 0) > 0 and len(digits) == 1
 
+    alone = sum(token[0][0].isalnum() for token in tokens) == 1  # the final is one word
     i = 0
     while i < len(tokens):
         word, start, end = tokens[i]
@@ -378,9 +376,7 @@ def _runs(text: str) -> list[_Run]:
             add(start, end, digits, compounds=1, ordinal=ordinal)
         elif low in MONTHS and _is_month(tokens, i):
             add(start, end, f"{MONTHS[low]:02d}", month=True, months=1)
-        elif _single_letter(tokens, i):
-            if (skip := _phonetic(tokens, i)):
-                end, i = tokens[i + skip][2], i + skip  # "G for golf", "J as in Juliet": the letter
+        elif _single_letter(tokens, i, alone):
             add(start, end, word.upper(), letters=1)
         elif _caps_code(tokens, i):
             add(start, end, word, letters=len(word))

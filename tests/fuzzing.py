@@ -271,22 +271,12 @@ def rest_requests(tokens: list[str]):
 def send_stream(live, path: str, frames: list, tally: Tally, kind: str, log: ErrorLog, strict: bool) -> None:
     tally.tried[kind] += 1
     before = len(log.records)
-    code: int | None = None
     fresh = f"F{next(_ids)}"
     frames = [f.replace(FRESH_ID, fresh) if isinstance(f, str) else f for f in frames]
     try:
-        with connect(f"{live.ws}{path}", max_size=None, open_timeout=10, close_timeout=10) as ws:
-            try:
-                for frame in frames:
-                    ws.send(frame)
-                ws.send(json.dumps({"event": "stop"}))
-                while True:
-                    ws.recv(timeout=20)
-            except ConnectionClosed as closed:
-                code = closed.rcvd.code if closed.rcvd else 1006
-                tally.reasons[f"{kind} {code} {(closed.rcvd.reason if closed.rcvd else '')[:40]}"] += 1
-            except TimeoutError:
-                code = -1  # the server neither answered nor closed
+        code, reason = stream_to_close(live, path, frames, timeout=20)
+        if code >= 0:
+            tally.reasons[f"{kind} {code} {reason[:40]}"] += 1
     except (OSError, ConnectionClosed) as exc:
         code = -2
         tally.error(f"{kind}: could not connect ({exc!r})")
@@ -297,6 +287,22 @@ def send_stream(live, path: str, frames: list, tally: Tally, kind: str, log: Err
         tally.error(f"{problem}; input: {frames!r}"[:600])
     if strict and problems:
         raise AssertionError(problems[0] + f"\ninput: {frames!r}"[:2000])
+
+
+def stream_to_close(live, path: str, frames: list, timeout: float) -> tuple[int, str]:
+    """Send ``frames`` and a stop, then read until the server closes: its (code, reason); -1 when it
+    neither answered nor closed within ``timeout``."""
+    with connect(f"{live.ws}{path}", max_size=None, open_timeout=10, close_timeout=10) as ws:
+        try:
+            for frame in frames:
+                ws.send(frame)
+            ws.send(json.dumps({"event": "stop"}))
+            while True:
+                ws.recv(timeout=timeout)
+        except ConnectionClosed as closed:
+            return (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (1006, "")
+        except TimeoutError:
+            return -1, ""
 
 
 def send_request(live, request, tally: Tally, log: ErrorLog, strict: bool) -> None:
@@ -372,18 +378,7 @@ def send_transcript(live, trap: TrapTranscriber, text: str, tally: Tally, log: E
     trap.text = text
     call_id = f"TRAP{next(_ids)}"
     call = stereo(("agent", said(TrapTranscriber.TONE)), ("agent", silence(1.0)))
-    code = None
-    with connect(f"{live.ws}/ws/twilio", max_size=None, open_timeout=10, close_timeout=10) as ws:
-        try:
-            for _, message in _twilio_messages(call, SimulatedCall(call_id, "ana"), token):
-                ws.send(message)
-            ws.send(json.dumps({"event": "stop"}))
-            while True:
-                ws.recv(timeout=120)
-        except ConnectionClosed as closed:
-            code = closed.rcvd.code if closed.rcvd else 1006
-        except TimeoutError:
-            code = -1
+    code, _ = stream_to_close(live, "/ws/twilio", [message for _, message in _twilio_messages(call, SimulatedCall(call_id, "ana"), token)], 120)
     tally.outcomes[f"transcripts {code}"] += 1
     status, kept = http(live, "GET", f"/api/calls/{call_id}")
     finals = [e["text"] for e in kept["events"] if e["type"] == "transcript" and e["final"]] if status == 200 else []
