@@ -47,11 +47,11 @@ class CallLayout:
     def recorded(self, block: np.ndarray) -> np.ndarray:
         """``(samples, channels)`` as received -> ``(samples, recorded_channels)`` as kept: mono for a
         mixed call, else agent left and customer right (silence for a party not carried)."""
-        parties = self.split(block)
-        if "mixed" in parties:
-            return parties["mixed"][:, None]
+        channels = dict(self.parties)
+        if "mixed" in channels:
+            return np.ascontiguousarray(block[:, channels["mixed"] : channels["mixed"] + 1], dtype=np.float32)
         out = np.zeros((block.shape[0], 2), np.float32)
         for column, speaker in enumerate(("agent", "customer")):
-            if speaker in parties:
-                out[:, column] = parties[speaker]
+            if speaker in channels:
+                out[:, column] = block[:, channels[speaker]]
         return out
