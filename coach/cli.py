@@ -137,10 +137,10 @@ def run_models(settings: Settings) -> int:
     model = resolve_speech_model(settings.asr.model, settings.models_dir)
     print(f"speech model: {model.path} ({model.source}{', sha256 verified' if model.sha256 else ''})")
     if settings.text.enabled:
-        text = resolve_text_model(settings.text.encoder)
+        text = resolve_text_model(settings.text.encoder, settings.models_dir)
         print(f"text encoder: {text.path} ({text.source})")
         if settings.text.sentiment not in ("head", "none"):
-            sentiment = resolve_text_model(settings.text.sentiment)
+            sentiment = resolve_text_model(settings.text.sentiment, settings.models_dir)
             print(f"sentiment model: {sentiment.path} ({sentiment.source})")
     return 0
 
@@ -149,7 +149,7 @@ def run_train(settings: Settings) -> int:
     from coach.train import train
 
     try:
-        train(settings.text, log=lambda line: print(line, flush=True))
+        train(settings.text, settings.models_dir, log=lambda line: print(line, flush=True))
     except (OSError, ValueError) as exc:
         raise CoachError(str(exc)) from None
     return 0

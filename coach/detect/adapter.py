@@ -26,10 +26,13 @@ RANK = 8
 ALPHA = 16.0  # the update is scaled by ALPHA / RANK
 
 
-def _adapted_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Linear]]:
-    """The linear layers of the encoder's transformer blocks (not the embeddings, not the pooler)."""
+def _adapted_layers(model: torch.nn.Module, blocks: list[int] | None = None) -> list[tuple[str, torch.nn.Linear]]:
+    """The linear layers of the encoder's transformer blocks (not the embeddings, not the pooler);
+    with ``blocks``, those of these blocks only (``encoder.layer.<i>.``)."""
+    prefixes = None if blocks is None else tuple(f"encoder.layer.{i}." for i in blocks)
     return [(name, module) for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and "pooler" not in name.split(".")]
+            if isinstance(module, torch.nn.Linear) and "pooler" not in name.split(".")
+            and (prefixes is None or name.startswith(prefixes))]
 
 
 class LowRankUpdate(torch.nn.Module):
@@ -47,13 +50,14 @@ class LowRankUpdate(torch.nn.Module):
         return self.linear(x) + (x @ self.a.T @ self.b.T) * self.scale
 
 
-def attach(model: torch.nn.Module, rank: int = RANK, alpha: float = ALPHA, seed: int = 0) -> dict[str, LowRankUpdate]:
-    """Freeze ``model`` and wrap each adapted layer in a trainable low-rank update; returns them by name.
-    ``seed`` picks the updates' random starting points (0: those of the shipped adapter)."""
+def attach(model: torch.nn.Module, rank: int = RANK, alpha: float = ALPHA, seed: int = 0,
+           blocks: list[int] | None = None) -> dict[str, LowRankUpdate]:
+    """Freeze ``model`` and wrap each adapted layer (of ``blocks`` only, if given) in a trainable low-rank
+    update; returns them by name. ``seed`` picks the updates' random starting points."""
     for p in model.parameters():
         p.requires_grad = False
     updates = {}
-    for i, (name, linear) in enumerate(_adapted_layers(model)):
+    for i, (name, linear) in enumerate(_adapted_layers(model, blocks)):
         parent_name, _, child = name.rpartition(".")
         update = LowRankUpdate(linear, rank, alpha / rank, seed=seed * 1000 + i)
         setattr(model.get_submodule(parent_name) if parent_name else model, child, update)
@@ -66,6 +70,12 @@ def save(updates: dict[str, LowRankUpdate], path: Path) -> None:
     for name, update in updates.items():
         arrays[f"{name}.a"] = update.a.detach().numpy().astype(np.float32)
         arrays[f"{name}.b"] = (update.b.detach().numpy() * update.scale).astype(np.float32)  # the scale folded into B
+    save_arrays(arrays, path)
+
+
+def save_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
+    """An .npz whose bytes depend on the numbers alone (no clock), written whole or not at all."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     with zipfile.ZipFile(tmp, "w") as archive:  # an .npz whose bytes depend on the numbers alone (no clock)
@@ -96,7 +106,7 @@ def merge(model: torch.nn.Module, path: Path) -> None:
         raise ModelError(f"trigger adapter {path} is unreadable ({exc}): run `make train`") from None
     layers = dict(_adapted_layers(model))
     names = {key.rsplit(".", 1)[0] for key in stored.files}
-    if names != set(layers):
+    if not names or not names <= set(layers):
         raise ModelError(f"trigger adapter {path} was trained for another encoder: run `make train` with this one")
     with torch.no_grad():
         for name in sorted(names):

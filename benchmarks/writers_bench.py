@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Leave-one-writer-out: the trigger model trained on every writer's calls but one, scored on that one.
+
+    python benchmarks/writers_bench.py [--encoder mpnet|minilm] [--folds w1,w2] [--heldout DIR_OR_FILE ...]
+
+The training calls are ``models/data/calls/*.jsonl`` (one group: written by six writers before
+writers were recorded) and ``models/data/writers/<writer>.jsonl`` (one writer each, each in a
+register of their own). For each writer, a model is tuned with ``make train``'s recipe on the exemplars, the
+ordinary lines and every other writer's calls, its thresholds set on the calibration lines, and the
+left-out writer's turns are scored (word-borne labels; a turn is right when the model raises exactly
+its labels). This is the figure that predicts calls in words the model has never seen.
+
+``--heldout``: also train once on everything and score these whole-call files, which nothing was
+trained or calibrated on (``benchmarks/lines/heldout-calls``, ``benchmarks/lines/heldout-writers``).
+Prints a table per fold and the micro totals; ``--json FILE`` writes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from coach.config import Settings  # noqa: E402
+from coach.detect.triggers import RULES  # noqa: E402
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def groups() -> dict[str, list[dict]]:
+    out = {"calls0": [line for p in sorted((ROOT / "models/data/calls").glob("*.jsonl")) for line in read_jsonl(p)]}
+    for p in sorted((ROOT / "models/data/writers").glob("*.jsonl")):
+        out[p.stem] = read_jsonl(p)
+    return out
+
+
+def score(model, turns, labels, system: str = "both") -> dict:
+    """Micro counts over the word-borne labels: a label raised on a turn that carries it is a true
+    positive. ``system``: ``model`` (the trigger model alone), ``rules`` (the phrase rules alone) or
+    ``both`` (as ``coach analyze`` detects: a rule, or the model unless the label's veto says otherwise)."""
+    from coach.detect.triggers import RULES, TriggerDetector
+
+    probabilities = model.turn_probabilities(turns)
+    vetoes = {rule.label: rule for rule in RULES if rule.veto is not None}
+    counts = {label: [0, 0, 0] for label in labels}  # tp, fp, fn
+    for t, p in zip(turns, probabilities):
+        text = " ".join(t.sentences)
+        by_rule = {r.label for r in RULES if r.speaker == t.speaker and r.find(text)} if system != "model" else set()
+        by_model = set()
+        if system != "rules":
+            by_model = {label for c, label in enumerate(model.labels)
+                        if model.speakers[label] == t.speaker and p[c] >= model.thresholds[label]
+                        and not (system == "both" and label in vetoes and vetoes[label].vetoed(text))}
+        fired_labels = by_rule | by_model
+        for label in labels:
+            if RULES and next(r.speaker for r in RULES if r.label == label) != t.speaker:
+                continue
+            fired, true = label in fired_labels, label in t.labels
+            if fired and true:
+                counts[label][0] += 1
+            elif fired:
+                counts[label][1] += 1
+            elif true:
+                counts[label][2] += 1
+    return counts
+
+
+def totals(counts: dict) -> tuple[float, float, int, int, int]:
+    tp = sum(c[0] for c in counts.values())
+    fp = sum(c[1] for c in counts.values())
+    fn = sum(c[2] for c in counts.values())
+    return tp / max(tp + fp, 1), tp / max(tp + fn, 1), tp, fp, fn
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--encoder", default=None, help="the text encoder (default: the settings')")
+    parser.add_argument("--blocks", type=int, default=None, help="top encoder blocks tuned (default: make train's)")
+    parser.add_argument("--folds", default="", help="only these writers (comma-separated)")
+    parser.add_argument("--heldout", nargs="*", default=[], help="whole-call files or folders scored by the model trained on all")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    from coach.detect.encoder import TextEncoder
+    from coach.detect.exemplars import load_background, load_exemplars
+    from coach.detect.triggers import rule_flags
+    from coach.models import resolve_text_model
+    from coach.train import read_calibration
+    from coach.tuning import TUNE_BLOCKS, LayerCache, call_turns, calibrate, single_turns, tune
+
+    settings = Settings()
+    text = settings.text
+    encoder_name = args.encoder or text.encoder
+    encoder = TextEncoder(resolve_text_model(encoder_name, settings.models_dir), 2)
+    sets = load_exemplars(text.exemplars)
+    labels = sorted({rule.label for rule in RULES})
+    speakers = {label: next(r.speaker for r in RULES if r.label == label) for label in labels}
+    base = []
+    for label, s in sets.items():
+        base += single_turns([{"speaker": s.speaker, "text": e, "labels": [label]} for e in s.examples], "exemplars")
+        base += single_turns([{"speaker": s.speaker, "text": e, "labels": []} for e in s.not_], "exemplars")
+    background = load_background(text.utterances, rule_flags)
+    base += single_turns([{"speaker": sp, "text": t, "labels": []} for sp, lines in background.items() for t in lines], "ordinary")
+    calibration = single_turns(read_calibration(text.calibration), "calibration")
+    writers = {name: call_turns(lines, name) for name, lines in groups().items()}
+    chosen = [w for w in writers if not args.folds or w in args.folds.split(",")]
+    print(f"encoder {encoder_name}, {TUNE_BLOCKS if args.blocks is None else args.blocks} top blocks tuned; base {len(base)} turns; writers: " + ", ".join(f"{w} {len(t)}" for w, t in writers.items()), flush=True)
+    blocks = TUNE_BLOCKS if args.blocks is None else args.blocks
+    cache = LayerCache(encoder, blocks, log=lambda line: print(line, flush=True))
+    report = {"encoder": encoder_name, "blocks": blocks, "folds": {}}
+    systems = ("model", "rules", "both")
+    all_counts = {system: {label: [0, 0, 0] for label in labels} for system in systems}
+    for writer in chosen:
+        started = time.perf_counter()
+        train = base + [t for w, ts in writers.items() if w != writer for t in ts]
+        model = tune(cache, train, labels, speakers, log=lambda line: None)
+        calibrate(model, calibration, log=lambda line: None)
+        report["folds"][writer] = {}
+        for system in systems:
+            counts = score(model, writers[writer], labels, system)
+            for label, c in counts.items():
+                all_counts[system][label] = [a + b for a, b in zip(all_counts[system][label], c)]
+            p, r, tp, fp, fn = totals(counts)
+            report["folds"][writer][system] = {"precision": round(p, 3), "recall": round(r, 3), "tp": tp, "fp": fp, "fn": fn}
+            print(f"left out {writer:8s} {system:6s}: precision {p:.3f} recall {r:.3f} (tp {tp} fp {fp} fn {fn})", flush=True)
+        print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    if chosen:
+        report["micro"], report["labels"] = {}, {}
+        for system in systems:
+            p, r, tp, fp, fn = totals(all_counts[system])
+            report["micro"][system] = {"precision": round(p, 3), "recall": round(r, 3), "tp": tp, "fp": fp, "fn": fn}
+            report["labels"][system] = {label: dict(zip(("tp", "fp", "fn"), c)) for label, c in all_counts[system].items()}
+            print(f"leave-one-writer-out, {system}, micro: precision {p:.3f} recall {r:.3f} (tp {tp} fp {fp} fn {fn})")
+            for label, (tp_, fp_, fn_) in all_counts[system].items():
+                print(f"  {label:24s} precision {tp_ / max(tp_ + fp_, 1):.2f} recall {tp_ / max(tp_ + fn_, 1):.2f} (tp {tp_} fp {fp_} fn {fn_})")
+    if args.heldout:
+        model = tune(cache, base + [t for ts in writers.values() for t in ts], labels, speakers, log=lambda line: None)
+        calibrate(model, calibration, log=lambda line: None)
+        report["heldout"] = {}
+        files = [f for h in args.heldout for f in (sorted(Path(h).glob("*.jsonl")) if Path(h).is_dir() else [Path(h)])]
+        for name in args.heldout:
+            mine = [f for f in files if f == Path(name) or f.parent == Path(name)]
+            turns = [t for f in mine for t in call_turns(read_jsonl(f), f.stem)]
+            report["heldout"][name] = {}
+            for system in systems:
+                p, r, tp, fp, fn = totals(score(model, turns, labels, system))
+                report["heldout"][name][system] = {"precision": round(p, 3), "recall": round(r, 3), "tp": tp, "fp": fp, "fn": fn}
+                print(f"held out {name} {system}: precision {p:.3f} recall {r:.3f} (tp {tp} fp {fp} fn {fn})")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
