@@ -11,7 +11,7 @@ SYSTEM_PACKAGES := espeak-ng sox chromium
 # ../shared/tools/synth_call.py speaks the scripted calls with these
 BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k
 
-.PHONY: install system-deps models train run analyze-example test test-fast bench bench-live bench-lines reliability bench-redaction example clean
+.PHONY: install system-deps models train run analyze-example test test-fast bench bench-live bench-lines bench-writers reliability bench-redaction example clean
 
 install: $(STAMP)
 
@@ -81,6 +81,12 @@ bench-live: install models $(EXAMPLE)
 # recall per label and false alarms, rules alone and with the trigger heads.
 bench-lines: install models
 	$(PY) benchmarks/lines_bench.py benchmarks/lines/*.jsonl benchmarks/lines/heldout-calls/*.jsonl
+
+# Leave-one-writer-out (docs/benchmarks.md, "Detection"): the trigger model trained on every writer's
+# calls but one and scored on that one, for each writer; then trained on all and scored on the
+# held-out calls and writers, which nothing is trained or calibrated on. Counts only; ~30 min on 2 cores.
+bench-writers: install models
+	$(PY) benchmarks/writers_bench.py --heldout benchmarks/lines/heldout-calls benchmarks/lines/heldout-writers --json bench-out/writers.json
 
 # Reliability figures (docs/reliability.md): fuzzing of every input, injected faults (stand-in models).
 reliability: install

@@ -26,8 +26,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-
 from coach.config import Settings  # noqa: E402
 from coach.detect.triggers import RULES  # noqa: E402
 
@@ -36,10 +34,12 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def groups() -> dict[str, list[dict]]:
-    out = {"calls0": [line for p in sorted((ROOT / "models/data/calls").glob("*.jsonl")) for line in read_jsonl(p)]}
+def training_files(only: set[str] | None = None) -> dict[str, tuple[str, list[dict]]]:
+    """Each training call file's writer (``calls0`` for the six unrecorded ones) and lines."""
+    out = {p.stem: ("calls0", read_jsonl(p)) for p in sorted((ROOT / "models/data/calls").glob("*.jsonl"))}
     for p in sorted((ROOT / "models/data/writers").glob("*.jsonl")):
-        out[p.stem] = read_jsonl(p)
+        if only is None or p.stem in only:
+            out[p.stem] = (p.stem, read_jsonl(p))
     return out
 
 
@@ -47,7 +47,7 @@ def score(model, turns, labels, system: str = "both") -> dict:
     """Micro counts over the word-borne labels: a label raised on a turn that carries it is a true
     positive. ``system``: ``model`` (the trigger model alone), ``rules`` (the phrase rules alone) or
     ``both`` (as ``coach analyze`` detects: a rule, or the model unless the label's veto says otherwise)."""
-    from coach.detect.triggers import RULES, TriggerDetector
+    from coach.detect.triggers import RULES
 
     probabilities = model.turn_probabilities(turns)
     vetoes = {rule.label: rule for rule in RULES if rule.veto is not None}
@@ -74,6 +74,23 @@ def score(model, turns, labels, system: str = "both") -> dict:
     return counts
 
 
+def fit(cache, base, calls, calibration, labels, speakers, how: str):
+    """make train's recipe on these calls: the model on all of them, and its thresholds for each way of
+    setting them that ``how`` names (``crossfit``, ``lines`` or ``both``)."""
+    from coach.tuning import calibrate, cross_fitted, tune
+
+    model = tune(cache, base + [t for turns in calls.values() for t in turns], labels, speakers, log=lambda line: None)
+    thresholds = {}
+    if how in ("crossfit", "both"):
+        turns, probabilities = cross_fitted(cache, base, calls, calibration, labels, speakers, log=lambda line: None)
+        calibrate(model, turns, probabilities, log=lambda line: None)
+        thresholds["crossfit"] = dict(model.thresholds)
+    if how in ("lines", "both"):
+        calibrate(model, calibration, log=lambda line: None)
+        thresholds["lines"] = dict(model.thresholds)
+    return model, thresholds
+
+
 def totals(counts: dict) -> tuple[float, float, int, int, int]:
     tp = sum(c[0] for c in counts.values())
     fp = sum(c[1] for c in counts.values())
@@ -85,6 +102,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", default=None, help="the text encoder (default: the settings')")
     parser.add_argument("--blocks", type=int, default=None, help="top encoder blocks tuned (default: make train's)")
+    parser.add_argument("--calibrate", choices=("crossfit", "lines", "both"), default="crossfit",
+                        help="thresholds on cross-fitted call turns and the calibration lines (make train's), or on the lines alone")
+    parser.add_argument("--writers", default="", help="only these writers' files of models/data/writers (comma-separated; default all)")
     parser.add_argument("--folds", default="", help="only these writers (comma-separated)")
     parser.add_argument("--heldout", nargs="*", default=[], help="whole-call files or folders scored by the model trained on all")
     parser.add_argument("--json", type=Path)
@@ -95,7 +115,7 @@ def main() -> int:
     from coach.detect.triggers import rule_flags
     from coach.models import resolve_text_model
     from coach.train import read_calibration
-    from coach.tuning import TUNE_BLOCKS, LayerCache, call_turns, calibrate, single_turns, tune
+    from coach.tuning import MAX_SENTENCES, TUNE_BLOCKS, LayerCache, call_turns, single_turns
 
     settings = Settings()
     text = settings.text
@@ -111,27 +131,43 @@ def main() -> int:
     background = load_background(text.utterances, rule_flags)
     base += single_turns([{"speaker": sp, "text": t, "labels": []} for sp, lines in background.items() for t in lines], "ordinary")
     calibration = single_turns(read_calibration(text.calibration), "calibration")
-    writers = {name: call_turns(lines, name) for name, lines in groups().items()}
+    calls = {name: call_turns(lines, writer) for name, (writer, lines) in training_files(set(args.writers.split(",")) if args.writers else None).items()}
+    writers = {}
+    for name, turns in calls.items():
+        writers.setdefault(turns[0].source, []).extend(turns)
     chosen = [w for w in writers if not args.folds or w in args.folds.split(",")]
-    print(f"encoder {encoder_name}, {TUNE_BLOCKS if args.blocks is None else args.blocks} top blocks tuned; base {len(base)} turns; writers: " + ", ".join(f"{w} {len(t)}" for w, t in writers.items()), flush=True)
+    print(f"encoder {encoder_name}, {TUNE_BLOCKS if args.blocks is None else args.blocks} top blocks tuned, thresholds by {args.calibrate}; base {len(base)} turns; writers: " + ", ".join(f"{w} {len(t)}" for w, t in writers.items()), flush=True)
     blocks = TUNE_BLOCKS if args.blocks is None else args.blocks
     cache = LayerCache(encoder, blocks, log=lambda line: print(line, flush=True))
-    report = {"encoder": encoder_name, "blocks": blocks, "folds": {}}
-    systems = ("model", "rules", "both")
+    stored = ROOT / "bench-out" / f"layer-cache-{encoder_name}-{blocks}.pt"  # the frozen layers' output, kept between runs
+    cache.load(stored)
+    report = {"encoder": encoder_name, "blocks": blocks, "calibrate": args.calibrate, "folds": {}}
+    cache.add(s for ts in [base, calibration, *writers.values()] for t in ts for s in t.sentences[:MAX_SENTENCES] + t.context[:MAX_SENTENCES])
+    stored.parent.mkdir(exist_ok=True)
+    cache.save(stored)
+    systems = [f"{system}/{how}" for how in (("crossfit", "lines") if args.calibrate == "both" else (args.calibrate,))
+               for system in ("model", "both")] + ["rules"]
     all_counts = {system: {label: [0, 0, 0] for label in labels} for system in systems}
+
+    def scored(model, thresholds, turns):
+        out = {}
+        for system in systems:
+            kind, _, how = system.partition("/")
+            model.thresholds = thresholds[how] if how else next(iter(thresholds.values()))
+            out[system] = score(model, turns, labels, kind)
+        return out
+
     for writer in chosen:
         started = time.perf_counter()
-        train = base + [t for w, ts in writers.items() if w != writer for t in ts]
-        model = tune(cache, train, labels, speakers, log=lambda line: None)
-        calibrate(model, calibration, log=lambda line: None)
+        mine = {name: turns for name, turns in calls.items() if turns[0].source != writer}
+        model, thresholds = fit(cache, base, mine, calibration, labels, speakers, args.calibrate)
         report["folds"][writer] = {}
-        for system in systems:
-            counts = score(model, writers[writer], labels, system)
+        for system, counts in scored(model, thresholds, writers[writer]).items():
             for label, c in counts.items():
                 all_counts[system][label] = [a + b for a, b in zip(all_counts[system][label], c)]
             p, r, tp, fp, fn = totals(counts)
             report["folds"][writer][system] = {"precision": round(p, 3), "recall": round(r, 3), "tp": tp, "fp": fp, "fn": fn}
-            print(f"left out {writer:8s} {system:6s}: precision {p:.3f} recall {r:.3f} (tp {tp} fp {fp} fn {fn})", flush=True)
+            print(f"left out {writer:8s} {system:16s}: precision {p:.3f} recall {r:.3f} (tp {tp} fp {fp} fn {fn})", flush=True)
         print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
     if chosen:
         report["micro"], report["labels"] = {}, {}
@@ -143,16 +179,15 @@ def main() -> int:
             for label, (tp_, fp_, fn_) in all_counts[system].items():
                 print(f"  {label:24s} precision {tp_ / max(tp_ + fp_, 1):.2f} recall {tp_ / max(tp_ + fn_, 1):.2f} (tp {tp_} fp {fp_} fn {fn_})")
     if args.heldout:
-        model = tune(cache, base + [t for ts in writers.values() for t in ts], labels, speakers, log=lambda line: None)
-        calibrate(model, calibration, log=lambda line: None)
+        model, thresholds = fit(cache, base, calls, calibration, labels, speakers, args.calibrate)
         report["heldout"] = {}
         files = [f for h in args.heldout for f in (sorted(Path(h).glob("*.jsonl")) if Path(h).is_dir() else [Path(h)])]
         for name in args.heldout:
             mine = [f for f in files if f == Path(name) or f.parent == Path(name)]
             turns = [t for f in mine for t in call_turns(read_jsonl(f), f.stem)]
             report["heldout"][name] = {}
-            for system in systems:
-                p, r, tp, fp, fn = totals(score(model, turns, labels, system))
+            for system, counts in scored(model, thresholds, turns).items():
+                p, r, tp, fp, fn = totals(counts)
                 report["heldout"][name][system] = {"precision": round(p, 3), "recall": round(r, 3), "tp": tp, "fp": fp, "fn": fn}
                 print(f"held out {name} {system}: precision {p:.3f} recall {r:.3f} (tp {tp} fp {fp} fn {fn})")
     if args.json:

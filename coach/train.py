@@ -130,8 +130,9 @@ def read_calibration(paths: list[Path]) -> list[dict]:
 
 
 def taught_turns(settings, log: Callable[[str], None]):
-    """The turns the trigger model learns from, the calibration turns (less any it learns from), the labels
-    and each label's party."""
+    """What the trigger model learns from: single turns (the exemplars, near-misses as ordinary, and the
+    ordinary call lines no phrase rule flags), whole calls by file, the calibration lines less any it learns
+    from; with the labels and each label's party."""
     from coach.detect.exemplars import load_background, load_exemplars
     from coach.detect.triggers import rule_flags
     from coach.tuning import call_turns, single_turns
@@ -139,23 +140,22 @@ def taught_turns(settings, log: Callable[[str], None]):
     sets = load_exemplars(settings.exemplars)
     labels = sorted(sets)
     speakers = {label: sets[label].speaker for label in labels}
-    turns = []
+    base = []
     for label in labels:
-        turns += single_turns([{"speaker": sets[label].speaker, "text": e, "labels": [label]} for e in sets[label].examples], "exemplars")
-        turns += single_turns([{"speaker": sets[label].speaker, "text": e, "labels": []} for e in sets[label].not_], "exemplars")
+        base += single_turns([{"speaker": sets[label].speaker, "text": e, "labels": [label]} for e in sets[label].examples], "exemplars")
+        base += single_turns([{"speaker": sets[label].speaker, "text": e, "labels": []} for e in sets[label].not_], "exemplars")
     background = load_background(settings.utterances, rule_flags)
-    turns += single_turns([{"speaker": speaker, "text": text, "labels": []} for speaker in sorted(background) for text in background[speaker]], "ordinary")
-    calls = 0
+    base += single_turns([{"speaker": speaker, "text": text, "labels": []} for speaker in sorted(background) for text in background[speaker]], "ordinary")
+    calls = {}
     for path in settings.training_lines:
-        lines = read_calibration([path])
-        calls += len(lines)
-        turns += call_turns([{**line, "call": f"{Path(path).stem}/{line.get('call', '')}"} for line in lines], Path(path).stem)
-    seen = {(t.speaker, t.sentences) for t in turns}
+        lines = [line for line in read_calibration([path]) if set(line["labels"]) <= set(labels)]
+        calls[Path(path).stem] = call_turns([{**line, "call": line.get("call", "")} for line in lines], Path(path).stem)
+    seen = {(t.speaker, t.sentences) for t in base} | {(t.speaker, t.sentences) for turns in calls.values() for t in turns}
     calibration = [t for t in single_turns(read_calibration(settings.calibration), "calibration") if (t.speaker, t.sentences) not in seen]
-    log(f"trigger model: {len(turns)} turns ({sum(len(s.examples) + len(s.not_) for s in sets.values())} exemplars and near-misses, "
-        f"{sum(map(len, background.values()))} ordinary lines, {calls} turns of whole calls from {len(settings.training_lines)} files); "
-        f"{len(calibration)} calibration lines")
-    return turns, calibration, labels, speakers
+    log(f"trigger model: {sum(len(s.examples) + len(s.not_) for s in sets.values())} exemplars and near-misses, "
+        f"{sum(map(len, background.values()))} ordinary lines, {sum(map(len, calls.values()))} turns of whole calls in "
+        f"{len(calls)} files; {len(calibration)} calibration lines")
+    return base, calls, calibration, labels, speakers
 
 
 def _digest(*paths: Path) -> str:
@@ -170,13 +170,16 @@ def train(settings, models_dir: Path, log: Callable[[str], None] = print) -> lis
     into the files it names."""
     from coach.detect.encoder import TextEncoder
     from coach.models import resolve_text_model
-    from coach.tuning import TUNE_BLOCKS, TUNE_THREADS, LayerCache, calibrate, tune, write_model
+    from coach.tuning import CROSS_FOLDS, TUNE_BLOCKS, TUNE_THREADS, LayerCache, calibrate, cross_fitted, tune, write_model
 
     model_spec = resolve_text_model(settings.encoder, models_dir)
-    turns, calibration, labels, speakers = taught_turns(settings, log)
-    log(f"tuning the top {TUNE_BLOCKS} blocks of {settings.encoder} and the turn head")
-    tuned = tune(LayerCache(TextEncoder(model_spec, TUNE_THREADS), TUNE_BLOCKS, log), turns, labels, speakers, log=log)
-    quality = calibrate(tuned, calibration, log)
+    base, calls, calibration, labels, speakers = taught_turns(settings, log)
+    cache = LayerCache(TextEncoder(model_spec, TUNE_THREADS), TUNE_BLOCKS, log)
+    log(f"thresholds: each call file's turns read by a model trained without it ({CROSS_FOLDS} folds), with the calibration lines")
+    turns, probabilities = cross_fitted(cache, base, calls, calibration, labels, speakers, CROSS_FOLDS, log)
+    log(f"the trigger model ({settings.encoder}, top {TUNE_BLOCKS} blocks tuned) on all of it")
+    tuned = tune(cache, base + [t for mine in calls.values() for t in mine], labels, speakers, log=log)
+    quality = calibrate(tuned, turns, probabilities, log)
     trained_on = _digest(settings.exemplars, *settings.utterances, *settings.training_lines, *settings.calibration)
     written = write_model(tuned, Path(settings.triggers), settings.encoder, trained_on, quality)
     adapter = next((p for p in written if p.name.endswith("-adapter.npz")), None)

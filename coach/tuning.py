@@ -38,6 +38,7 @@ MAX_TOKENS = 128
 MAX_SENTENCES = 16  # of a turn, in training (the first ones)
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.976, 0.025), 3)
 TRIGGER_PRECISION = 0.9
+CROSS_FOLDS = 4  # models trained without a quarter of the call files each, to set thresholds on turns they did not learn
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,21 @@ class LayerCache:
         self.first_tuned = len(self.layers) - blocks
         self.states: dict[str, torch.Tensor] = {}
         self.log = log
+
+    def load(self, path: Path) -> None:
+        """Sentences read by an earlier run of this encoder and block count (a benchmark's reruns)."""
+        try:
+            stored = torch.load(path)
+        except (OSError, RuntimeError, EOFError):
+            return
+        if stored.get("key") == self._key():
+            self.states.update(stored["states"])
+
+    def save(self, path: Path) -> None:
+        torch.save({"key": self._key(), "states": self.states}, path)
+
+    def _key(self) -> str:
+        return f"{self.encoder.name}:{len(self.layers)}:{self.first_tuned}:{MAX_TOKENS}"
 
     def add(self, texts: Iterable[str]) -> None:
         new = sorted({t for t in texts if t not in self.states}, key=len)
@@ -270,17 +286,41 @@ def best_threshold(probability: np.ndarray, truth: np.ndarray) -> tuple[float, f
     return best
 
 
-def calibrate(model: TunedModel, turns: list[Turn], log: Callable[[str], None] = print) -> dict[str, dict]:
-    """Each label's threshold on ``turns`` (lines the model did not learn from); returns their figures."""
-    probabilities = model.turn_probabilities(turns)
+def cross_fitted(cache: LayerCache, base: list[Turn], calls: dict[str, list[Turn]], calibration: list[Turn], labels: list[str],
+                 speakers: dict[str, str], folds: int = CROSS_FOLDS, log: Callable[[str], None] = print) -> tuple[list[Turn], np.ndarray]:
+    """Probabilities of turns no model that gave them learnt from: each call file's turns by a model trained
+    without its fold of files (turns in their call, as a live call reads them), and the calibration lines
+    by the mean of those models. Thresholds set on these hold on calls the final model has not seen
+    better than thresholds set on single lines."""
+    names = sorted(calls)
+    groups = [names[k::folds] for k in range(folds) if names[k::folds]]
+    turns, probabilities = [], []
+    lines = np.zeros((len(calibration), len(labels)))
+    for k, held in enumerate(groups):
+        log(f"  cross-fitting {k + 1}/{len(groups)}: without {', '.join(held)}")
+        model = tune(cache, base + [t for n in names if n not in held for t in calls[n]], labels, speakers, seed=k + 1, log=lambda line: None)
+        mine = [t for n in held for t in calls[n]]
+        turns += mine
+        probabilities.append(model.turn_probabilities(mine))
+        if calibration:
+            lines += model.turn_probabilities(calibration) / len(groups)
+    return turns + calibration, np.concatenate(probabilities + [lines]) if probabilities else lines
+
+
+def calibrate(model: TunedModel, turns: list[Turn], probabilities: np.ndarray | None = None,
+              log: Callable[[str], None] = print) -> dict[str, dict]:
+    """Each label's threshold on ``turns`` (none of which ``probabilities`` came from a model that learnt;
+    without them, ``model``'s own on turns it did not learn from); returns the figures."""
+    if probabilities is None:
+        probabilities = model.turn_probabilities(turns)
     quality = {}
     for c, label in enumerate(model.labels):
-        mine = np.array([t.speaker == model.speakers[label] for t in turns])
-        truth = np.array([label in t.labels for t in turns])[mine]
+        mine = np.array([t.speaker == model.speakers[label] for t in turns], bool)
+        truth = np.array([label in t.labels for t in turns], bool)[mine]
         t, precision, recall = best_threshold(probabilities[mine, c], truth)
         model.thresholds[label] = round(t, 3)
         quality[label] = {"calibration_precision": round(precision, 3), "calibration_recall": round(recall, 3), "calibration_lines": int(truth.sum())}
-        log(f"  {label:24s} p >= {t:.3f}: on the calibration lines precision {precision:.2f} recall {recall:.2f} ({int(truth.sum())} lines)")
+        log(f"  {label:24s} p >= {t:.3f}: precision {precision:.2f} recall {recall:.2f} on {int(truth.sum())} turns that carry it")
     return quality
 
 

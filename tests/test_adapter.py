@@ -53,3 +53,51 @@ def test_the_saved_adapter_depends_on_the_numbers_alone(tmp_path):
     lowrank.save(updates, tmp_path / "b.npz")
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
     assert set(np.load(tmp_path / "a.npz").files) == {f"{name}.{part}" for name in updates for part in "ab"}
+
+
+class WordTokenizer:
+    """Words to ids of a tiny vocabulary (0 pads), as a transformers tokenizer returns them."""
+
+    def __call__(self, texts, padding=True, truncation=True, max_length=16, return_tensors="pt"):
+        ids = [[1] + [3 + sum(map(ord, w)) % 40 for w in t.split()][: max_length - 2] + [2] for t in texts]
+        width = max(map(len, ids))
+        return {"input_ids": torch.tensor([i + [0] * (width - len(i)) for i in ids]),
+                "attention_mask": torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])}
+
+
+class TinyEncoder:
+    def __init__(self) -> None:
+        self.model = tiny_encoder()
+        self._tokenizer = WordTokenizer()
+        self.dimensions = 32
+        self.name = "tiny"
+
+    def embed(self, texts):
+        from coach.detect.encoder import TextEncoder
+
+        with torch.inference_mode():
+            return TextEncoder.pool(self, self.model, texts).numpy()
+
+    _torch = torch
+
+
+def test_training_reads_the_top_blocks_as_the_merged_encoder_does_at_run_time(tmp_path):
+    from coach.tuning import LayerCache
+
+    encoder = TinyEncoder()
+    texts = ["you never listen", "put your manager on", "fine"]
+    before = encoder.embed(texts)
+    cache = LayerCache(encoder, blocks=1, log=lambda line: None)
+    cache.add(texts)
+    with torch.inference_mode():
+        assert np.allclose(cache.top(texts).numpy(), before, atol=1e-5)  # the frozen layers' output, kept, then the top block
+    updates = lowrank.attach(encoder.model, blocks=[1])
+    assert updates and all(name.startswith("encoder.layer.1.") for name in updates)
+    with torch.no_grad():
+        for update in updates.values():
+            update.b.normal_(0, 0.2)  # as if trained
+        tuned = cache.top(texts).numpy()
+    lowrank.save(updates, tmp_path / "adapter.npz")
+    runtime = TinyEncoder()
+    lowrank.merge(runtime.model, tmp_path / "adapter.npz")
+    assert np.allclose(runtime.embed(texts), tuned, atol=1e-5) and not np.allclose(tuned, before, atol=1e-3)

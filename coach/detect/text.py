@@ -90,7 +90,6 @@ def load_text_analyzer(settings, models_dir: Path) -> TextAnalyzer:
     from coach.detect.turns import TurnHead
     from coach.models import resolve_text_model
 
-    encoder = TextEncoder(resolve_text_model(settings.encoder, models_dir), settings.threads)
     head = classifier = turns = None
     adapters: dict[str, Path | None] = {}  # the adapter each head was trained through
     if settings.similarity:
@@ -99,6 +98,7 @@ def load_text_analyzer(settings, models_dir: Path) -> TextAnalyzer:
             raise ModelError(f"the trigger model {settings.triggers} was trained on the encoder {meta.get('encoder')!r}, "
                              f"not {settings.encoder!r}: run `make train` or set COACH_TEXT__ENCODER={meta.get('encoder')}")
         adapters[str(settings.triggers)] = Path(settings.triggers).with_name(meta["adapter"]) if meta.get("adapter") else None
+    encoder = TextEncoder(resolve_text_model(settings.encoder, models_dir), settings.threads)
     if settings.sentiment == "head":
         head = SentimentHead.load(settings.head, encoder.dimensions)
         adapters[str(settings.head)] = Path(settings.head).with_name(head.adapter) if head.adapter else None
