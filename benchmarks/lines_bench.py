@@ -23,7 +23,6 @@ their false alarms are what a call's ordinary speech raises.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -46,9 +45,7 @@ def read_lines(path: Path) -> list[dict]:
         lines = read_calibration([path])
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    raw = [json.loads(text) for text in path.read_text().splitlines() if text.strip()]
-    for number, (line, original) in enumerate(zip(lines, raw), 1):
-        line["call"] = original.get("call")  # a whole call's turns are read in context
+    for number, line in enumerate(lines, 1):
         unknown = set(line["labels"]) - set(TRIGGER_LABELS)
         if line["speaker"] not in ("customer", "agent") or unknown:
             raise SystemExit(f"{path}: line {number} (not counting blank ones): bad speaker or unknown labels {sorted(unknown)}")
@@ -56,15 +53,10 @@ def read_lines(path: Path) -> list[dict]:
 
 
 def detect(lines: list[dict], analyzer) -> list[set[str]]:
-    """Each line read as one final; a line of a whole call (it has a ``call``) beside the other party's
-    line before it in its call, as a live call reads it."""
-    found, said = [], {}
+    found = []
     for i, line in enumerate(lines):
         event = TranscriptEvent(0.0, line["speaker"], f"line-{i}", 0.0, 1.0, line["text"], True)
-        context = next((text for (call, speaker), text in said.items() if call == line["call"] and speaker != line["speaker"]), None)
-        if line["call"] is not None:
-            said[(line["call"], line["speaker"])] = line["text"]
-        matches = analyzer.read_now(line["speaker"], line["text"], context).matches if analyzer else []
+        matches = analyzer.read_now(line["speaker"], line["text"]).matches if analyzer else []
         found.append({s.label for s in TriggerDetector().on_transcript(event, matches)})
     return found
 

@@ -39,7 +39,7 @@ def replay(stream: Path, analyzer, out: Path, carry: float, interims: str = "non
     events = [json.loads(line) for line in stream.read_text().splitlines()]
     triggers, risk, mood = TriggerDetector(), RiskMeter(), CallMood(carry)
     final_end = {e["id"]: e["end"] for e in events if e["type"] == "transcript" and e.get("final")}
-    written, said = [], {}  # each party's last final: the context the other's next one is read in
+    written = []
     for e in events:
         if e["type"] in ("risk", "prompt", "prompt_cleared") or (e["type"] == "signal" and e["label"] not in TIMING_LABELS):
             continue
@@ -58,9 +58,7 @@ def replay(stream: Path, analyzer, out: Path, carry: float, interims: str = "non
         if e["type"] != "transcript" or not e.get("final") or not e["text"]:
             written.append(e)
             continue
-        context = next((text for speaker, text in said.items() if speaker != e["speaker"]), None)
-        reading = analyzer.read_now(e["speaker"], e["text"], context) if analyzer else None
-        said[e["speaker"]] = e["text"]
+        reading = analyzer.read_now(e["speaker"], e["text"]) if analyzer else None
         final = TranscriptEvent(e["at"], e["speaker"], e["id"], e["start"], e["end"], e["text"], True)
         if reading and reading.sentiment is not None:
             dissatisfied = e["speaker"] == "customer" and triggers.raised_by(final, reading.matches)

@@ -74,20 +74,27 @@ def score(model, turns, labels, system: str = "both") -> dict:
     return counts
 
 
-def fit(cache, base, calls, calibration, labels, speakers, how: str):
+CALIBRATIONS = ("crossfit", "lines", "crossfit-alone", "lines-alone")
+
+
+def fit(cache, base, calls, calibration, labels, speakers, how: list[str]):
     """make train's recipe on these calls: the model on all of them, and its thresholds for each way of
-    setting them that ``how`` names (``crossfit``, ``lines`` or ``both``)."""
-    from coach.tuning import calibrate, cross_fitted, tune
+    setting them in ``how``: on cross-fitted call turns and the calibration lines (``crossfit``) or on
+    the lines alone (``lines``); for the most recall at which what the model adds to the phrase rules is
+    right 9 times in 10, or (``-alone``) at which the model alone is."""
+    from benchmarks.turn_model_training import calibrate, cross_fitted, tune
 
     model = tune(cache, base + [t for turns in calls.values() for t in turns], labels, speakers, log=lambda line: None)
     thresholds = {}
-    if how in ("crossfit", "both"):
+    if any(h.startswith("crossfit") for h in how):
         turns, probabilities = cross_fitted(cache, base, calls, calibration, labels, speakers, log=lambda line: None)
-        calibrate(model, turns, probabilities, log=lambda line: None)
-        thresholds["crossfit"] = dict(model.thresholds)
-    if how in ("lines", "both"):
-        calibrate(model, calibration, log=lambda line: None)
-        thresholds["lines"] = dict(model.thresholds)
+    for h in how:
+        on, _, alone = h.partition("-")
+        if on == "crossfit":
+            calibrate(model, turns, probabilities, log=lambda line: None, with_rules=not alone)
+        else:
+            calibrate(model, calibration, log=lambda line: None, with_rules=not alone)
+        thresholds[h] = dict(model.thresholds)
     return model, thresholds
 
 
@@ -102,9 +109,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", default=None, help="the text encoder (default: the settings')")
     parser.add_argument("--blocks", type=int, default=None, help="top encoder blocks tuned (default: make train's)")
-    parser.add_argument("--calibrate", choices=("crossfit", "lines", "both"), default="crossfit",
-                        help="thresholds on cross-fitted call turns and the calibration lines (make train's), or on the lines alone")
+    parser.add_argument("--calibrate", default="crossfit",
+                        help=f"ways of setting the thresholds, comma-separated, of {', '.join(CALIBRATIONS)} (see fit())")
     parser.add_argument("--writers", default="", help="only these writers' files of models/data/writers (comma-separated; default all)")
+    parser.add_argument("--no-context", action="store_true", help="read every turn alone (no other party's turn beside it)")
     parser.add_argument("--folds", default="", help="only these writers (comma-separated)")
     parser.add_argument("--heldout", nargs="*", default=[], help="whole-call files or folders scored by the model trained on all")
     parser.add_argument("--json", type=Path)
@@ -115,7 +123,7 @@ def main() -> int:
     from coach.detect.triggers import rule_flags
     from coach.models import resolve_text_model
     from coach.train import read_calibration
-    from coach.tuning import MAX_SENTENCES, TUNE_BLOCKS, LayerCache, call_turns, single_turns
+    from benchmarks.turn_model_training import MAX_SENTENCES, TUNE_BLOCKS, LayerCache, call_turns, single_turns
 
     settings = Settings()
     text = settings.text
@@ -132,6 +140,10 @@ def main() -> int:
     base += single_turns([{"speaker": sp, "text": t, "labels": []} for sp, lines in background.items() for t in lines], "ordinary")
     calibration = single_turns(read_calibration(text.calibration), "calibration")
     calls = {name: call_turns(lines, writer) for name, (writer, lines) in training_files(set(args.writers.split(",")) if args.writers else None).items()}
+    if args.no_context:
+        from dataclasses import replace
+
+        calls = {name: [replace(t, context=()) for t in turns] for name, turns in calls.items()}
     writers = {}
     for name, turns in calls.items():
         writers.setdefault(turns[0].source, []).extend(turns)
@@ -145,8 +157,10 @@ def main() -> int:
     cache.add(s for ts in [base, calibration, *writers.values()] for t in ts for s in t.sentences[:MAX_SENTENCES] + t.context[:MAX_SENTENCES])
     stored.parent.mkdir(exist_ok=True)
     cache.save(stored)
-    systems = [f"{system}/{how}" for how in (("crossfit", "lines") if args.calibrate == "both" else (args.calibrate,))
-               for system in ("model", "both")] + ["rules"]
+    hows = args.calibrate.split(",")
+    if set(hows) - set(CALIBRATIONS):
+        parser.error(f"--calibrate: one of {', '.join(CALIBRATIONS)}")
+    systems = [f"{system}/{how}" for how in hows for system in ("model", "both")] + ["rules"]
     all_counts = {system: {label: [0, 0, 0] for label in labels} for system in systems}
 
     def scored(model, thresholds, turns):
@@ -160,7 +174,7 @@ def main() -> int:
     for writer in chosen:
         started = time.perf_counter()
         mine = {name: turns for name, turns in calls.items() if turns[0].source != writer}
-        model, thresholds = fit(cache, base, mine, calibration, labels, speakers, args.calibrate)
+        model, thresholds = fit(cache, base, mine, calibration, labels, speakers, hows)
         report["folds"][writer] = {}
         for system, counts in scored(model, thresholds, writers[writer]).items():
             for label, c in counts.items():
@@ -179,12 +193,14 @@ def main() -> int:
             for label, (tp_, fp_, fn_) in all_counts[system].items():
                 print(f"  {label:24s} precision {tp_ / max(tp_ + fp_, 1):.2f} recall {tp_ / max(tp_ + fn_, 1):.2f} (tp {tp_} fp {fp_} fn {fn_})")
     if args.heldout:
-        model, thresholds = fit(cache, base, calls, calibration, labels, speakers, args.calibrate)
-        report["heldout"] = {}
+        started = time.perf_counter()
+        model, thresholds = fit(cache, base, calls, calibration, labels, speakers, hows)
+        report["heldout"] = {"train_seconds": round(time.perf_counter() - started)}
+        print(f"trained on every writer in {time.perf_counter() - started:.0f} s", flush=True)
         files = [f for h in args.heldout for f in (sorted(Path(h).glob("*.jsonl")) if Path(h).is_dir() else [Path(h)])]
         for name in args.heldout:
             mine = [f for f in files if f == Path(name) or f.parent == Path(name)]
-            turns = [t for f in mine for t in call_turns(read_jsonl(f), f.stem)]
+            turns = [t for f in mine for t in (call_turns if "call" in read_jsonl(f)[0] and not args.no_context else single_turns)(read_jsonl(f), f.stem)]
             report["heldout"][name] = {}
             for system, counts in scored(model, thresholds, turns).items():
                 p, r, tp, fp, fn = totals(counts)

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coach.detect.exemplars import DEFAULT_CALIBRATION, DEFAULT_EXEMPLARS, DEFAULT_TRAINING_LINES, DEFAULT_TRIGGERS, DEFAULT_UTTERANCES
 from coach.detect.sentiment import DEFAULT_HEAD
+from coach.detect.triggers import RULES
 from coach.playbook import DEFAULT_PLAYBOOK
 
 
@@ -82,7 +83,7 @@ class TextSettings(BaseModel):
     mood_carry: float = Field(0.5, ge=0, lt=1, description="how much of a party's mood so far carries into a segment's sentiment")
     similarity: bool = Field(True, description="trigger detection by meaning (exemplars), beside the phrase rules")
     exemplars: Path = Field(default_factory=lambda: DEFAULT_EXEMPLARS)
-    triggers: Path = Field(default_factory=lambda: DEFAULT_TRIGGERS, description="the trigger model `make train` writes")
+    triggers: Path = Field(default_factory=lambda: DEFAULT_TRIGGERS, description="the trigger heads `make train` writes")
     utterances: list[Path] = Field(
         default_factory=lambda: list(DEFAULT_UTTERANCES), description="labelled call lines (CSV speaker,mood,text) `make train` learns from"
     )
@@ -92,7 +93,11 @@ class TextSettings(BaseModel):
     )
     training_lines: list[Path] = Field(
         default_factory=lambda: list(DEFAULT_TRAINING_LINES),
-        description="whole labelled calls (JSON lines, one turn a line, in call order) whose every turn the trigger model learns from",
+        description="labelled call lines (JSON lines) whose lines of `training_labels` the trigger adapters learn from beside the exemplars (`none`: the lines of no label, as `none`)",
+    )
+    training_labels: list[str] = Field(
+        default_factory=lambda: [*sorted({rule.label for rule in RULES}), "none"],
+        description="the labels `training_lines` teach (default: every trigger label, and `none`)",
     )
     threads: int = Field(1, ge=1)
 

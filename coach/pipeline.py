@@ -65,7 +65,6 @@ class CallPipeline:
         self.text = text  # sentiment and trigger similarity; None: phrase rules only
         self.mood = CallMood(text.mood_carry if text is not None else 0.0)
         self._reading: asyncio.Task | None = None  # the last final being read: finals go out in order
-        self._said: dict[str, str] = {}  # each party's last final: the context the other's next one is read in
         self.background = Background()  # finals being read by the text models
 
     def _clock(self) -> float:
@@ -118,16 +117,11 @@ class CallPipeline:
             # be: on a chunk's greedy, partial sentence it raised false alarms
             self._signalled(self.triggers.on_transcript(event))
             if event.whole and self.text is not None:
-                self.background.spawn(self._read_whole(event, self._context(event.speaker)))
+                self.background.spawn(self._read_whole(event))
         elif self.text is None or not event.text:
             self._final(event, [])
         else:  # the final goes out with its sentiment, read off the loop in the text model's executor
-            self._reading = self.background.spawn(self._read_final(event, self._reading, self._context(event.speaker)))
-            self._said[event.speaker] = event.text
-
-    def _context(self, speaker: str) -> str | None:
-        """What the other party said last (their last final so far), the context a segment is read in."""
-        return next((text for party, text in self._said.items() if party != speaker), None)
+            self._reading = self.background.spawn(self._read_final(event, self._reading))
 
     def _raise_failure(self) -> None:
         """A model call that failed in the background fails the call here, in its own task."""
@@ -136,13 +130,13 @@ class CallPipeline:
         if failure is not None:
             raise failure
 
-    async def _read_whole(self, event: TranscriptEvent, context: str | None) -> None:
-        reading = await self.text.read(event.speaker, event.text, context)
+    async def _read_whole(self, event: TranscriptEvent) -> None:
+        reading = await self.text.read(event.speaker, event.text)
         if reading.matches:  # a label found here is not raised again by the final
             self._signalled(self.triggers.on_transcript(replace(event, at=self.consumed), reading.matches))
 
-    async def _read_final(self, event: TranscriptEvent, before: asyncio.Task | None, context: str | None) -> None:
-        reading = await self.text.read(event.speaker, event.text, context)
+    async def _read_final(self, event: TranscriptEvent, before: asyncio.Task | None) -> None:
+        reading = await self.text.read(event.speaker, event.text)
         if before is not None:
             await asyncio.wait({before})
         dissatisfied = event.speaker == "customer" and self.triggers.raised_by(event, reading.matches)

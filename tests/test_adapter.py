@@ -82,7 +82,7 @@ class TinyEncoder:
 
 
 def test_training_reads_the_top_blocks_as_the_merged_encoder_does_at_run_time(tmp_path):
-    from coach.tuning import LayerCache
+    from benchmarks.turn_model_training import LayerCache
 
     encoder = TinyEncoder()
     texts = ["you never listen", "put your manager on", "fine"]

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from coach.config import RedactionSettings
-from coach.detect.turns import ExemplarMatch
+from coach.detect.exemplars import ExemplarMatch
 from coach.redact import Redactor, redact_text
 from coach.simulate import play_call
 from tests.fakes import PhraseTranscriber, silence, stereo

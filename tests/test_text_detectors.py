@@ -1,4 +1,4 @@
-"""Sentiment labels, the trigger model's reading, training and the pipeline's text step, with fake embeddings."""
+"""Sentiment labels, exemplar matching, training and the pipeline's text step, with fake embeddings."""
 
 import asyncio
 import json
@@ -10,16 +10,14 @@ import pytest
 from coach.asr.scheduler import AsrScheduler
 from coach.audio.frames import CallLayout
 from coach.config import AsrSettings
-from coach.detect.exemplars import split_sentences
+from coach.detect.exemplars import ExemplarIndex, ExemplarSet, SpeakerHead, split_sentences
 from coach.detect.risk import RiskMeter
 from coach.detect.sentiment import SentimentHead, label_values
 from coach.detect.text import TextAnalyzer, TextReading
 from coach.errors import ModelError
 from coach.events import TranscriptEvent
 from coach.pipeline import CallPipeline, feed_in_lockstep
-from coach.detect.turns import TurnHead, TurnReader
-from coach.train import auc, fit_softmax
-from coach.tuning import best_threshold, call_turns
+from coach.train import auc, best_thresholds, fit_softmax, taught_lines, trigger_training_lines
 from tests.fakes import EnergyVad, ToneTranscriber, silence, tone
 from tests.test_pipeline import blocks_of, stereo
 
@@ -61,84 +59,77 @@ def test_sentences_of_a_segment_keep_short_replies_with_the_sentence_before():
         "Right, thanks for that.", "The manager at my branch, Mr. Patel, sorted it out.", "Dr. Shah agreed with him."]
 
 
-EXAMPLES = {"escalation_request": ["put your supervisor on the phone", "I want to talk to someone above you"],
-            "repeat_contact": ["this is the third time I have called"], "blame_language": ["you should have read the letter"]}
-SPEAKERS = {"escalation_request": "customer", "repeat_contact": "customer", "blame_language": "agent"}
-LABELS = sorted(EXAMPLES)
+SETS = {
+    "escalation_request": ExemplarSet.model_validate({
+        "speaker": "customer",
+        "examples": ["put your supervisor on the phone", "I want to talk to someone above you"],
+        "not": ["your supervisor called me last week"],
+    }),
+    "churn_threat": ExemplarSet.model_validate({"speaker": "customer", "examples": ["I am cancelling my account"]}),
+}
 
 
-def head_that(weights: dict[str, np.ndarray], context_weights: dict[str, float] | None = None, threshold: float = 0.5) -> TurnHead:
-    """A turn head, by hand: each label's hidden unit is the sentence's dot product with ``weights[label]``
-    (and, with ``context_weights``, the sentence's likeness to its context times that weight)."""
-    dim, hidden = 64, len(LABELS)
-    w1 = np.zeros((3 * dim, hidden), np.float32)
-    for k, label in enumerate(LABELS):
-        if label in weights:
-            w1[:dim, k] = weights[label] / 20.0  # the head reads 20 u
-        if context_weights and label in context_weights:
-            w1[2 * dim :, k] = context_weights[label] / (20.0 * 8.0)  # ... and 20 sqrt(64) u*c
-    w2 = np.eye(hidden, dtype=np.float32) * 12.0
-    return TurnHead(LABELS, SPEAKERS, w1, np.zeros(hidden, np.float32), w2, np.full(hidden, -6.0, np.float32), dict.fromkeys(LABELS, threshold))
+def prototype_head(background: list[str], floor: float = 0.3) -> SpeakerHead:
+    """A head whose classes are the mean embeddings of their lines: enough to test the matching rules."""
+    groups = {"none": SETS["escalation_request"].not_ + background}
+    groups.update({label: s.examples for label, s in SETS.items()})
+    weights = np.stack([bag_of_words(lines).mean(axis=0) * 8 for lines in groups.values()])
+    labels = [label for label in groups if label != "none"]
+    return SpeakerHead(list(groups), weights[None], np.zeros((1, len(groups)), np.float32), dict.fromkeys(labels, 0.5), dict.fromkeys(labels, floor))
 
 
-def reader(head: TurnHead) -> TurnReader:
-    return TurnReader(head, EXAMPLES, {label: bag_of_words(lines) for label, lines in EXAMPLES.items()})
+def one_member(texts: list[str]) -> np.ndarray:
+    return bag_of_words(texts)[None]
 
 
 def test_a_sentence_fires_the_label_its_head_gives_with_the_nearest_example_as_evidence():
-    head = head_that({"escalation_request": bag_of_words(["talk to someone above you"])[0]})
+    index = ExemplarIndex(SETS, {"customer": prototype_head(["my account number is four two"])}, [bag_of_words])
     sentences = ["Right.", "Can I talk to someone above you please"]
-    matches = reader(head).match("customer", sentences, bag_of_words(sentences), None)
+    matches = index.match("customer", sentences, one_member(sentences))
     assert [m.label for m in matches] == ["escalation_request"]
     assert matches[0].sentence == sentences[1] and matches[0].exemplar == "I want to talk to someone above you"
     assert "someone above you" in matches[0].evidence and 0.5 <= matches[0].score <= 1
 
 
-def test_a_label_fires_only_for_its_party_and_a_switched_off_label_never():
-    head = head_that({"escalation_request": bag_of_words(["talk to someone above you"])[0]})
-    line = ["can I talk to someone above you"]
-    assert reader(head).match("agent", line, bag_of_words(line), None) == []
-    off = head_that({"escalation_request": bag_of_words(["talk to someone above you"])[0]}, threshold=1.01)
-    assert reader(off).match("customer", line, bag_of_words(line), None) == []
+def test_a_near_miss_or_a_line_like_no_example_stays_quiet():
+    index = ExemplarIndex(SETS, {"customer": prototype_head([])}, [bag_of_words])
+    near_miss = ["your supervisor called me last week"]
+    assert index.match("customer", near_miss, one_member(near_miss)) == []
+    assert index.match("agent", ["put your supervisor on the phone"], one_member(["put your supervisor on the phone"])) == []
+    strict = ExemplarIndex(SETS, {"customer": prototype_head([], floor=0.99)}, [bag_of_words])
+    unlike = ["can I talk to someone above you please"]  # the head says yes; no example is that close
+    assert strict.match("customer", unlike, one_member(unlike)) == []
 
 
-def test_the_same_words_read_differently_in_their_context():
-    # "third time" is repeat contact after "have you called about this before?", and nothing after "what floor?"
-    head = head_that({}, context_weights={"repeat_contact": 1.0})
-    line = ["third time"]
-    asked = bag_of_words(["have you called about this time before"])[0] + bag_of_words(["third"])[0]
-    asked /= np.linalg.norm(asked)
-    assert [m.label for m in reader(head).match("customer", line, bag_of_words(line), asked)] == ["repeat_contact"]
-    assert reader(head).match("customer", line, bag_of_words(line), bag_of_words(["which floor is it on"])[0]) == []
-    assert reader(head).match("customer", line, bag_of_words(line), None) == []
+def ensemble(*heads: SpeakerHead) -> SpeakerHead:
+    return SpeakerHead(heads[0].classes, np.concatenate([h.weights for h in heads]), np.concatenate([h.bias for h in heads]),
+                       heads[0].thresholds, heads[0].floors)
 
 
-def test_a_model_for_another_encoder_is_one_clear_error():
-    head = head_that({})
-    with pytest.raises(ModelError, match="64-d embeddings, the encoder gives 32: run `make train`"):
-        reader(head).match("customer", ["hello"], np.zeros((1, 32), np.float32), None)
+def test_a_label_fires_on_the_members_mean_so_one_member_alone_is_outvoted():
+    sure = prototype_head([])
+    never = SpeakerHead(sure.classes, np.zeros_like(sure.weights), np.array([[9.0, 0.0, 0.0]], np.float32), sure.thresholds, sure.floors)
+    sentence = ["can I talk to someone above you please"]
+    assert [m.label for m in ExemplarIndex(SETS, {"customer": sure}, [bag_of_words]).match("customer", sentence, one_member(sentence))] == ["escalation_request"]
+    two = np.stack([bag_of_words(sentence)] * 2)
+    agreeing = ExemplarIndex(SETS, {"customer": ensemble(sure, sure)}, [bag_of_words, bag_of_words]).match("customer", sentence, two)
+    assert [m.label for m in agreeing] == ["escalation_request"]
+    assert ExemplarIndex(SETS, {"customer": ensemble(sure, never)}, [bag_of_words, bag_of_words]).match("customer", sentence, two) == []
 
 
-def test_a_stored_model_that_does_not_add_up_asks_for_make_train(tmp_path):
-    (tmp_path / "triggers.json").write_text(json.dumps({"labels": ["abuse"], "speakers": {"abuse": "customer"}, "head": "nowhere.npz",
-                                                         "thresholds": {"abuse": 0.5}}))
-    with pytest.raises(ModelError, match="not found: run `make train`"):
-        TurnHead.load(tmp_path / "triggers.json")
-    (tmp_path / "triggers.json").write_text("{not json")
+def test_trigger_heads_from_before_the_ensemble_ask_for_make_train(tmp_path):
+    from coach.detect.exemplars import load_heads
+
+    single = {"adapter": "triggers-adapter.npz", "speakers": {"customer": {"classes": ["none", "abuse"], "weights": [[0.0], [1.0]],
+                                                                            "bias": [0.0, 0.0], "thresholds": {"abuse": 0.5}, "floors": {"abuse": 0.5}}}}
+    (tmp_path / "triggers.json").write_text(json.dumps(single))
     with pytest.raises(ModelError, match="unreadable .*run `make train`"):
-        TurnHead.load(tmp_path / "triggers.json")
+        load_heads(tmp_path / "triggers.json")
 
 
-def test_a_turn_is_read_beside_the_other_partys_turn_before_it():
-    lines = [{"call": "a", "speaker": "agent", "text": "Have you called before?", "labels": []},
-             {"call": "a", "speaker": "customer", "text": "Third time. Third!", "labels": ["repeat_contact"]},
-             {"call": "a", "speaker": "customer", "text": "And nobody rang back.", "labels": []},
-             {"call": "b", "speaker": "customer", "text": "Hello?", "labels": []}]
-    turns = call_turns(lines)
-    assert turns[0].context == () and turns[1].context == ("Have you called before?",)
-    assert turns[2].context == ("Have you called before?",)  # the other party's last turn, not the party's own
-    assert turns[3].context == ()  # another call starts with none
-    assert turns[1].sentences == ("Third time. Third!",) and turns[1].labels == {"repeat_contact"}
+def test_heads_and_encoders_of_different_ensembles_are_refused_clearly():
+    with pytest.raises(ModelError, match="2 members, the encoders 1: run `make train`"):
+        ExemplarIndex(SETS, {"customer": ensemble(prototype_head([]), prototype_head([]))}, [bag_of_words])
 
 
 def test_training_is_deterministic_and_separates_the_classes():
@@ -155,10 +146,58 @@ def test_training_is_deterministic_and_separates_the_classes():
 def test_a_label_gets_the_threshold_with_most_recall_at_90_percent_precision_or_none():
     truth = np.array([True] * 10 + [False] * 10)
     probability = np.array([0.9] * 9 + [0.3] + [0.6] * 2 + [0.1] * 8)
-    threshold, precision, recall = best_threshold(probability, truth)
+    nearest = np.ones(20)
+    one_sentence_each = np.arange(20)
+    threshold, floor, precision, recall = best_thresholds(probability, nearest, one_sentence_each, truth)
     assert 0.6 < threshold <= 0.9 and precision == 1.0 and recall == 0.9  # 0.3 would catch all ten at 10/12 precision
-    confused = np.array([0.9] * 20)  # a label the model cannot tell from its near-misses
-    assert best_threshold(confused, truth)[0] > 1  # switched off: its phrase rules speak for it
+    confused = np.array([0.9] * 20)  # a label its head cannot tell from its near-misses
+    assert best_thresholds(confused, nearest, one_sentence_each, truth)[0] > 1  # switched off: its phrase rules speak for it
+
+
+def test_a_line_fires_when_any_of_its_sentences_does():
+    truth = np.array([True, False])
+    owner = np.array([0, 0, 1, 1])  # two sentences a line: the first line's second sentence carries it
+    probability = np.array([0.1, 0.95, 0.1, 0.2])
+    threshold, _, precision, recall = best_thresholds(probability, np.ones(4), owner, truth)
+    assert threshold <= 0.95 and (precision, recall) == (1.0, 1.0)
+    noisy = np.array([0.1, 0.95, 0.96, 0.1])  # the ordinary line has a sentence as sure: no threshold keeps 90%
+    assert best_thresholds(noisy, np.ones(4), owner, truth)[0] > 1
+
+
+def test_other_writers_lines_train_as_their_label_or_as_none():
+    from coach.detect.exemplars import ExemplarSet
+
+    sets = {"churn_threat": ExemplarSet(speaker="customer", examples=["I'm leaving you."], **{"not": ["I'm leaving at six."]}),
+            "blame_language": ExemplarSet(speaker="agent", examples=["You should have read it."]),
+            "repeat_contact": ExemplarSet(speaker="customer", examples=["I've called three times."])}
+    lines = [
+        {"speaker": "customer", "text": "Give the car insurance to someone else, then.", "labels": ["churn_threat"]},
+        {"speaker": "customer", "text": "I'm leaving for work soon.", "labels": []},  # a near-miss by another writer
+        {"speaker": "agent", "text": "You never sent the form.", "labels": ["blame_language"]},
+        {"speaker": "customer", "text": "Manager, now, or I close the account.", "labels": ["churn_threat", "escalation_request"]},
+        {"speaker": "customer", "text": "I'm off, and you'll hear from my lawyer.", "labels": ["churn_threat", "blame_language"]},
+        {"speaker": "customer", "text": "Third call, and I'm cancelling.", "labels": ["churn_threat", "repeat_contact"]},
+    ]
+    texts, y, kept_out = trigger_training_lines(sets, {"customer": [], "agent": []}, lines)
+    taught = dict(zip(texts, y.tolist()))
+    assert taught["Give the car insurance to someone else, then."] == 1 and taught["You never sent the form."] == 2
+    assert taught["I'm leaving for work soon."] == 0 and taught["I'm leaving at six."] == 0
+    assert taught["Manager, now, or I close the account."] == 1  # a label the heads do not know (not in the sets) is not a second class
+    assert "I'm off, and you'll hear from my lawyer." in taught  # an agent label on a customer line is ignored, not a second class
+    assert "Third call, and I'm cancelling." not in taught  # two labels of its speaker's teach no single class
+    assert kept_out == []
+
+
+def test_a_line_learnt_from_sets_no_threshold():
+    churn = {"speaker": "customer", "text": "Any of the other suppliers can have my account.", "labels": ["churn_threat"]}
+    repeat = {"speaker": "customer", "text": "Third time I've rung about this.", "labels": ["repeat_contact"]}
+    both = {"speaker": "customer", "text": "Third call, and I'm cancelling.", "labels": ["churn_threat", "repeat_contact"]}
+    ordinary = {"speaker": "customer", "text": "My postcode is on the letter.", "labels": []}
+    taught, calibration = taught_lines([churn, repeat, both, ordinary], ["churn_threat"], [churn, repeat, both, ordinary])
+    assert taught == [churn]  # only the labels asked for; a line of two labels teaches neither
+    assert calibration == [repeat, both, ordinary]
+    taught, calibration = taught_lines([churn, repeat, both, ordinary], ["churn_threat", "none"], [repeat, ordinary])
+    assert taught == [churn, ordinary] and calibration == [repeat]  # "none": the lines of no label teach it
 
 
 def test_auc_counts_ties_as_half():
@@ -184,14 +223,12 @@ class WordsSay:
 
     def __init__(self) -> None:
         self.read_at: list[str] = []
-        self.contexts: list[str | None] = []
         self.positive = False  # True: every line reads +0.5 (a polite line)
 
-    async def read(self, speaker: str, text: str, context: str | None = None) -> TextReading:
+    async def read(self, speaker: str, text: str) -> TextReading:
         self.read_at.append(text)
-        self.contexts.append(context)
         await asyncio.sleep(0)  # yield, as a real executor hop does
-        from coach.detect.turns import ExemplarMatch
+        from coach.detect.exemplars import ExemplarMatch
 
         matches = [ExemplarMatch("escalation_request", 0.77, text, "a manager please", 0.6)] if "w6" in text else []
         return TextReading(0.5 if self.positive else -0.8 if "w6" in text else 0.2, matches)
@@ -200,17 +237,15 @@ class WordsSay:
 async def test_finals_go_out_in_order_with_sentiment_and_similarity_signals():
     agent = np.concatenate([silence(0.5), tone(300, 1.5), silence(6.0)])
     customer = np.concatenate([silence(3.0), tone(600, 1.5), silence(3.5)])
-    events, text = [], WordsSay()
+    events = []
     scheduler = AsrScheduler(ToneTranscriber(), workers=2)
     with ThreadPoolExecutor(1) as vad_executor:
         pipeline = CallPipeline(CallLayout.stereo(), scheduler, AsrSettings(), events.append, vad_executor, EnergyVad,
-                                text=text)
+                                text=WordsSay())
         await feed_in_lockstep(pipeline, blocks_of(stereo(agent, customer)))
     scheduler.close()
     finals = [e.to_dict() for e in events if getattr(e, "final", False)]
     assert [f["speaker"] for f in finals] == ["agent", "customer"]
-    # the customer's turn is read beside what the agent said before it; the agent's, the call's first, beside nothing
-    assert text.contexts[0] is None and text.contexts[-1] == finals[0]["text"]
     assert [f["sentiment"] for f in finals] == [0.2, -0.8]
     signals = [e.to_dict() for e in events if e.type == "signal"]
     assert [(s["label"], s["score"]) for s in signals] == [("escalation_request", 0.77)]

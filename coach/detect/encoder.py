@@ -61,9 +61,14 @@ class TextEncoder:
         with self._torch.inference_mode():
             return self.pool(self.model, texts).numpy().astype(np.float32)
 
-    def tune(self, adapter: Path) -> None:
-        """Add the trigger model's adapter into this encoder's weights, in place (one copy of the model)."""
+    def adapted(self, adapter: Path) -> TextEncoder:
+        """A second encoder: this one with the trigger adapter added into a copy of its weights."""
+        import copy
+
         from coach.detect import adapter as lowrank
 
-        lowrank.merge(self.model, adapter)
-        self.name = f"{self.name}+{Path(adapter).name}:{lowrank.fingerprint(adapter)[:12]}"
+        tuned = copy.copy(self)
+        tuned.model = copy.deepcopy(self.model).eval()
+        lowrank.merge(tuned.model, adapter)
+        tuned.name = f"{self.name}+{Path(adapter).name}:{lowrank.fingerprint(adapter)[:12]}"
+        return tuned

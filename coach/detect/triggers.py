@@ -17,7 +17,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
-from coach.detect.turns import ExemplarMatch
+from coach.detect.exemplars import ExemplarMatch
 from coach.events import SignalEvent, TranscriptEvent
 
 RULE_SCORE = 0.8

@@ -1,21 +1,12 @@
-"""Trigger detection by meaning: one tuned encoder reads each sentence of a turn beside the other
-party's turn before it, and one small network says which labels it carries.
-
-Phrase rules catch the words a contact centre hears every day; people also say the same thing in
-ways no rule lists ("is there anyone above you who can actually do something?"), and some moments
-are only clear in their call: "Third time." answers "have you called about this before?"; "Just
-stop." follows a long explanation. ``make train`` (``coach/train.py``) tunes the top layers of the
-sentence encoder through a low-rank adapter (``coach/detect/adapter.py``) together with this head, on
-whole calls written for the project (every turn, most of them ordinary), the exemplars of
-``models/exemplars.yaml`` and ordinary call lines. A turn carries a label when one of its sentences
-does (the head is trained that way, on turns, not sentences), so a trigger buried in a long
-rambling turn is found where it is said.
+"""The candidate turn model's reading (not adopted, docs/decisions/0003-trigger-ensemble-stays.md):
+one tuned encoder reads each sentence of a turn beside the other party's turn before it, and one
+small network says which labels it carries.
 
 The head's input for a sentence ``u`` in the context ``c`` (the other party's previous turn, the mean
 of its sentences' embeddings; zeros when there is none) is ``[u, c, u * c]``; a hidden layer, then one
-sigmoid per label. Each label's threshold is set by ``make train`` for the most recall at a precision
-of at least 0.9 on calibration lines that other writers wrote. The label's nearest example in
-``exemplars.yaml`` is reported as the evidence QA sees.
+sigmoid per label, each with its threshold (``turn_model_training.py``). Kept for
+``benchmarks/writers_bench.py`` (leave-one-writer-out and the held-out sets), which trains and scores
+it in memory.
 """
 
 from __future__ import annotations

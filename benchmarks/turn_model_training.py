@@ -1,10 +1,12 @@
-"""Tuning the trigger model (``make train``): the encoder's top layers and the turn head, together.
+"""A candidate trigger model measured against the shipped six-member ensemble and not adopted
+(docs/decisions/0003-trigger-ensemble-stays.md): its training, used by ``writers_bench.py``.
 
-The training examples are *turns*: each a party's sentences, the labels the turn carries, and the
-other party's turn before it in its call (none for the single lines of the exemplars and the ordinary
-call lines). A turn's probability of a label is the highest of its sentences' (the head reads each
-sentence beside the context), so a label is learnt from the turn that carries it without anyone
-marking which sentence said it.
+One encoder (its top blocks tuned through a low-rank adapter, or frozen) and one small head read each
+sentence of a turn beside the other party's turn before it in its call. The training examples are
+*turns*: a party's sentences, the labels the turn carries, and that context (none for the single lines
+of the exemplars and the ordinary call lines). A turn's probability of a label is the highest of its
+sentences' (the head reads each sentence beside the context), so a label is learnt from the turn
+that carries it without anyone marking which sentence said it.
 
 The layers below the tuned ones never change, so their output for every distinct sentence is
 computed once (:class:`LayerCache`); an epoch then costs the top layers only. Leave-one-writer-out
@@ -25,7 +27,7 @@ import torch
 
 from coach.detect import adapter as lowrank
 from coach.detect.exemplars import split_sentences
-from coach.detect.turns import HIDDEN, SCALE, TurnHead
+from benchmarks.turn_model import HIDDEN, SCALE, TurnHead
 
 TUNE_BLOCKS = 2  # the top transformer blocks tuned through the adapter; the rest is frozen
 TUNE_RANK = 16
@@ -183,7 +185,7 @@ class TunedModel:
 
     def turn_probabilities(self, turns: list[Turn]) -> np.ndarray:
         """``(turns, labels)``: the highest of each turn's sentences' probabilities, in its context."""
-        from coach.detect.turns import turn_vector
+        from benchmarks.turn_model import turn_vector
 
         vectors = self.vectors([s for t in turns for s in t.sentences + t.context])
         head = self.as_head()
@@ -244,9 +246,13 @@ def tune(cache: LayerCache, turns: list[Turn], labels: list[str], speakers: dict
             total = 0.0
             for batch in torch.randperm(len(turns), generator=order).split(TUNE_BATCH):
                 chosen = [turns[i] for i in batch.tolist()]
-                texts = sorted({s for t in chosen for s in t.sentences[:MAX_SENTENCES] + t.context[:MAX_SENTENCES]})
-                where = {s: k for k, s in enumerate(texts)}
-                vectors = cache.top(texts)
+                said = sorted({s for t in chosen for s in t.sentences[:MAX_SENTENCES]})
+                heard = sorted({s for t in chosen for s in t.context[:MAX_SENTENCES]} - set(said))
+                where = {s: k for k, s in enumerate(said + heard)}
+                vectors = cache.top(said)
+                if heard:  # the context is read by the encoder as it is, not tuned through (a third of the cost saved)
+                    with torch.no_grad():
+                        vectors = torch.cat([vectors, cache.top(heard)])
                 rows = [where[s] for t in chosen for s in t.sentences[:MAX_SENTENCES]]
                 owner = torch.tensor([i for i, t in enumerate(chosen) for _ in t.sentences[:MAX_SENTENCES]])
                 context = torch.zeros(len(chosen), vectors.shape[1])
@@ -272,18 +278,47 @@ def tune(cache: LayerCache, turns: list[Turn], labels: list[str], speakers: dict
         torch.set_num_threads(threads)
 
 
-def best_threshold(probability: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
-    """The threshold with the most recall at a precision of at least ``TRIGGER_PRECISION`` (ties to the
-    stricter), with its precision and recall; above 1 (switched off) when none gets there."""
-    best = (1.01, 1.0, 0.0)
+def best_threshold(probability: np.ndarray, truth: np.ndarray, ruled: np.ndarray | None = None,
+                   vetoed: np.ndarray | None = None) -> tuple[float, float, float]:
+    """The threshold with the most recall at which what the model adds is right at least
+    ``TRIGGER_PRECISION`` of the time (ties to the stricter), with the precision and recall of the
+    detector as it runs; above 1 (switched off) when no threshold gets there. ``ruled``: the turns a
+    phrase rule already flags (the model adds nothing there); ``vetoed``: those whose words veto the
+    label (the model may not fire there)."""
+    ruled = np.zeros(len(truth), bool) if ruled is None else ruled
+    vetoed = np.zeros(len(truth), bool) if vetoed is None else vetoed
+
+    def figures(fired: np.ndarray) -> tuple[int, int]:
+        return int((fired & truth).sum()), int((fired & ~truth).sum())
+
+    tp, fp = figures(ruled)
+    best = (1.01, tp / (tp + fp) if tp + fp else 1.0, tp / max(int(truth.sum()), 1))
     for t in THRESHOLD_GRID:
-        fired = probability >= t
-        tp, fp = int((fired & truth).sum()), int((fired & ~truth).sum())
-        precision = tp / (tp + fp) if tp + fp else 1.0
+        added = (probability >= t) & ~vetoed & ~ruled
+        add_tp, add_fp = figures(added)
+        if not add_tp or add_tp / (add_tp + add_fp) < TRIGGER_PRECISION:
+            continue
+        tp, fp = figures(ruled | added)
         recall = tp / max(int(truth.sum()), 1)
-        if tp and precision >= TRIGGER_PRECISION and recall >= best[2]:
-            best = (float(t), precision, recall)
+        if recall >= best[2]:
+            best = (float(t), tp / (tp + fp), recall)
     return best
+
+
+def rule_verdicts(turns: list[Turn], labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(turns, labels)`` booleans: which labels a phrase rule raises on each turn, and which its words veto."""
+    from coach.detect.triggers import RULES
+
+    ruled = np.zeros((len(turns), len(labels)), bool)
+    vetoed = np.zeros((len(turns), len(labels)), bool)
+    index = {label: i for i, label in enumerate(labels)}
+    for k, t in enumerate(turns):
+        text = " ".join(t.sentences)
+        for rule in RULES:
+            if rule.label in index and rule.speaker == t.speaker:
+                ruled[k, index[rule.label]] |= rule.find(text) is not None
+                vetoed[k, index[rule.label]] |= rule.vetoed(text)
+    return ruled, vetoed
 
 
 def cross_fitted(cache: LayerCache, base: list[Turn], calls: dict[str, list[Turn]], calibration: list[Turn], labels: list[str],
@@ -308,16 +343,20 @@ def cross_fitted(cache: LayerCache, base: list[Turn], calls: dict[str, list[Turn
 
 
 def calibrate(model: TunedModel, turns: list[Turn], probabilities: np.ndarray | None = None,
-              log: Callable[[str], None] = print) -> dict[str, dict]:
+              log: Callable[[str], None] = print, with_rules: bool = True) -> dict[str, dict]:
     """Each label's threshold on ``turns`` (none of which ``probabilities`` came from a model that learnt;
-    without them, ``model``'s own on turns it did not learn from); returns the figures."""
+    without them, ``model``'s own on turns it did not learn from): the most recall at precision >= 0.9 of
+    the detector as it runs (``with_rules``: the phrase rules, and the model where no veto speaks), or
+    of the model alone. Returns the figures."""
     if probabilities is None:
         probabilities = model.turn_probabilities(turns)
+    ruled, vetoed = rule_verdicts(turns, model.labels) if with_rules else (None, None)
     quality = {}
     for c, label in enumerate(model.labels):
         mine = np.array([t.speaker == model.speakers[label] for t in turns], bool)
         truth = np.array([label in t.labels for t in turns], bool)[mine]
-        t, precision, recall = best_threshold(probabilities[mine, c], truth)
+        t, precision, recall = best_threshold(probabilities[mine, c], truth, None if ruled is None else ruled[mine, c],
+                                              None if vetoed is None else vetoed[mine, c])
         model.thresholds[label] = round(t, 3)
         quality[label] = {"calibration_precision": round(precision, 3), "calibration_recall": round(recall, 3), "calibration_lines": int(truth.sum())}
         log(f"  {label:24s} p >= {t:.3f}: precision {precision:.2f} recall {recall:.2f} on {int(truth.sum())} turns that carry it")
