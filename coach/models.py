@@ -95,7 +95,10 @@ def ensure_offline_default(models_dir: Path) -> Path:
     if _verified(target, "model.bin", OFFLINE_DEFAULT_SHA256):
         return target
     if model_bin.is_file() and sha256_of(model_bin) == OFFLINE_DEFAULT_SHA256:
-        _mark_verified(target, "model.bin", OFFLINE_DEFAULT_SHA256)
+        try:
+            _mark_verified(target, "model.bin", OFFLINE_DEFAULT_SHA256)
+        except OSError:
+            pass  # a read-only models folder: checked again next time
         return target
     part1, part2 = (_package_data_dir(p) for p in _PART_PACKAGES)
     pieces = [part1 / "model.bin.part1", part2 / "model.bin.part2"]
@@ -130,10 +133,13 @@ def ensure_offline_default(models_dir: Path) -> Path:
 def _verified(target: Path, name: str, sha256: str) -> bool:
     """True when ``target/name`` is unchanged since it was last checked against ``sha256``."""
     model_file, mark = target / name, target / f"{name}.verified"
-    if not (model_file.is_file() and mark.is_file()):
+    try:
+        if not (model_file.is_file() and mark.is_file()):
+            return False
+        st = model_file.stat()
+        return mark.read_text().strip() == f"{sha256} {st.st_size} {st.st_mtime_ns}"
+    except (OSError, ValueError):  # an unreadable mark: check the file again
         return False
-    st = model_file.stat()
-    return mark.read_text().strip() == f"{sha256} {st.st_size} {st.st_mtime_ns}"
 
 
 def _mark_verified(target: Path, name: str, sha256: str) -> None:
@@ -221,42 +227,53 @@ def _mpnet_pieces() -> list[Path]:
 
 
 def ensure_mpnet(models_dir: Path) -> Path:
-    """all-mpnet-base-v2 assembled once into ``models_dir`` from its five packages, its weights checked by sha256."""
+    """all-mpnet-base-v2 assembled once into ``models_dir`` from its five packages, its weights checked by
+    sha256. Processes that start cold together take turns (a lock file): the first builds, the rest find it built."""
+    import fcntl
     import tempfile
     import zipfile
+    import zlib
 
     target = models_dir / MPNET_DIR
-    if _verified(target, "model.safetensors", MPNET_SHA256) and all((target / f).is_file() for f in _MPNET_FILES):
+
+    def ready() -> bool:
+        return _verified(target, "model.safetensors", MPNET_SHA256) and all((target / f).is_file() for f in _MPNET_FILES)
+
+    if ready():
         return target
     pieces = _mpnet_pieces()
     try:
         models_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=models_dir, prefix=".mpnet-") as work:
-            joined = Path(work) / "all-mpnet-base-v2.zip"
-            with open(joined, "wb") as out:
-                for piece in pieces:
-                    with open(piece, "rb") as f:
-                        shutil.copyfileobj(f, out, 1 << 20)
-            folder = Path(work) / MPNET_DIR
-            try:
-                with zipfile.ZipFile(joined) as archive:
-                    for name in _MPNET_FILES:
-                        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-                        with archive.open(f"{MPNET_DIR}/{name}") as src, open(folder / name, "wb") as dst:
-                            shutil.copyfileobj(src, dst, 1 << 20)
-            except (zipfile.BadZipFile, KeyError, EOFError, ValueError, OSError) as exc:
-                if isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL):
-                    raise  # a write that failed, not a bad zip
-                raise ModelError(f"the mpnet text model's pieces do not make its zip ({type(exc).__name__}): {_FIX_MPNET}") from None
-            digest = sha256_of(folder / "model.safetensors")
-            if digest != MPNET_SHA256:
-                raise ModelError(f"the mpnet text model assembled from its packages is corrupt "
-                                 f"(sha256 {digest[:12]}..., expected {MPNET_SHA256[:12]}...): {_FIX_MPNET}")
-            joined.unlink()
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(folder, target)
-        _mark_verified(target, "model.safetensors", MPNET_SHA256)
+        with open(models_dir / ".mpnet.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if ready():  # another process built it while this one waited
+                return target
+            with tempfile.TemporaryDirectory(dir=models_dir, prefix=".mpnet-") as work:
+                joined = Path(work) / "all-mpnet-base-v2.zip"
+                with open(joined, "wb") as out:
+                    for piece in pieces:
+                        with open(piece, "rb") as f:
+                            shutil.copyfileobj(f, out, 1 << 20)
+                folder = Path(work) / MPNET_DIR
+                try:
+                    with zipfile.ZipFile(joined) as archive:
+                        for name in _MPNET_FILES:
+                            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                            with archive.open(f"{MPNET_DIR}/{name}") as src, open(folder / name, "wb") as dst:
+                                shutil.copyfileobj(src, dst, 1 << 20)
+                except (zipfile.BadZipFile, zlib.error, KeyError, EOFError, ValueError, OSError) as exc:
+                    if isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL):
+                        raise  # a write that failed, not a bad zip
+                    raise ModelError(f"the mpnet text model's pieces do not make its zip ({type(exc).__name__}): {_FIX_MPNET}") from None
+                digest = sha256_of(folder / "model.safetensors")
+                if digest != MPNET_SHA256:
+                    raise ModelError(f"the mpnet text model assembled from its packages is corrupt "
+                                     f"(sha256 {digest[:12]}..., expected {MPNET_SHA256[:12]}...): {_FIX_MPNET}")
+                joined.unlink()
+                if target.exists():
+                    os.replace(target, Path(work) / "old")  # the stale copy goes with the work folder
+                os.replace(folder, target)
+            _mark_verified(target, "model.safetensors", MPNET_SHA256)
     except OSError as exc:
         raise ModelError(f"cannot write the mpnet text model into {target} ({exc.strerror}): set COACH_MODELS_DIR to a writable folder") from None
     return target

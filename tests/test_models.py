@@ -110,3 +110,47 @@ def test_mpnet_pieces_that_do_not_add_up_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "_mpnet_pieces", lambda: pieces[:2] + pieces[3:])  # one piece short: no zip at all
     with pytest.raises(ModelError, match="do not make its zip"):
         models.resolve_text_model("mpnet", tmp_path)
+
+
+def synthetic_mpnet(tmp_path, monkeypatch, damage: bool = False) -> None:
+    """Stand-in pieces: a small zip laid out as the real one, cut in five, its weights' sha256 the expected one."""
+    import hashlib
+    import io
+    import zipfile
+
+    weights = bytes(range(256)) * 4000
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in models._MPNET_FILES:
+            archive.writestr(f"{models.MPNET_DIR}/{name}", weights if name == "model.safetensors" else b"{}")
+    data = bytearray(buffer.getvalue())
+    if damage:  # bytes flipped inside the compressed weights: the zip's directory is intact, its data not
+        data[200:220] = b"\xff" * 20
+    size = len(data) // 5 + 1
+    pieces = []
+    for i in range(5):
+        piece = tmp_path / "pieces" / f"all-mpnet-base-v2.zip.00{i + 1}"
+        piece.parent.mkdir(exist_ok=True)
+        piece.write_bytes(bytes(data[i * size : (i + 1) * size]))
+        pieces.append(piece)
+    monkeypatch.setattr(models, "_mpnet_pieces", lambda: pieces)
+    monkeypatch.setattr(models, "MPNET_SHA256", hashlib.sha256(weights).hexdigest())
+
+
+def test_a_damaged_mpnet_piece_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    synthetic_mpnet(tmp_path, monkeypatch, damage=True)
+    with pytest.raises(ModelError) as caught:
+        models.resolve_text_model("mpnet", tmp_path / "models")
+    assert "\n" not in str(caught.value) and "pip install --force-reinstall" in str(caught.value)
+    assert not (tmp_path / "models" / models.MPNET_DIR).exists()
+
+
+def test_processes_that_start_cold_together_all_get_one_verified_copy(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    synthetic_mpnet(tmp_path, monkeypatch)
+    with ThreadPoolExecutor(4) as pool:  # each call opens the lock file itself, as a process would
+        folders = list(pool.map(lambda _: models.resolve_text_model("mpnet", tmp_path / "models").path, range(4)))
+    assert len(set(folders)) == 1
+    assert sha256_of(tmp_path / "models" / models.MPNET_DIR / "model.safetensors") == models.MPNET_SHA256
+    assert models._verified(tmp_path / "models" / models.MPNET_DIR, "model.safetensors", models.MPNET_SHA256)
