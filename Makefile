@@ -82,11 +82,13 @@ bench-live: install models $(EXAMPLE)
 bench-lines: install models
 	$(PY) benchmarks/lines_bench.py benchmarks/lines/*.jsonl benchmarks/lines/heldout-calls/*.jsonl
 
-# Leave-one-writer-out (docs/benchmarks.md, "Detection"): the trigger model trained on every writer's
-# calls but one and scored on that one, for each writer; then trained on all and scored on the
-# held-out calls and writers, which nothing is trained or calibrated on. Counts only; ~30 min on 2 cores.
+# Leave-one-writer-out (docs/benchmarks.md, "Detection"): the candidate turn model (not the shipped
+# ensemble; docs/decisions/0003) trained on every writer's calls but one and scored on that one, for
+# each writer; then trained on all and scored on the held-out calls and writers, which nothing is
+# trained or calibrated on. mpnet frozen (the recipe two cores can repeat); counts only; ~25 min.
 bench-writers: install models
-	$(PY) benchmarks/writers_bench.py --heldout benchmarks/lines/heldout-calls benchmarks/lines/heldout-writers --json bench-out/writers.json
+	$(PY) benchmarks/writers_bench.py --encoder mpnet --blocks 0 --calibrate lines-alone,lines \
+	  --heldout benchmarks/lines/heldout-calls benchmarks/lines/heldout-writers --json bench-out/writers.json
 
 # Reliability figures (docs/reliability.md): fuzzing of every input, injected faults (stand-in models).
 reliability: install

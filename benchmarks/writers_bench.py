@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""Leave-one-writer-out: the trigger model trained on every writer's calls but one, scored on that one.
+"""Leave-one-writer-out: a trigger model trained on every writer's calls but one, scored on that one.
 
-    python benchmarks/writers_bench.py [--encoder mpnet|minilm] [--folds w1,w2] [--heldout DIR_OR_FILE ...]
+    python benchmarks/writers_bench.py [--encoder mpnet|minilm] [--blocks N] [--calibrate lines,...]
+        [--folds w1,w2] [--heldout DIR_OR_FILE ...] [--json FILE]
 
-The training calls are ``models/data/calls/*.jsonl`` (one group: written by six writers before
-writers were recorded) and ``models/data/writers/<writer>.jsonl`` (one writer each, each in a
-register of their own). For each writer, a model is tuned with ``make train``'s recipe on the exemplars, the
-ordinary lines and every other writer's calls, its thresholds set on the calibration lines, and the
-left-out writer's turns are scored (word-borne labels; a turn is right when the model raises exactly
-its labels). This is the figure that predicts calls in words the model has never seen.
+The model is the candidate turn model (``turn_model*.py``; not the shipped ensemble, see
+docs/decisions/0003-trigger-ensemble-stays.md). The training calls are ``models/data/calls/*.jsonl``
+(one group, ``calls0``: six writers before writers were recorded) and ``models/data/writers/<w>.jsonl``
+(one writer each, a register each). For each writer, the model is trained on the exemplars, the
+ordinary lines and every other writer's calls, its thresholds set on the calibration lines (or on
+cross-fitted call turns), and the left-out writer's turns are scored: the model alone, the phrase
+rules alone, and both as the detector runs them (a rule, or the model unless the label's veto speaks).
+Counts only: no line is printed, so held-out sets stay unread.
 
-``--heldout``: also train once on everything and score these whole-call files, which nothing was
-trained or calibrated on (``benchmarks/lines/heldout-calls``, ``benchmarks/lines/heldout-writers``).
-Prints a table per fold and the micro totals; ``--json FILE`` writes them.
+``--heldout``: also train once on everything and score these files (whole calls are read in their
+call; single lines alone), which nothing was trained or calibrated on. The frozen layers' output is
+kept in ``bench-out/layer-cache-*.pt`` between runs.
 """
 
 from __future__ import annotations
