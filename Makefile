@@ -80,7 +80,7 @@ bench-live: install models $(EXAMPLE)
 # The trigger detector on hand-labelled call lines written for the project (no ../shared needed):
 # recall per label and false alarms, rules alone and with the trigger heads.
 bench-lines: install models
-	$(PY) benchmarks/lines_bench.py benchmarks/lines/*.jsonl benchmarks/lines/heldout-calls/*.jsonl
+	$(PY) benchmarks/lines_bench.py benchmarks/lines/*.jsonl benchmarks/lines/heldout-calls/*.jsonl benchmarks/lines/heldout-writers/*.jsonl
 
 # Leave-one-writer-out (docs/benchmarks.md, "Detection"): the candidate turn model (not the shipped
 # ensemble; docs/decisions/0003) trained on every writer's calls but one and scored on that one, for
