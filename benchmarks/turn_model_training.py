@@ -17,7 +17,6 @@ Deterministic: fixed seeds, a fixed thread count (the sums' order depends on it)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,12 +200,6 @@ class TunedModel:
         return TurnHead(self.labels, self.speakers, p["hidden.weight"].T.copy(), p["hidden.bias"], p["out.weight"].T.copy(),
                         p["out.bias"], dict(self.thresholds))
 
-    def save(self, adapter: Path | None, head: Path) -> None:
-        if adapter is not None:
-            lowrank.save(self.updates, adapter)
-        h = self.as_head()
-        lowrank.save_arrays({"w1": h.w1, "b1": h.b1, "w2": h.w2, "b2": h.b2}, head)
-
 
 def tune(cache: LayerCache, turns: list[Turn], labels: list[str], speakers: dict[str, str], seed: int = 0,
          log: Callable[[str], None] = print) -> TunedModel:
@@ -361,17 +354,3 @@ def calibrate(model: TunedModel, turns: list[Turn], probabilities: np.ndarray | 
         quality[label] = {"calibration_precision": round(precision, 3), "calibration_recall": round(recall, 3), "calibration_lines": int(truth.sum())}
         log(f"  {label:24s} p >= {t:.3f}: precision {precision:.2f} recall {recall:.2f} on {int(truth.sum())} turns that carry it")
     return quality
-
-
-def write_model(model: TunedModel, triggers: Path, encoder_name: str, trained_on: str, quality: dict) -> list[Path]:
-    """``triggers.json`` (labels, thresholds, figures) beside ``-adapter.npz`` and ``-head.npz``."""
-    triggers = Path(triggers)
-    adapter = triggers.with_name(f"{triggers.stem}-adapter.npz") if model.updates else None  # none: the encoder as it is
-    head = triggers.with_name(f"{triggers.stem}-head.npz")
-    model.save(adapter, head)
-    meta = {"encoder": encoder_name, "adapter": adapter and adapter.name, "head": head.name, "labels": model.labels, "speakers": model.speakers,
-            "thresholds": model.thresholds, "quality": quality, "trained_on": trained_on,
-            "recipe": {"blocks": len(model.cache.layers) - model.cache.first_tuned, "rank": TUNE_RANK, "epochs": TUNE_EPOCHS, "batch": TUNE_BATCH, "rate": TUNE_RATE,
-                       "positive_weight": POSITIVE_WEIGHT, "hidden": HIDDEN}}
-    triggers.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    return [p for p in (adapter, head, triggers) if p is not None]

@@ -53,7 +53,7 @@ class LowRankUpdate(torch.nn.Module):
 def attach(model: torch.nn.Module, rank: int = RANK, alpha: float = ALPHA, seed: int = 0,
            blocks: list[int] | None = None) -> dict[str, LowRankUpdate]:
     """Freeze ``model`` and wrap each adapted layer (of ``blocks`` only, if given) in a trainable low-rank
-    update; returns them by name. ``seed`` picks the updates' random starting points."""
+    update; returns them by name. ``seed`` picks the updates' random starting points (0: those of the shipped adapter)."""
     for p in model.parameters():
         p.requires_grad = False
     updates = {}
@@ -70,12 +70,6 @@ def save(updates: dict[str, LowRankUpdate], path: Path) -> None:
     for name, update in updates.items():
         arrays[f"{name}.a"] = update.a.detach().numpy().astype(np.float32)
         arrays[f"{name}.b"] = (update.b.detach().numpy() * update.scale).astype(np.float32)  # the scale folded into B
-    save_arrays(arrays, path)
-
-
-def save_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
-    """An .npz whose bytes depend on the numbers alone (no clock), written whole or not at all."""
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     with zipfile.ZipFile(tmp, "w") as archive:  # an .npz whose bytes depend on the numbers alone (no clock)
@@ -106,7 +100,7 @@ def merge(model: torch.nn.Module, path: Path) -> None:
         raise ModelError(f"trigger adapter {path} is unreadable ({exc}): run `make train`") from None
     layers = dict(_adapted_layers(model))
     names = {key.rsplit(".", 1)[0] for key in stored.files}
-    if not names or not names <= set(layers):
+    if names != set(layers):
         raise ModelError(f"trigger adapter {path} was trained for another encoder: run `make train` with this one")
     with torch.no_grad():
         for name in sorted(names):
