@@ -134,6 +134,9 @@ class ServerSettings(BaseModel):
                                                     "the node's own backlog, which a sender faster than real time does not move")
     shed_interims_after: float = Field(1.0, gt=0, description="under load, an interim that waited this long (s) for the model is dropped (finals never are)")
     max_batch: int = Field(8, ge=1, description="jobs of different calls (or parties) waiting for the model are decoded together, up to this many in one batch; 1 = never")
+    ladder_top: int = Field(4, ge=0, le=4, description="the highest rung of the quality ladder live calls take as finals wait for the model "
+                            "(1 fewer interims, 2 greedy finals, 3 lone finals held briefly to batch, 4 long finals in pieces); 0 = never give up quality")
+    ladder_climb_at: float = Field(0.5, gt=0, description="a final waiting this long (s) for the speech model takes the next rung of the ladder")
     retention_days: float = Field(0, ge=0, description="delete stored calls (events, audio, reviews) after this many days; 0 = keep")
     allowed_origins: list[str] = Field(
         default_factory=list, description="web origins (https://host:port) whose pages may open websockets, besides this server's own; '*' = any"

@@ -32,12 +32,17 @@ class TranscriptEvent:
     # an interim that is the whole utterance so far, decoded as its final is (not a chunk's greedy
     # words): the trigger heads may read it. Internal: not part of the event stream.
     whole: bool = False
+    # live finals: the rung of the quality ladder it was decoded on (coach/asr/ladder.py: 0 full
+    # quality, 2 and up greedy); absent offline, where every final is decoded at full quality
+    rung: int | None = None
 
     type: Literal["transcript"] = "transcript"
 
     def to_dict(self) -> dict[str, Any]:
         out = _wire(self)
         out.pop("whole")
+        if not self.final or self.rung is None:
+            out.pop("rung")
         if not self.final or self.sentiment is None:
             out.pop("sentiment")
         return out

@@ -4,6 +4,9 @@ Every party of every call submits here. Finals go before interims, and among equ
 audio ended first goes first, so no call starves another. The model runs in a dedicated executor
 sized to it (``workers`` threads, each using ``cpu_threads``), never on the event loop. With more
 than one worker, interims never hold every worker: one is kept for finals, which the prompts wait on.
+Live, a :class:`~coach.asr.ladder.QualityLadder` reads how long finals wait and decides what quality
+they give up to stay in time (fewer interims, greedy finals, finals held briefly to batch, long
+finals in bounded pieces); each result says the rung it was decoded on.
 """
 
 from __future__ import annotations
@@ -15,15 +18,18 @@ import itertools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
 
-from coach.asr.transcriber import DecodeOptions, Transcription, encoder_window
+from coach.asr.ladder import BATCHED_FINALS, BOUNDED_PIECES, FEWER_INTERIMS, GREEDY_FINALS, RUNGS, QualityLadder
+from coach.asr.transcriber import SAMPLE_RATE, DecodeOptions, Transcription, encoder_window, joined, quiet_cuts
 
 SAME_WINDOW = 1.5  # jobs batched together share the longest window: at most this times the shortest
 LONG_CONTEXT = 20  # words: contexts at least this long may be cut to each other's length in a batch
+BATCH_WAIT = 0.12  # s: on the ladder's batching rung, how long a lone final waits for company at most
+PIECE_SECONDS = 8.0  # on the ladder's top rung, finals longer than this are decoded in pieces this long at most
 
 
 log = logging.getLogger("coach.asr")
@@ -44,6 +50,8 @@ class _Job:
     context: str = field(compare=False)
     future: asyncio.Future = field(compare=False)
     queued_at: float = field(compare=False, default=0.0)
+    rung: int | None = field(compare=False, default=None)  # the ladder's rung when a worker took it up
+    held: bool = field(compare=False, default=False)  # held back once for company (the batching rung)
 
     @property
     def interim(self) -> bool:
@@ -69,14 +77,25 @@ class AsrScheduler:
 
     ``shed_interims_after``: under load, an interim that has waited this long (s) is dropped, not run:
     its words are stale, and the final will carry them (the first step of degrading gracefully). None:
-    never (``coach analyze`` runs in lockstep, where dropping would make the output machine-dependent)."""
+    never (``coach analyze`` runs in lockstep, where dropping would make the output machine-dependent).
+
+    ``ladder``: live calls only; what finals give up as they fall behind (``coach/asr/ladder.py``). It
+    shares ``clock``. None: every final at full quality, whatever the wait (``coach analyze``)."""
 
     def __init__(self, transcriber: Transcriber, workers: int = 1, shed_interims_after: float | None = None,
-                 clock=time.monotonic, max_batch: int = 1) -> None:
+                 clock=time.monotonic, max_batch: int = 1, ladder: QualityLadder | None = None,
+                 batch_wait: float = BATCH_WAIT, piece_seconds: float = PIECE_SECONDS) -> None:
         self.transcriber = transcriber
         self.workers = workers
         self.max_batch = max_batch
         self.shed_interims_after = shed_interims_after
+        self.ladder = ladder
+        self.batch_wait = batch_wait
+        self.piece_seconds = piece_seconds
+        self.finals_by_rung = [0] * len(RUNGS)  # finals' jobs taken up on each rung (pieces count one each)
+        self.held_for_batch = 0  # finals held on the batching rung for company
+        self.pieced = 0  # finals decoded in pieces
+        self._wake: asyncio.TimerHandle | None = None
         self.interims_shed = 0
         self.interims_deferred = 0  # chunks whose interim was not asked for (counted by the parties)
         self.batches = 0  # model calls made, and the jobs they carried: their ratio is the mean batch size
@@ -117,28 +136,87 @@ class AsrScheduler:
         degrading, before stale ones are shed). Always True when nothing is shed (``coach analyze``)."""
         if self.shed_interims_after is None:
             return True
+        if self.ladder is not None and self.ladder.rung >= FEWER_INTERIMS:
+            return False
         waiting = [job.queued_at for job in self._queue if not job.future.done()]
         return not waiting or self._clock() - min(waiting) <= self.shed_interims_after / 2
 
     async def transcribe(
         self, audio: np.ndarray, options: DecodeOptions, *, final: bool, audio_end: float, context: str = ""
     ) -> Transcription:
+        if final and self.ladder is not None and self.ladder.rung >= BOUNDED_PIECES and audio.size > self.piece_seconds * SAMPLE_RATE:
+            return await self._in_pieces(audio, options, audio_end, context)
         loop = asyncio.get_running_loop()
         job = _Job((0 if final else 1, audio_end, next(self._seq)), audio, options, context, loop.create_future(), self._clock())
         heapq.heappush(self._queue, job)
         self._pump(loop)
         return await job.future  # cancelling the caller cancels the job if it has not started
 
+    async def _in_pieces(self, audio: np.ndarray, options: DecodeOptions, audio_end: float, context: str) -> Transcription:
+        """A long final as pieces cut at its quietest moments, each its own job (due when its own audio
+        was), so that no decode holds a worker long and other calls' finals go between them."""
+        bounds = [0, *quiet_cuts(audio, self.piece_seconds), audio.size]
+        self.pieced += 1
+        seconds = audio.size / SAMPLE_RATE
+        jobs = [self.transcribe(audio[a:b], options, final=True, audio_end=audio_end - (seconds - b / SAMPLE_RATE), context=context)
+                for a, b in zip(bounds, bounds[1:])]
+        return joined(await asyncio.gather(*jobs))
+
+    def _effective(self, job: _Job) -> DecodeOptions:
+        """A final's options on the ladder's rung now: greedy from its greedy rung, and loops cut
+        rather than decoded again in 30 s on its top rung."""
+        if job.interim or self.ladder is None:
+            return job.options
+        rung, options = self.ladder.rung, job.options
+        if rung >= GREEDY_FINALS and options.beam_size > 1:
+            options = replace(options, beam_size=1)
+        if rung >= BOUNDED_PIECES and options.retry_loops:
+            options = replace(options, retry_loops=False)
+        return options
+
     def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.ladder is not None:
+            self.ladder.observe(self.overdue())
         while self._running < self.workers and (job := self._next()) is not None:
             if job.interim and self._interims_running >= self._interim_slots:
                 heapq.heappush(self._queue, job)  # no final waits (they sort first): keep a worker for the next one
                 break
-            batch = [job, *self._companions(job)]
+            if not job.interim and self.ladder is not None:
+                self.ladder.observe(self._clock() - max(job.queued_at, job.priority[1]))
+                job.options, job.rung = self._effective(job), self.ladder.rung
+            companions = self._companions(job)
+            if not companions and self._hold(job, loop):
+                break
+            batch = [job, *companions]
+            for other in companions:
+                other.rung = job.rung
+            if job.rung is not None:
+                self.finals_by_rung[job.rung] += len(batch)
             self._running += 1
             self._interims_running += job.interim
             work = loop.run_in_executor(self._executor, self._timed, batch)
             work.add_done_callback(lambda done, batch=batch: self._finished(loop, batch, done))
+
+    def _hold(self, job: _Job, loop: asyncio.AbstractEventLoop) -> bool:
+        """On the batching rung, a final with no company waits for some until ``batch_wait`` after it
+        was queued (never longer): put back, with the scheduler woken when its wait is over."""
+        if job.interim or self.ladder is None or self.ladder.rung < BATCHED_FINALS or self.max_batch <= 1:
+            return False
+        until = job.queued_at + self.batch_wait
+        if self._clock() >= until:
+            return False
+        heapq.heappush(self._queue, job)
+        self.held_for_batch += not job.held
+        job.held = True
+        if self._wake is None or self._wake.when() > loop.time() + (until - self._clock()):
+            if self._wake is not None:
+                self._wake.cancel()
+            self._wake = loop.call_later(until - self._clock(), self._woken, loop)
+        return True
+
+    def _woken(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._wake = None
+        self._pump(loop)
 
     def _next(self) -> _Job | None:
         """The most urgent job still wanted (cancelled and stale ones are dropped on the way)."""
@@ -162,13 +240,15 @@ class AsrScheduler:
         for job in sorted(self._queue):
             if len(taken) + 1 >= self.max_batch:
                 break
-            if job.future.cancelled() or job.options != first.options or job.context_kind != first.context_kind:
+            if job.future.cancelled() or self._effective(job) != first.options or job.context_kind != first.context_kind:
                 continue
             window = job.window
             if max(high, window) > SAME_WINDOW * min(low, window):
                 continue
             low, high = min(low, window), max(high, window)
             taken.append(job)
+        for job in taken:
+            job.options = first.options
         if taken:
             chosen = {id(job) for job in taken}
             self._queue = [job for job in self._queue if id(job) not in chosen]
@@ -213,10 +293,12 @@ class AsrScheduler:
             elif isinstance(result := done.result()[i], Exception):
                 job.future.set_exception(result)
             else:
-                job.future.set_result(result)
+                job.future.set_result(result if job.rung is None else replace(result, rung=job.rung))
         self._pump(loop)
 
     def close(self) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
         for job in self._queue:
             job.future.cancel()
         self._queue.clear()

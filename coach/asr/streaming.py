@@ -270,14 +270,14 @@ class PartyTranscriber:
         if accept(result, audio.size / SAMPLE_RATE):
             self._show(utt, end, _join(utt.text, result.text))
 
-    async def _early_decode(self, utt: _Utterance, end: float, audio: np.ndarray, chunks: int) -> str:
+    async def _early_decode(self, utt: _Utterance, end: float, audio: np.ndarray, chunks: int) -> tuple[str, int | None]:
         result = await self._scheduler.transcribe(audio, self._final, final=True, audio_end=self._due(end), context=self._context())
         text = result.text if accept(result, audio.size / SAMPLE_RATE) else ""
         if text and len(utt.chunks) == chunks and utt.chunk_from >= end:
             utt.text = text  # the party may go on: later chunks add to this (the chunks it covers were cancelled)
         if self.settings.interims:
             self._show(utt, end, text, whole=True)  # the whole utterance so far, better than its chunks
-        return text
+        return text, result.rung
 
     def _finalise(self, ended: SpeechEnded) -> None:
         utt = self._open or _Utterance(f"{self.speaker}-{self._count}", ended.start, ended.start)
@@ -298,23 +298,23 @@ class PartyTranscriber:
         self.background.spawn(self._final_redecode(utt, ended, self._clip(ended.start, ended.end)))
 
     async def _final_from_early(self, utt: _Utterance, ended: SpeechEnded, early: asyncio.Task) -> None:
-        self._emit_final(utt, ended, await early)
+        self._emit_final(utt, ended, *await early)
 
     async def _final_from_chunks(self, utt: _Utterance, ended: SpeechEnded, tail: np.ndarray | None) -> None:
-        text = ""
+        text, rung = "", None
         await asyncio.wait({utt.last_chunk})
         if tail is not None:
             result = await self._scheduler.transcribe(
                 tail, self._tail, final=True, audio_end=self._due(ended.end), context=self._context(utt.text)
             )
-            text = result.text if accept(result, tail.size / SAMPLE_RATE) else ""
-        self._emit_final(utt, ended, _join(utt.text, text))
+            text, rung = result.text if accept(result, tail.size / SAMPLE_RATE) else "", result.rung
+        self._emit_final(utt, ended, _join(utt.text, text), rung)
 
     async def _final_redecode(self, utt: _Utterance, ended: SpeechEnded, audio: np.ndarray) -> None:
         result = await self._scheduler.transcribe(
             audio, self._final, final=True, audio_end=self._due(ended.end), context=self._context()
         )
-        self._emit_final(utt, ended, result.text if accept(result, audio.size / SAMPLE_RATE) else "")
+        self._emit_final(utt, ended, result.text if accept(result, audio.size / SAMPLE_RATE) else "", result.rung)
 
     def _context(self, so_far: str = "") -> str:
         """The last words before this audio: the call's (or the party's) and ``so_far`` of this utterance."""
@@ -324,11 +324,11 @@ class PartyTranscriber:
         words = _join(self.conversation.recent(self.speaker if mode == "party" else None), so_far).split()
         return " ".join(words[-self.settings.context_words :])
 
-    def _emit_final(self, utt: _Utterance, ended: SpeechEnded, text: str) -> None:
+    def _emit_final(self, utt: _Utterance, ended: SpeechEnded, text: str, rung: int | None = None) -> None:
         self._awaiting.pop(utt.id, None)
         self.conversation.add(self.speaker, text)
         if text or utt.shown_end:  # an empty final withdraws an interim that turned out to be noise
-            self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, ended.start, ended.end, text, True))
+            self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, ended.start, ended.end, text, True, rung=rung))
 
     def _forget_old_audio(self) -> None:
         # jobs hold copies of their audio: keep only the open utterance and a pre-roll

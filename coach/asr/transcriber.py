@@ -42,6 +42,7 @@ class Transcription:
     compression_ratio: float
     window: float  # seconds of audio the encoder saw
     retried: bool = False
+    rung: int | None = None  # the quality ladder's rung it was decoded on (live calls; coach/asr/ladder.py)
 
 
 def compression_ratio(text: str) -> float:
@@ -190,6 +191,34 @@ class WhisperTranscriber:
             avg_logprob = out.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else -math.inf
             results.append(Transcription(text, avg_logprob, out.no_speech_prob, compression_ratio(text), window))
         return results
+
+
+def quiet_cuts(audio: np.ndarray, piece: float, frame: float = 0.02) -> list[int]:
+    """Sample indices that cut ``audio`` into pieces of at most ``piece`` seconds, each cut at the
+    quietest ``frame`` of the second half of the piece (a pause between words, mostly)."""
+    cuts, start = [], 0
+    size, step, limit = audio.size, int(frame * SAMPLE_RATE), int(piece * SAMPLE_RATE)
+    while size - start > limit:
+        lo, hi = start + max(step, limit // 2), start + limit
+        span = audio[lo:hi]
+        frames = span[: span.size // step * step].reshape(-1, step)
+        cut = lo + int(np.argmin((frames.astype(np.float64) ** 2).mean(axis=1))) * step + step // 2
+        cuts.append(cut)
+        start = cut
+    return cuts
+
+
+def joined(pieces: Sequence[Transcription]) -> Transcription:
+    """One transcription of pieces decoded apart, in order: their words, and their figures as one
+    decode of the whole would give them (confidence by length, no-speech at its lowest)."""
+    heard = [p for p in pieces if p.text]
+    if not heard:
+        return pieces[0]
+    text = " ".join(p.text for p in heard)
+    weights = [len(p.text.split()) for p in heard]
+    confidence = sum(w * p.avg_logprob for w, p in zip(weights, heard)) / sum(weights)
+    return Transcription(text, confidence, min(p.no_speech_prob for p in heard), compression_ratio(text),
+                         max(p.window for p in pieces), any(p.retried for p in pieces), pieces[0].rung)
 
 
 def window_for(duration: float, margin: float, shortest: float = 2.0) -> float:

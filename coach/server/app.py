@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from coach.asr.ladder import LadderSettings, QualityLadder
 from coach.asr.scheduler import AsrScheduler
 from coach.config import Settings, default_max_calls
 from coach.playbook import load_playbook
@@ -66,9 +67,10 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
 
         speech = transcriber or await asyncio.to_thread(load_transcriber, settings)
         text_models = await asyncio.to_thread(load_text_analyzer, settings) if text is _LOAD else text
+        ladder = QualityLadder(LadderSettings(climb_at=settings.server.ladder_climb_at, top=settings.server.ladder_top))
         scheduler = AsrScheduler(
             speech, settings.asr.worker_count, shed_interims_after=settings.server.shed_interims_after,
-            max_batch=settings.server.max_batch,
+            max_batch=settings.server.max_batch, ladder=ladder,
         )
         vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
         redact_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redact")

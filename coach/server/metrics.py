@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from coach.asr.ladder import RUNGS
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -58,6 +60,18 @@ class ServiceCollector:
         yield CounterMetricFamily("coach_asr_batched_jobs", "Jobs decoded, in all the model calls", value=scheduler.batched_jobs)
         yield CounterMetricFamily("coach_asr_busy_seconds", "Model time spent transcribing", value=scheduler.busy_seconds)
         yield CounterMetricFamily("coach_asr_audio_seconds", "Audio transcribed (a party's utterances, chunks and tails)", value=scheduler.audio_seconds)
+        ladder = scheduler.ladder
+        if ladder is not None:
+            yield GaugeMetricFamily("coach_asr_rung", "The quality ladder's rung: 0 full, 1 fewer interims, 2 greedy finals, 3 finals held to batch, 4 long finals in pieces",
+                                    value=ladder.rung)
+            yield CounterMetricFamily("coach_asr_rungs_taken", "Rungs of the quality ladder taken as finals fell behind", value=ladder.climbs)
+            yield CounterMetricFamily("coach_asr_rungs_given_back", "Rungs of the quality ladder given back as the lag recovered", value=ladder.descents)
+        finals = CounterMetricFamily("coach_asr_finals", "Finals' decodes taken up, by the ladder's rung then", labels=["rung"])
+        for rung, n in enumerate(scheduler.finals_by_rung):
+            finals.add_metric([RUNGS[rung]], n)
+        yield finals
+        yield CounterMetricFamily("coach_asr_finals_held_for_batch", "Lone finals held briefly for others to decode with (batching rung)", value=scheduler.held_for_batch)
+        yield CounterMetricFamily("coach_asr_finals_in_pieces", "Long finals decoded in bounded pieces (top rung)", value=scheduler.pieced)
         rtf = scheduler.busy_seconds / scheduler.audio_seconds if scheduler.audio_seconds else 0.0
         yield GaugeMetricFamily("coach_asr_real_time_factor", "Model seconds per second of audio transcribed, since start", value=rtf)
         yield CounterMetricFamily("coach_calls_started", "Calls started", value=counts.calls_started)
