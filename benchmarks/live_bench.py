@@ -8,6 +8,12 @@ monologue, the 10th of a silence, the first second of overlap for the timing cue
 the prompt arrived. Signals are timed the same way. The server's CPU time is read from /proc.
 
     python benchmarks/live_bench.py --recordings 'bench-out/calls/*.wav' --concurrency 1,4 --limit 4
+
+Where a recording has its truth beside it (``NAME.truth.json``, as ``shared/tools/synth_call.py``
+writes it), each round also gives: the share of labelled moments whose signal reached the call's
+reader within 4 s of the turn's end (of the threshold's crossing, for the timing cues), the word error
+rate of the stored finals against the script, and how many finals were decoded on each rung of the
+quality ladder (``coach/asr/ladder.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import glob
 import json
 import os
 import platform
+import re
 import secrets
 import socket
 import subprocess
@@ -95,6 +102,28 @@ def wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 180) -> None
     raise SystemExit("coach serve did not come up")
 
 
+IN_TIME = 4.0  # s after the turn's end (the threshold's crossing): a moment delivered later is late
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words without punctuation (as the scorer compares them)."""
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
+
+
+def edit_distance(ref: list[str], hyp: list[str]) -> int:
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[:], i
+        for j, h in enumerate(hyp, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
+    return row[-1]
+
+
+def read_truth(recording: Path) -> list[dict] | None:
+    path = recording.with_name(recording.name.removesuffix(".wav") + ".truth.json")
+    return json.loads(path.read_text())["turns"] if path.exists() else None
+
+
 def completing_audio(signal: dict) -> float:
     """Call-audio second at which the trigger was complete."""
     if signal["label"] in TIMING_THRESHOLD:
@@ -102,7 +131,8 @@ def completing_audio(signal: dict) -> float:
     return signal["end"]
 
 
-async def one_call(base: str, ws_base: str, audio, ingest: str, reader_token: str, call_id: str, agent: str, streams: Path | None = None) -> dict:
+async def one_call(base: str, ws_base: str, audio, ingest: str, reader_token: str, call_id: str, agent: str, streams: Path | None = None,
+                   truth: list[dict] | None = None, recording: str = "") -> dict:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
@@ -127,7 +157,7 @@ async def one_call(base: str, ws_base: str, audio, ingest: str, reader_token: st
         await asyncio.sleep(0.05)
     played = await sender
     if played.closed[0] == 1013:  # refused: the server was too far behind to take another call
-        return {"call_id": call_id, "seconds": 0.0, "refused": True, "prompts": [], "signals": [], "final_latency": [], "lost": 0}
+        return {"call_id": call_id, "recording": recording, "seconds": 0.0, "refused": True, "prompts": [], "signals": [], "final_latency": [], "lost": 0}
     stored = await asyncio.to_thread(get, f"{base}/api/calls/{call_id}", reader_token)
     received = {(e["type"], e.get("at"), e.get("ts")) for _, e in arrivals}
     lost = sum((e["type"], e.get("at"), e.get("ts")) not in received for e in stored["events"])
@@ -158,8 +188,36 @@ async def one_call(base: str, ws_base: str, audio, ingest: str, reader_token: st
     final_lag = [wall - sent_at(e["end"]) for wall, e in arrivals if e in finals and sent_at(e["end"]) is not None]
     final_detail = [{"speaker": e["speaker"], "seconds": round(e["end"] - e["start"], 1), "latency": round(wall - sent_at(e["end"]), 2)}
                     for wall, e in arrivals if e in finals and sent_at(e["end"]) is not None]
-    return {"call_id": call_id, "seconds": len(audio) / 16000, "refused": False, "prompts": prompts, "signals": signals,
-            "final_latency": final_lag, "finals": final_detail, "lost": lost, "kept": len(stored["events"])}
+    rungs: dict[str, int] = {}
+    for e in finals:
+        rungs[str(e.get("rung"))] = rungs.get(str(e.get("rung")), 0) + 1
+    out = {"call_id": call_id, "recording": recording, "seconds": len(audio) / 16000, "refused": False, "prompts": prompts, "signals": signals,
+           "final_latency": final_lag, "finals": final_detail, "lost": lost, "kept": len(stored["events"]), "rungs": rungs}
+    if truth is not None:
+        out.update(judged(truth, arrivals, sent_at, [e for e in stored["events"] if e["type"] == "transcript" and e["final"]]))
+    return out
+
+
+def judged(truth: list[dict], arrivals: list[tuple[float, dict]], sent_at, finals: list[dict]) -> dict:
+    """Against the call's script: each labelled moment, in time or not (a signal of its label about
+    its speaker reached the reader between the turn's start and 4 s after it was complete), and the
+    word errors of the stored finals, per party."""
+    moments, in_time = 0, 0
+    signals = [(wall, e) for wall, e in arrivals if e["type"] == "signal"]
+    for turn in truth:
+        for label in turn["labels"]:
+            opened, complete = sent_at(turn["start"]), sent_at(completing_audio({"label": label, **turn}))
+            if opened is None or complete is None:
+                continue
+            moments += 1
+            in_time += any(e["label"] == label and (label == "dead_air" or e["speaker"] == turn["speaker"])
+                           and opened <= wall <= complete + IN_TIME for wall, e in signals)
+    errors = ref_words = 0
+    for speaker in ("agent", "customer"):
+        ref = words(" ".join(t["text"] for t in truth if t["speaker"] == speaker))
+        hyp = words(" ".join(e["text"] for e in sorted(finals, key=lambda e: e["start"]) if e["speaker"] == speaker))
+        errors, ref_words = errors + edit_distance(ref, hyp), ref_words + len(ref)
+    return {"moments": moments, "moments_in_time": in_time, "word_errors": errors, "script_words": ref_words}
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -177,22 +235,25 @@ SYSTEMS = {
     "coach-cut12": {"COACH_ASR__MAX_UTTERANCE": "12", "COACH_ASR__HARD_MAX_UTTERANCE": "14"},
     "naive": {
         "COACH_SERVER__MAX_BATCH": "1", "COACH_ASR__WINDOW_MARGIN": "-1", "COACH_ASR__EARLY_PAUSE": "0",
-        "COACH_SERVER__SHED_INTERIMS_AFTER": "1e9", "COACH_SERVER__REFUSE_LAG": "1e9",
+        "COACH_SERVER__SHED_INTERIMS_AFTER": "1e9", "COACH_SERVER__REFUSE_LAG": "1e9", "COACH_SERVER__LADDER_TOP": "0",
     },
+    "coach-no-ladder": {"COACH_SERVER__LADDER_TOP": "0"},  # the coach as before issue 29: every final at full quality
 }
 
 
-async def one_round(n: int, args, audios, base: str, ws_base: str, ingest: str, lead: str, pid: int, tag: str) -> dict:
+async def one_round(n: int, args, audios, truths, names, base: str, ws_base: str, ingest: str, lead: str, pid: int, tag: str) -> dict:
     before = await asyncio.to_thread(metrics, base, lead)
     worst_lag = [0.0]
     watcher = asyncio.create_task(watch_lag(base, lead, worst_lag))
     cpu0, wall0, client0 = cpu_seconds(pid), time.monotonic(), time.process_time()
     if n == 1:  # one call at a time, through the first --single recordings
-        calls = [await one_call(base, ws_base, a, ingest, lead, f"{tag}1x{i}", f"agent-{i}", args.streams) for i, a in enumerate(audios[: args.single])]
+        calls = [await one_call(base, ws_base, a, ingest, lead, f"{tag}1x{i}", f"agent-{i}", args.streams, truths[i], names[i])
+                 for i, a in enumerate(audios[: args.single])]
     else:  # n calls, each a different recording (while there are enough), starting args.stagger s apart
         async def staggered(i: int):
             await asyncio.sleep(i * args.stagger)
-            return await one_call(base, ws_base, audios[i % len(audios)], ingest, lead, f"{tag}{n}x{i}", f"agent-{i}", args.streams)
+            k = i % len(audios)
+            return await one_call(base, ws_base, audios[k], ingest, lead, f"{tag}{n}x{i}", f"agent-{i}", args.streams, truths[k], names[k])
         calls = await asyncio.gather(*(staggered(i) for i in range(n)))
     cpu, wall, client = cpu_seconds(pid) - cpu0, time.monotonic() - wall0, time.process_time() - client0
     watcher.cancel()
@@ -204,7 +265,17 @@ async def one_round(n: int, args, audios, base: str, ws_base: str, ingest: str, 
     signal_lat = [s["latency"] for c in calls for s in c["signals"]]
     final_lat = [x for c in calls for x in c["final_latency"]]
     batches = delta.get("coach_asr_batches_total", 0.0)
+    moments = sum(c.get("moments", 0) for c in calls)
+    in_time = sum(c.get("moments_in_time", 0) for c in calls)
+    script_words = sum(c.get("script_words", 0) for c in calls)
+    rungs: dict[str, int] = {}
+    for c in calls:
+        for rung, k in c.get("rungs", {}).items():
+            rungs[rung] = rungs.get(rung, 0) + k
     return {
+        "moments": moments, "moments_in_time": in_time, "in_time_share": round(in_time / moments, 3) if moments else None,
+        "wer": round(sum(c.get("word_errors", 0) for c in calls) / script_words, 4) if script_words else None,
+        "finals_by_rung": dict(sorted(rungs.items())),
         "concurrent": n, "calls": len(calls), "refused": sum(c["refused"] for c in calls), "audio_seconds": round(audio_seconds, 1),
         "prompts": len(prompt_lat), "prompt_p50": pct(prompt_lat, 0.5), "prompt_p95": pct(prompt_lat, 0.95),
         "prompt_max": max(prompt_lat, default=None), "signals": len(signal_lat), "signal_p50": pct(signal_lat, 0.5),
@@ -214,6 +285,8 @@ async def one_round(n: int, args, audios, base: str, ws_base: str, ingest: str, 
         "server_cpu_per_audio_second": round(cpu / audio_seconds, 3) if audio_seconds else None,
         "cpu_busy": round(cpu / wall / (os.cpu_count() or 1), 2), "wall_seconds": round(wall, 1),
         "client_cpu_busy": round(client / wall / (os.cpu_count() or 1), 2),  # the simulated telephony and readers
+        # the server's CPU less the speech model's: the event loop (audio, fan-out), VAD and text models
+        "other_cpu_busy": round((cpu - delta.get("coach_asr_busy_seconds_total", 0.0)) / wall / (os.cpu_count() or 1), 2),
         "mean_batch": round(delta.get("coach_asr_batched_jobs_total", 0.0) / batches, 2) if batches else None,
         "interims_deferred": delta.get("coach_asr_interims_deferred_total", 0.0),
         "interims_shed": delta.get("coach_asr_interims_shed_total", 0.0),
@@ -221,7 +294,7 @@ async def one_round(n: int, args, audios, base: str, ws_base: str, ingest: str, 
     }
 
 
-async def run_system(name: str, concurrency: list[int], args, audios) -> list[dict]:
+async def run_system(name: str, concurrency: list[int], args, audios, truths, names) -> list[dict]:
     admin, port = secrets.token_urlsafe(16), free_port()
     base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
     data = tempfile.mkdtemp(prefix="coach-live-bench-")
@@ -233,14 +306,15 @@ async def run_system(name: str, concurrency: list[int], args, audios) -> list[di
         ingest = post(base + "/api/tokens", admin, {"role": "ingest"})["token"]
         lead = post(base + "/api/tokens", admin, {"role": "lead"})["token"]
         for n in concurrency:
-            r = await one_round(n, args, audios, base, ws_base, ingest, lead, proc.pid, f"{name[0].upper()}")
+            r = await one_round(n, args, audios, truths, names, base, ws_base, ingest, lead, proc.pid, f"{name[0].upper()}")
             rounds.append(r)
             print(f"{name}, {n} at once: {r['prompts']} prompts p50 {fmt(r['prompt_p50'])} p95 {fmt(r['prompt_p95'])} "
                   f"max {fmt(r['prompt_max'])}; finals p50 {fmt(r['final_p50'])} p95 {fmt(r['final_p95'])}; "
                   f"largest lag {r['max_lag']} s; {r['events_lost']} of {r['events_kept']} events lost; "
                   f"{r['refused']} refused; CPU {r['server_cpu_per_audio_second']} s per s of call "
                   f"({r['cpu_busy']:.0%} of the cores; the callers {r['client_cpu_busy']:.0%}); mean batch {r['mean_batch']}; interims deferred "
-                  f"{r['interims_deferred']:.0f}, shed {r['interims_shed']:.0f}", flush=True)
+                  f"{r['interims_deferred']:.0f}, shed {r['interims_shed']:.0f}; moments in time {r['moments_in_time']}/{r['moments']}; "
+                  f"WER {r['wer']}; finals by rung {r['finals_by_rung']}", flush=True)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -252,12 +326,36 @@ async def run(args) -> dict:
     if not recordings:
         raise SystemExit(f"no recordings match {args.recordings}")
     audios = [load_recording(p) for p in recordings]
+    truths, names = [read_truth(p) for p in recordings], [p.name for p in recordings]
     systems = {}
     for name in args.systems:
         concurrency = args.baseline_concurrency if name != "coach" and args.baseline_concurrency else args.concurrency
-        systems[name] = await run_system(name, concurrency, args, audios)
+        systems[name] = await run_system(name, concurrency, args, audios, truths, names)
+        same_audio_wer(systems[name])
     return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
             "recordings": [str(p) for p in recordings], "systems": systems}
+
+
+def same_audio_wer(rounds: list[dict]) -> None:
+    """Each round's WER on the recordings the one-call round played, as a ratio to that round's
+    (the same audio, alone and among N): ``wer_ratio_to_one_call``."""
+    alone = next((r for r in rounds if r["concurrent"] == 1), None)
+    if alone is None:
+        return
+
+    def rate(r: dict, played: set[str]) -> float | None:
+        calls = [c for c in r["detail"] if c["recording"] in played and c.get("script_words")]
+        total = sum(c["script_words"] for c in calls)
+        return sum(c["word_errors"] for c in calls) / total if total else None
+
+    played = {c["recording"] for c in alone["detail"]}
+    base = rate(alone, played)
+    for r in rounds:
+        mine = rate(r, played)
+        r["wer_same_audio"] = None if mine is None else round(mine, 4)
+        r["wer_ratio_to_one_call"] = None if mine is None or not base else round(mine / base, 3)
+        if r["wer_ratio_to_one_call"] is not None:
+            print(f"  {r['concurrent']} at once: WER on the one-call recordings {mine:.3f}, {r['wer_ratio_to_one_call']:.2f}x alone", flush=True)
 
 
 def fmt(x: float | None) -> str:

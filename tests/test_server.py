@@ -388,6 +388,10 @@ async def test_metrics_show_live_calls_their_lag_and_what_was_sent_in_prometheus
     assert after[("coach_signals_total", (("label", "escalation_request"),))] >= 1
     assert after[("coach_asr_audio_seconds_total", ())] > 0 and after[("coach_asr_busy_seconds_total", ())] > 0
     assert after[("coach_asr_batched_jobs_total", ())] >= after[("coach_asr_batches_total", ())] > 0
+    assert 0 <= after[("coach_asr_rung", ())] <= 4  # the quality ladder, and the finals decoded on each rung
+    assert sum(v for (name, _), v in after.items() if name == "coach_asr_finals_total") > 0
+    stored = (await live.request("GET", "/api/calls/MET2"))[1]["events"]
+    assert {"rung" in e for e in stored if e["type"] == "transcript" and e["final"]} == {True}
     assert (await asyncio.to_thread(scrape, ingest))[0] == 403
     assert (await asyncio.to_thread(scrape, "nope"))[0] == 401
 
