@@ -228,18 +228,23 @@ def test_a_long_turn_is_cut_at_its_quiet_moments_into_bounded_pieces():
 async def test_on_the_top_rung_a_long_final_is_decoded_in_pieces_and_joined_in_order():
     clock = Clock()
     model = RecordingTranscriber(asyncio.get_running_loop())
-    scheduler = AsrScheduler(model, workers=2, max_batch=1, clock=clock, ladder=at_rung(BOUNDED_PIECES, clock))
+    scheduler = AsrScheduler(model, workers=2, max_batch=8, clock=clock, ladder=at_rung(BOUNDED_PIECES, clock))
     audio = np.concatenate([speech(5.0), np.zeros(3200, np.float32), speech(6.5), np.zeros(1600, np.float32), speech(4.0)])
     try:
         result = await scheduler.transcribe(audio, DecodeOptions(beam_size=5), final=True, audio_end=clock.now)
         lengths = [float(word[:-1]) for word in result.text.split()]
         assert len(lengths) == 3 and all(s <= 8.0 for s in lengths)
+        assert [len(contexts) for contexts, _ in model.calls] == [1, 1, 1]  # never one batch: they spread over the workers
+        assert scheduler.held_for_batch == 0
         assert abs(sum(lengths) - audio.size / RATE) < 0.2  # every second decoded once, in order
         assert lengths[0] < lengths[1]  # the first cut fell in the first pause (5.1 s), not at 8 s
         assert all(options.beam_size == 1 and not options.retry_loops for _, options in model.calls)
         assert result.rung == BOUNDED_PIECES and scheduler.pieced == 1
-        short = await scheduler.transcribe(speech(3), DecodeOptions(), final=True, audio_end=clock.now)
-        assert short.text == "3.0s" and scheduler.pieced == 1
+        short = asyncio.create_task(scheduler.transcribe(speech(3), DecodeOptions(), final=True, audio_end=clock.now))
+        while scheduler.queued < 1:  # a short final is whole (held for company, as on the rung below)
+            await asyncio.sleep(0)
+        clock.now += 0.12
+        assert (await asyncio.wait_for(short, 10)).text == "3.0s" and scheduler.pieced == 1
     finally:
         scheduler.close()
 

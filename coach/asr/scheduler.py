@@ -52,6 +52,7 @@ class _Job:
     queued_at: float = field(compare=False, default=0.0)
     rung: int | None = field(compare=False, default=None)  # the ladder's rung when a worker took it up
     held: bool = field(compare=False, default=False)  # held back once for company (the batching rung)
+    group: int | None = field(compare=False, default=None)  # the pieces of one final: never decoded in one batch
 
     @property
     def interim(self) -> bool:
@@ -142,24 +143,26 @@ class AsrScheduler:
         return not waiting or self._clock() - min(waiting) <= self.shed_interims_after / 2
 
     async def transcribe(
-        self, audio: np.ndarray, options: DecodeOptions, *, final: bool, audio_end: float, context: str = ""
+        self, audio: np.ndarray, options: DecodeOptions, *, final: bool, audio_end: float, context: str = "",
+        _group: int | None = None,
     ) -> Transcription:
-        if final and self.ladder is not None and self.ladder.rung >= BOUNDED_PIECES and audio.size > self.piece_seconds * SAMPLE_RATE:
+        if final and _group is None and self.ladder is not None and self.ladder.rung >= BOUNDED_PIECES and audio.size > self.piece_seconds * SAMPLE_RATE:
             return await self._in_pieces(audio, options, audio_end, context)
         loop = asyncio.get_running_loop()
-        job = _Job((0 if final else 1, audio_end, next(self._seq)), audio, options, context, loop.create_future(), self._clock())
+        job = _Job((0 if final else 1, audio_end, next(self._seq)), audio, options, context, loop.create_future(), self._clock(), group=_group)
         heapq.heappush(self._queue, job)
         self._pump(loop)
         return await job.future  # cancelling the caller cancels the job if it has not started
 
     async def _in_pieces(self, audio: np.ndarray, options: DecodeOptions, audio_end: float, context: str) -> Transcription:
         """A long final as pieces cut at its quietest moments, each its own job (due when its own audio
-        was), so that no decode holds a worker long and other calls' finals go between them."""
+        was), so that no decode holds a worker long, other calls' finals go between them, and the
+        pieces run on several workers at once (never in one batch with each other)."""
         bounds = [0, *quiet_cuts(audio, self.piece_seconds), audio.size]
         self.pieced += 1
-        seconds = audio.size / SAMPLE_RATE
-        jobs = [self.transcribe(audio[a:b], options, final=True, audio_end=audio_end - (seconds - b / SAMPLE_RATE), context=context)
-                for a, b in zip(bounds, bounds[1:])]
+        seconds, group = audio.size / SAMPLE_RATE, next(self._seq)
+        jobs = [self.transcribe(audio[a:b], options, final=True, audio_end=audio_end - (seconds - b / SAMPLE_RATE), context=context,
+                                _group=group) for a, b in zip(bounds, bounds[1:])]
         return joined(await asyncio.gather(*jobs))
 
     def _effective(self, job: _Job) -> DecodeOptions:
@@ -200,8 +203,8 @@ class AsrScheduler:
     def _hold(self, job: _Job, loop: asyncio.AbstractEventLoop) -> bool:
         """On the batching rung, a final with no company waits for some until ``batch_wait`` after it
         was queued (never longer): put back, with the scheduler woken when its wait is over."""
-        if job.interim or self.ladder is None or self.ladder.rung < BATCHED_FINALS or self.max_batch <= 1:
-            return False
+        if job.interim or job.group is not None or self.ladder is None or self.ladder.rung < BATCHED_FINALS or self.max_batch <= 1:
+            return False  # (a piece of a long final goes at once: its company would be its own other pieces)
         until = job.queued_at + self.batch_wait
         if self._clock() >= until:
             return False
@@ -237,15 +240,19 @@ class AsrScheduler:
             return []
         taken: list[_Job] = []
         low = high = first.window
+        groups = {first.group}
         for job in sorted(self._queue):
             if len(taken) + 1 >= self.max_batch:
                 break
             if job.future.cancelled() or self._effective(job) != first.options or job.context_kind != first.context_kind:
                 continue
+            if job.group is not None and job.group in groups:
+                continue
             window = job.window
             if max(high, window) > SAME_WINDOW * min(low, window):
                 continue
             low, high = min(low, window), max(high, window)
+            groups.add(job.group)
             taken.append(job)
         for job in taken:
             job.options = first.options
