@@ -66,16 +66,19 @@ bench: install models
 	$(PY) benchmarks/asr_bench.py $(BENCH_ARGS)
 
 # End-to-end prompt latency of `coach serve` with real websocket clients (docs/benchmarks.md):
-# `make bench-live N=10` plays N calls at once (different recordings, 3 s apart, real time, through
-# /ws/twilio) into the coach and into the naive baseline, in the same run; CURVE=1,2,4,6,10 measures
-# the coach at each N (1: two calls one after another). Uses the synthesized calls in bench-out/calls
-# (`make bench` makes them), else the example call.
+# `make bench-live N=10` plays N calls at once (different recordings, 2 s apart, real time, through
+# /ws/twilio) into the coach and into the baselines (LIVE_SYSTEMS), in the same run;
+# CURVE=1,4,6,8,10,12 measures the coach at each N (1: two calls one after another). With the calls'
+# truth beside them: labelled moments delivered within 4 s, WER of the finals (and its ratio to one
+# call on the same audio), finals by rung of the quality ladder. Uses the synthesized calls in
+# bench-out/calls (`make bench` makes them), else the example call.
 N ?= 10
 CURVE ?= $(N)
+LIVE_SYSTEMS ?= coach,coach-no-ladder,naive
 LIVE_CALLS ?= $(if $(wildcard bench-out/calls/dev-*.wav),bench-out/calls/dev-*.wav,$(EXAMPLE))
 bench-live: install models $(EXAMPLE)
-	$(PY) benchmarks/live_bench.py --recordings '$(LIVE_CALLS)' --systems coach,naive --concurrency $(CURVE) \
-	  --baseline-concurrency $(N) --single 2 --stagger 3
+	$(PY) benchmarks/live_bench.py --recordings '$(LIVE_CALLS)' --systems $(LIVE_SYSTEMS) --concurrency $(CURVE) \
+	  --baseline-concurrency $(N) --single 2 --stagger 2
 
 # The trigger detector on hand-labelled call lines written for the project (no ../shared needed):
 # recall per label and false alarms, rules alone and with the trigger heads.

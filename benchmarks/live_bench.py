@@ -200,9 +200,10 @@ async def one_call(base: str, ws_base: str, audio, ingest: str, reader_token: st
 
 def judged(truth: list[dict], arrivals: list[tuple[float, dict]], sent_at, finals: list[dict]) -> dict:
     """Against the call's script: each labelled moment, in time or not (a signal of its label about
-    its speaker reached the reader between the turn's start and 4 s after it was complete), and the
-    word errors of the stored finals, per party."""
-    moments, in_time = 0, 0
+    this turn's speech reached the reader by 4 s after the turn was complete), and the
+    word errors of the stored finals, per party. ``moments_caught``: those whose signal came at all
+    (by the end of the call), so that what was late is told apart from what was missed."""
+    moments, in_time, caught, detail = 0, 0, 0, []
     signals = [(wall, e) for wall, e in arrivals if e["type"] == "signal"]
     for turn in truth:
         for label in turn["labels"]:
@@ -210,14 +211,17 @@ def judged(truth: list[dict], arrivals: list[tuple[float, dict]], sent_at, final
             if opened is None or complete is None:
                 continue
             moments += 1
-            in_time += any(e["label"] == label and (label == "dead_air" or e["speaker"] == turn["speaker"])
-                           and opened <= wall <= complete + IN_TIME for wall, e in signals)
+            came = [wall for wall, e in signals if e["label"] == label and (label == "dead_air" or e["speaker"] == turn["speaker"])
+                    and e["start"] < turn["end"] + 1 and e["end"] > turn["start"] - 1 and opened <= wall]  # about this turn's speech
+            caught += bool(came)
+            in_time += any(wall <= complete + IN_TIME for wall in came)
+            detail.append({"label": label, "delay": round(min(came) - complete, 2) if came else None})
     errors = ref_words = 0
     for speaker in ("agent", "customer"):
         ref = words(" ".join(t["text"] for t in truth if t["speaker"] == speaker))
         hyp = words(" ".join(e["text"] for e in sorted(finals, key=lambda e: e["start"]) if e["speaker"] == speaker))
         errors, ref_words = errors + edit_distance(ref, hyp), ref_words + len(ref)
-    return {"moments": moments, "moments_in_time": in_time, "word_errors": errors, "script_words": ref_words}
+    return {"moments": moments, "moments_in_time": in_time, "moments_caught": caught, "moment_delays": detail, "word_errors": errors, "script_words": ref_words}
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -267,13 +271,14 @@ async def one_round(n: int, args, audios, truths, names, base: str, ws_base: str
     batches = delta.get("coach_asr_batches_total", 0.0)
     moments = sum(c.get("moments", 0) for c in calls)
     in_time = sum(c.get("moments_in_time", 0) for c in calls)
+    caught = sum(c.get("moments_caught", 0) for c in calls)
     script_words = sum(c.get("script_words", 0) for c in calls)
     rungs: dict[str, int] = {}
     for c in calls:
         for rung, k in c.get("rungs", {}).items():
             rungs[rung] = rungs.get(rung, 0) + k
     return {
-        "moments": moments, "moments_in_time": in_time, "in_time_share": round(in_time / moments, 3) if moments else None,
+        "moments": moments, "moments_in_time": in_time, "moments_caught": caught, "in_time_share": round(in_time / moments, 3) if moments else None,
         "wer": round(sum(c.get("word_errors", 0) for c in calls) / script_words, 4) if script_words else None,
         "finals_by_rung": dict(sorted(rungs.items())),
         "concurrent": n, "calls": len(calls), "refused": sum(c["refused"] for c in calls), "audio_seconds": round(audio_seconds, 1),
@@ -313,7 +318,7 @@ async def run_system(name: str, concurrency: list[int], args, audios, truths, na
                   f"largest lag {r['max_lag']} s; {r['events_lost']} of {r['events_kept']} events lost; "
                   f"{r['refused']} refused; CPU {r['server_cpu_per_audio_second']} s per s of call "
                   f"({r['cpu_busy']:.0%} of the cores; the callers {r['client_cpu_busy']:.0%}); mean batch {r['mean_batch']}; interims deferred "
-                  f"{r['interims_deferred']:.0f}, shed {r['interims_shed']:.0f}; moments in time {r['moments_in_time']}/{r['moments']}; "
+                  f"{r['interims_deferred']:.0f}, shed {r['interims_shed']:.0f}; moments in time {r['moments_in_time']}/{r['moments']} (caught at all {r['moments_caught']}); "
                   f"WER {r['wer']}; finals by rung {r['finals_by_rung']}", flush=True)
     finally:
         proc.terminate()
