@@ -99,6 +99,15 @@ def at_rung(rung: int, clock: Clock) -> QualityLadder:
     return ladder
 
 
+async def until(condition, turns: int = 1000) -> None:
+    """Let the loop run until ``condition()`` holds (the tasks have queued their jobs); fail, not hang."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the jobs never queued")
+
+
 def speech(seconds: float) -> np.ndarray:
     return (0.1 * np.sin(np.arange(int(seconds * RATE)) * 0.3)).astype(np.float32)
 
@@ -116,8 +125,7 @@ async def test_a_backlog_of_finals_takes_the_ladder_up_and_a_drained_queue_bring
         for i in range(4):  # a final of another call each second, all behind the busy worker
             clock.now += 1.0
             waiting.append(asyncio.create_task(scheduler.transcribe(speech(1), DecodeOptions(), final=True, audio_end=clock.now, context=f"f{i}")))
-            while scheduler.queued < i + 1:
-                await asyncio.sleep(0)
+            await until(lambda: scheduler.queued >= i + 1)
         assert ladder.rung >= 2 and not scheduler.wants_interims  # interims first, then the beam, given up
         taken = ladder.rung
         model.gate.set()
@@ -155,8 +163,7 @@ async def test_offline_finals_are_never_degraded_however_long_they_wait():
         busy = asyncio.create_task(scheduler.transcribe(speech(1), DecodeOptions(), final=True, audio_end=0, context="busy"))
         assert await model.started.get() == "busy"
         late = asyncio.create_task(scheduler.transcribe(speech(1), DecodeOptions(), final=True, audio_end=1, context="late"))
-        while scheduler.queued < 1:
-            await asyncio.sleep(0)
+        await until(lambda: scheduler.queued >= 1)
         clock.now += 60
         model.gate.set()
         assert (await busy).rung is None and (await late).rung is None and model.calls[1][1] == DecodeOptions()
@@ -171,12 +178,11 @@ async def test_on_the_batching_rung_a_lone_final_waits_for_company_and_decodes_w
     scheduler = AsrScheduler(model, workers=2, max_batch=8, clock=clock, ladder=at_rung(BATCHED_FINALS, clock), batch_wait=0.12)
     try:
         first = asyncio.create_task(scheduler.transcribe(speech(2), DecodeOptions(), final=True, audio_end=clock.now, context="a"))
-        while scheduler.queued < 1:
-            await asyncio.sleep(0)
+        await until(lambda: scheduler.queued >= 1)
         assert model.started.empty()  # held: another call's final may be due
         clock.now += 0.05
         second = asyncio.create_task(scheduler.transcribe(speech(2), DecodeOptions(), final=True, audio_end=clock.now, context="b"))
-        assert await model.started.get() == "a+b"  # one model call for both
+        assert await asyncio.wait_for(model.started.get(), 10) == "a+b"  # one model call for both
         assert [r.text for r in await asyncio.gather(first, second)] == ["a", "b"]
         assert scheduler.held_for_batch == 1 and scheduler.batched_jobs == 2 and scheduler.batches == 1
     finally:
@@ -189,8 +195,7 @@ async def test_on_the_batching_rung_a_lone_final_is_never_held_past_its_window()
     scheduler = AsrScheduler(model, workers=2, max_batch=8, clock=clock, ladder=at_rung(BATCHED_FINALS, clock), batch_wait=0.12)
     try:
         lone = asyncio.create_task(scheduler.transcribe(speech(2), DecodeOptions(), final=True, audio_end=clock.now, context="lone"))
-        while scheduler.queued < 1:
-            await asyncio.sleep(0)
+        await until(lambda: scheduler.queued >= 1)
         assert model.started.empty()
         clock.now += 0.12  # its window is over: the wake-up at its end sends it alone
         assert (await asyncio.wait_for(lone, 10)).text == "lone"
@@ -205,7 +210,7 @@ async def test_below_the_batching_rung_a_lone_final_goes_at_once():
     scheduler = AsrScheduler(model, workers=2, max_batch=8, clock=clock, ladder=at_rung(GREEDY_FINALS, clock))
     try:
         lone = asyncio.create_task(scheduler.transcribe(speech(2), DecodeOptions(), final=True, audio_end=clock.now, context="lone"))
-        assert await model.started.get() == "lone"  # nothing advanced the clock: it was not held
+        assert await asyncio.wait_for(model.started.get(), 10) == "lone"  # nothing advanced the clock: it was not held
         model.gate.set()
         await lone
         assert scheduler.held_for_batch == 0
@@ -228,25 +233,48 @@ def test_a_long_turn_is_cut_at_its_quiet_moments_into_bounded_pieces():
 async def test_on_the_top_rung_a_long_final_is_decoded_in_pieces_and_joined_in_order():
     clock = Clock()
     model = RecordingTranscriber(asyncio.get_running_loop())
-    scheduler = AsrScheduler(model, workers=2, max_batch=8, clock=clock, ladder=at_rung(BOUNDED_PIECES, clock))
+    scheduler = AsrScheduler(model, workers=1, max_batch=8, clock=clock, ladder=at_rung(BOUNDED_PIECES, clock))
     audio = np.concatenate([speech(5.0), np.zeros(3200, np.float32), speech(6.5), np.zeros(1600, np.float32), speech(4.0)])
     try:
         result = await scheduler.transcribe(audio, DecodeOptions(beam_size=5), final=True, audio_end=clock.now)
         lengths = [float(word[:-1]) for word in result.text.split()]
-        assert len(lengths) == 3 and all(s <= 8.0 for s in lengths)
-        assert [len(contexts) for contexts, _ in model.calls] == [1, 1, 1]  # never one batch: they spread over the workers
+        # cut in the two pauses (at 5.1 s and 11.75 s), in spoken order, every second decoded once
+        assert np.allclose(lengths, [5.1, 6.6, 4.1], atol=0.11), lengths
+        # the two pieces queued behind the first were not decoded as one batch: a worker each, in turn
+        assert [len(contexts) for contexts, _ in model.calls] == [1, 1, 1]
         assert scheduler.held_for_batch == 0
-        assert abs(sum(lengths) - audio.size / RATE) < 0.2  # every second decoded once, in order
-        assert lengths[0] < lengths[1]  # the first cut fell in the first pause (5.1 s), not at 8 s
         assert all(options.beam_size == 1 and not options.retry_loops for _, options in model.calls)
         assert result.rung == BOUNDED_PIECES and scheduler.pieced == 1
         short = asyncio.create_task(scheduler.transcribe(speech(3), DecodeOptions(), final=True, audio_end=clock.now))
-        while scheduler.queued < 1:  # a short final is whole (held for company, as on the rung below)
-            await asyncio.sleep(0)
+        await until(lambda: scheduler.queued >= 1)  # a short final is whole (held for company, as on the rung below)
         clock.now += 0.12
         assert (await asyncio.wait_for(short, 10)).text == "3.0s" and scheduler.pieced == 1
     finally:
         scheduler.close()
+
+
+async def test_a_held_final_does_not_hold_up_the_jobs_behind_it():
+    clock = Clock()
+    model = RecordingTranscriber(asyncio.get_running_loop())
+    scheduler = AsrScheduler(model, workers=2, max_batch=8, clock=clock, ladder=at_rung(BATCHED_FINALS, clock), batch_wait=0.12)
+    try:
+        held = asyncio.create_task(scheduler.transcribe(speech(2), DecodeOptions(), final=True, audio_end=clock.now, context="a"))
+        await until(lambda: scheduler.queued >= 1)
+        interim = asyncio.create_task(scheduler.transcribe(speech(2), DecodeOptions(beam_size=1, window_margin=2.0, retry_loops=False),
+                                                           final=False, audio_end=clock.now, context="i"))  # as chunks decode: not the final's company
+        assert await asyncio.wait_for(model.started.get(), 10) == "i"  # a free worker takes it while the final waits
+        await interim
+        assert not held.done()
+        clock.now += 0.12
+        assert (await asyncio.wait_for(held, 10)).text == "a"
+    finally:
+        scheduler.close()
+
+
+def test_a_long_turn_cut_near_its_end_leaves_no_sliver():
+    audio = np.concatenate([speech(7.98), np.zeros(320, np.float32), speech(0.05)])  # quietest just before 8 s
+    cuts = quiet_cuts(audio, 8.0)
+    assert cuts and all(b - a >= 2.0 * RATE for a, b in zip([0, *cuts], [*cuts, audio.size]))
 
 
 def test_a_final_event_says_the_rung_it_was_decoded_on_and_an_offline_one_does_not():

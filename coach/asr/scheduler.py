@@ -46,13 +46,17 @@ class Transcriber(Protocol):
 class _Job:
     priority: tuple[int, float, int]
     audio: np.ndarray = field(compare=False)
-    options: DecodeOptions = field(compare=False)
+    options: DecodeOptions = field(compare=False)  # as decoded: ``asked``, less what the ladder gives up
     context: str = field(compare=False)
     future: asyncio.Future = field(compare=False)
     queued_at: float = field(compare=False, default=0.0)
     rung: int | None = field(compare=False, default=None)  # the ladder's rung when a worker took it up
     held: bool = field(compare=False, default=False)  # held back once for company (the batching rung)
     group: int | None = field(compare=False, default=None)  # the pieces of one final: never decoded in one batch
+    asked: DecodeOptions | None = field(compare=False, default=None)  # the options the party asked for
+
+    def __post_init__(self) -> None:
+        self.asked = self.asked or self.options
 
     @property
     def interim(self) -> bool:
@@ -161,16 +165,17 @@ class AsrScheduler:
         bounds = [0, *quiet_cuts(audio, self.piece_seconds), audio.size]
         self.pieced += 1
         seconds, group = audio.size / SAMPLE_RATE, next(self._seq)
-        jobs = [self.transcribe(audio[a:b], options, final=True, audio_end=audio_end - (seconds - b / SAMPLE_RATE), context=context,
-                                _group=group) for a, b in zip(bounds, bounds[1:])]
-        return joined(await asyncio.gather(*jobs))
+        async with asyncio.TaskGroup() as pieces:  # one piece failing cancels the others
+            jobs = [pieces.create_task(self.transcribe(audio[a:b], options, final=True, audio_end=audio_end - (seconds - b / SAMPLE_RATE),
+                                                       context=context, _group=group)) for a, b in zip(bounds, bounds[1:])]
+        return joined([job.result() for job in jobs])
 
     def _effective(self, job: _Job) -> DecodeOptions:
         """A final's options on the ladder's rung now: greedy from its greedy rung, and loops cut
         rather than decoded again in 30 s on its top rung."""
         if job.interim or self.ladder is None:
             return job.options
-        rung, options = self.ladder.rung, job.options
+        rung, options = self.ladder.rung, job.asked
         if rung >= GREEDY_FINALS and options.beam_size > 1:
             options = replace(options, beam_size=1)
         if rung >= BOUNDED_PIECES and options.retry_loops:
@@ -180,16 +185,19 @@ class AsrScheduler:
     def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.ladder is not None:
             self.ladder.observe(self.overdue())
+        held: list[_Job] = []  # lone finals waiting for company; the jobs behind them go on meanwhile
         while self._running < self.workers and (job := self._next()) is not None:
             if job.interim and self._interims_running >= self._interim_slots:
                 heapq.heappush(self._queue, job)  # no final waits (they sort first): keep a worker for the next one
                 break
             if not job.interim and self.ladder is not None:
-                self.ladder.observe(self._clock() - max(job.queued_at, job.priority[1]))
+                waited = self._clock() - max(job.queued_at, job.priority[1])
+                self.ladder.observe(max(0.0, waited - self.batch_wait) if job.held else waited)  # holding is not lag
                 job.options, job.rung = self._effective(job), self.ladder.rung
             companions = self._companions(job)
             if not companions and self._hold(job, loop):
-                break
+                held.append(job)
+                continue
             batch = [job, *companions]
             for other in companions:
                 other.rung = job.rung
@@ -199,16 +207,17 @@ class AsrScheduler:
             self._interims_running += job.interim
             work = loop.run_in_executor(self._executor, self._timed, batch)
             work.add_done_callback(lambda done, batch=batch: self._finished(loop, batch, done))
+        for job in held:
+            heapq.heappush(self._queue, job)
 
     def _hold(self, job: _Job, loop: asyncio.AbstractEventLoop) -> bool:
         """On the batching rung, a final with no company waits for some until ``batch_wait`` after it
-        was queued (never longer): put back, with the scheduler woken when its wait is over."""
+        was queued (never longer): True to hold it, with the scheduler woken when its wait is over."""
         if job.interim or job.group is not None or self.ladder is None or self.ladder.rung < BATCHED_FINALS or self.max_batch <= 1:
             return False  # (a piece of a long final goes at once: its company would be its own other pieces)
         until = job.queued_at + self.batch_wait
         if self._clock() >= until:
             return False
-        heapq.heappush(self._queue, job)
         self.held_for_batch += not job.held
         job.held = True
         if self._wake is None or self._wake.when() > loop.time() + (until - self._clock()):
@@ -306,6 +315,7 @@ class AsrScheduler:
     def close(self) -> None:
         if self._wake is not None:
             self._wake.cancel()
+            self._wake = None
         for job in self._queue:
             job.future.cancel()
         self._queue.clear()

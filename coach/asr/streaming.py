@@ -113,6 +113,7 @@ class _Utterance:
     shown_end: float = 0.0  # where the last interim shown ended (0: none shown); an older, shorter one is not shown after it
     early: asyncio.Task | None = None  # the final's decode, started at a pause, of the speech up to early_end
     early_end: float = -1.0
+    rung: int | None = None  # join mode: the highest rung its chunks were decoded on
 
 
 def _join(*parts: str) -> str:
@@ -238,6 +239,8 @@ class PartyTranscriber:
             await asyncio.wait({prev})  # keep the chunks in spoken order
         if accept(result, audio.size / SAMPLE_RATE):
             utt.text = _join(utt.text, result.text)
+        if result.rung is not None:
+            utt.rung = max(utt.rung or 0, result.rung)
         if self.settings.interims:
             self._show(utt, end, utt.text)
 
@@ -301,13 +304,14 @@ class PartyTranscriber:
         self._emit_final(utt, ended, *await early)
 
     async def _final_from_chunks(self, utt: _Utterance, ended: SpeechEnded, tail: np.ndarray | None) -> None:
-        text, rung = "", None
         await asyncio.wait({utt.last_chunk})
+        text, rung = "", utt.rung
         if tail is not None:
             result = await self._scheduler.transcribe(
                 tail, self._tail, final=True, audio_end=self._due(ended.end), context=self._context(utt.text)
             )
-            text, rung = result.text if accept(result, tail.size / SAMPLE_RATE) else "", result.rung
+            text = result.text if accept(result, tail.size / SAMPLE_RATE) else ""
+            rung = max((r for r in (rung, result.rung) if r is not None), default=None)
         self._emit_final(utt, ended, _join(utt.text, text), rung)
 
     async def _final_redecode(self, utt: _Utterance, ended: SpeechEnded, audio: np.ndarray) -> None:

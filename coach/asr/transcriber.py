@@ -195,11 +195,14 @@ class WhisperTranscriber:
 
 def quiet_cuts(audio: np.ndarray, piece: float, frame: float = 0.02) -> list[int]:
     """Sample indices that cut ``audio`` into pieces of at most ``piece`` seconds, each cut at the
-    quietest ``frame`` of the second half of the piece (a pause between words, mostly)."""
+    quietest ``frame`` of the second half of the piece (a pause between words, mostly), and no piece
+    shorter than a quarter of ``piece`` (Whisper makes words of a sliver of audio)."""
     cuts, start = [], 0
     size, step, limit = audio.size, int(frame * SAMPLE_RATE), int(piece * SAMPLE_RATE)
+    if limit < 8 * step:
+        raise ValueError(f"pieces of {piece} s are too short to cut at pauses")
     while size - start > limit:
-        lo, hi = start + max(step, limit // 2), start + limit
+        lo, hi = start + limit // 2, min(start + limit, size - limit // 4)
         span = audio[lo:hi]
         frames = span[: span.size // step * step].reshape(-1, step)
         cut = lo + int(np.argmin((frames.astype(np.float64) ** 2).mean(axis=1))) * step + step // 2
@@ -218,7 +221,8 @@ def joined(pieces: Sequence[Transcription]) -> Transcription:
     weights = [len(p.text.split()) for p in heard]
     confidence = sum(w * p.avg_logprob for w, p in zip(weights, heard)) / sum(weights)
     return Transcription(text, confidence, min(p.no_speech_prob for p in heard), compression_ratio(text),
-                         max(p.window for p in pieces), any(p.retried for p in pieces), pieces[0].rung)
+                         max(p.window for p in pieces), any(p.retried for p in pieces),
+                         max((p.rung for p in pieces if p.rung is not None), default=None))
 
 
 def window_for(duration: float, margin: float, shortest: float = 2.0) -> float:
