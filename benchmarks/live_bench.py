@@ -205,14 +205,17 @@ def judged(truth: list[dict], arrivals: list[tuple[float, dict]], sent_at, final
     (by the end of the call), so that what was late is told apart from what was missed."""
     moments, in_time, caught, detail = 0, 0, 0, []
     signals = [(wall, e) for wall, e in arrivals if e["type"] == "signal"]
-    for turn in truth:
+    for i, turn in enumerate(truth):
         for label in turn["labels"]:
-            opened, complete = sent_at(turn["start"]), sent_at(completing_audio({"label": label, **turn}))
+            start, end = turn["start"], turn["end"]
+            if label == "dead_air":  # the silence before the turn, as the scorer reads it
+                start, end = max((t["end"] for t in truth[:i]), default=0.0), turn["start"]
+            opened, complete = sent_at(start), sent_at(completing_audio({"label": label, "start": start, "end": end}))
             if opened is None or complete is None:
                 continue
             moments += 1
             came = [wall for wall, e in signals if e["label"] == label and (label == "dead_air" or e["speaker"] == turn["speaker"])
-                    and e["start"] < turn["end"] + 1 and e["end"] > turn["start"] - 1 and opened <= wall]  # about this turn's speech
+                    and e["start"] < end + 1 and e["end"] > start - 1 and opened <= wall]  # about this turn's speech (or silence)
             caught += bool(came)
             in_time += any(wall <= complete + IN_TIME for wall in came)
             detail.append({"label": label, "delay": round(min(came) - complete, 2) if came else None})
@@ -242,6 +245,7 @@ SYSTEMS = {
         "COACH_SERVER__SHED_INTERIMS_AFTER": "1e9", "COACH_SERVER__REFUSE_LAG": "1e9", "COACH_SERVER__LADDER_TOP": "0",
     },
     "coach-no-ladder": {"COACH_SERVER__LADDER_TOP": "0"},  # the coach as before issue 29: every final at full quality
+    "coach-eager": {"COACH_SERVER__LADDER_CLIMB_AT": "0.25"},  # the ladder taken at half the wait
 }
 
 
