@@ -315,8 +315,8 @@ async def run_system(name: str, concurrency: list[int], args, audios, truths, na
         wait_healthy(base, proc)
         ingest = post(base + "/api/tokens", admin, {"role": "ingest"})["token"]
         lead = post(base + "/api/tokens", admin, {"role": "lead"})["token"]
-        for n in concurrency:
-            r = await one_round(n, args, audios, truths, names, base, ws_base, ingest, lead, proc.pid, f"{name[0].upper()}")
+        for k, n in enumerate(concurrency):  # a round's calls have ids of their own, so N may be played twice
+            r = await one_round(n, args, audios, truths, names, base, ws_base, ingest, lead, proc.pid, f"{name[0].upper()}{k}-")
             rounds.append(r)
             print(f"{name}, {n} at once: {r['prompts']} prompts p50 {fmt(r['prompt_p50'])} p95 {fmt(r['prompt_p95'])} "
                   f"max {fmt(r['prompt_max'])}; finals p50 {fmt(r['final_p50'])} p95 {fmt(r['final_p95'])}; "
