@@ -246,7 +246,6 @@ SYSTEMS = {
     },
     "coach-no-ladder": {"COACH_SERVER__LADDER_TOP": "0"},  # the coach as before issue 29: every final at full quality
     "coach-eager": {"COACH_SERVER__LADDER_CLIMB_AT": "0.25"},  # the ladder taken at half the wait
-    "coach-no-burst": {"COACH_SERVER__GREEDY_WHEN_FINALS_WAIT": "false"},  # no greedy final while another waits, below the greedy rung
 }
 
 

@@ -137,8 +137,6 @@ class ServerSettings(BaseModel):
     ladder_top: int = Field(4, ge=0, le=4, description="the highest rung of the quality ladder live calls take as finals wait for the model "
                             "(1 fewer interims, 2 greedy finals, 3 lone finals held briefly to batch, 4 long finals in pieces); 0 = never give up quality")
     ladder_climb_at: float = Field(0.5, gt=0, description="a final waiting this long (s) for the speech model takes the next rung of the ladder")
-    greedy_when_finals_wait: bool = Field(True, description="a final decoded while another final waits for a free worker is decoded greedily "
-                                          "(the ladder's greedy rung for that final alone)")
     retention_days: float = Field(0, ge=0, description="delete stored calls (events, audio, reviews) after this many days; 0 = keep")
     allowed_origins: list[str] = Field(
         default_factory=list, description="web origins (https://host:port) whose pages may open websockets, besides this server's own; '*' = any"

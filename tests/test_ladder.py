@@ -155,38 +155,6 @@ async def test_on_full_quality_finals_keep_their_beam_and_say_rung_zero():
         scheduler.close()
 
 
-async def test_below_the_greedy_rung_a_final_with_another_waiting_behind_it_is_decoded_greedily():
-    clock = Clock()
-    model = RecordingTranscriber(asyncio.get_running_loop(), gated=True)
-    ladder = QualityLadder(clock=clock)
-    scheduler = AsrScheduler(model, workers=1, max_batch=1, clock=clock, ladder=ladder)
-    try:
-        busy = asyncio.create_task(scheduler.transcribe(speech(1), DecodeOptions(), final=True, audio_end=clock.now, context="busy"))
-        assert await asyncio.wait_for(model.started.get(), 10) == "busy"
-        first = asyncio.create_task(scheduler.transcribe(speech(1), DecodeOptions(), final=True, audio_end=clock.now, context="a"))
-        second = asyncio.create_task(scheduler.transcribe(speech(1), DecodeOptions(), final=True, audio_end=clock.now, context="b"))
-        await until(lambda: scheduler.queued >= 2)
-        model.gate.set()
-        results = await asyncio.gather(busy, first, second)
-        assert ladder.rung == FULL  # nothing waited long: the ladder stayed down
-        assert [options.beam_size for _, options in model.calls] == [5, 1, 5]  # only "a" had a final waiting behind it
-        assert [r.rung for r in results] == [0, GREEDY_FINALS, 0]
-        off = AsrScheduler(model, workers=1, max_batch=1, clock=clock, ladder=QualityLadder(clock=clock), greedy_when_finals_wait=False)
-        try:
-            model.calls.clear()
-            model.gate.clear()
-            jobs = [asyncio.create_task(off.transcribe(speech(1), DecodeOptions(), final=True, audio_end=clock.now, context=c)) for c in "xyz"]
-            await until(lambda: off.queued >= 2)
-            model.gate.set()
-            await asyncio.gather(*jobs)
-            assert [options.beam_size for _, options in model.calls] == [5, 5, 5]
-        finally:
-            off.close()
-    finally:
-        model.gate.set()
-        scheduler.close()
-
-
 async def test_offline_finals_are_never_degraded_however_long_they_wait():
     model = RecordingTranscriber(asyncio.get_running_loop(), gated=True)
     clock = Clock()

@@ -89,16 +89,13 @@ class AsrScheduler:
 
     def __init__(self, transcriber: Transcriber, workers: int = 1, shed_interims_after: float | None = None,
                  clock=time.monotonic, max_batch: int = 1, ladder: QualityLadder | None = None,
-                 batch_wait: float = BATCH_WAIT, piece_seconds: float = PIECE_SECONDS, greedy_when_finals_wait: bool = True) -> None:
+                 batch_wait: float = BATCH_WAIT, piece_seconds: float = PIECE_SECONDS) -> None:
         self.transcriber = transcriber
         self.workers = workers
         self.max_batch = max_batch
         self.shed_interims_after = shed_interims_after
         self.ladder = ladder
         self.batch_wait = batch_wait
-        # below the greedy rung, a final decoded while another waits for a worker is decoded greedily
-        # (that one final on the greedy rung): the ladder reacts to waits, this acts within a burst
-        self.greedy_when_finals_wait = greedy_when_finals_wait
         self.piece_seconds = piece_seconds
         self.finals_by_rung = [0] * len(RUNGS)  # finals' jobs taken up on each rung (pieces count one each)
         self.held_for_batch = 0  # finals held on the batching rung for company
@@ -173,12 +170,12 @@ class AsrScheduler:
                                                        context=context, _group=group)) for a, b in zip(bounds, bounds[1:])]
         return joined([job.result() for job in jobs])
 
-    def _effective(self, job: _Job, rung: int) -> DecodeOptions:
-        """A final's options on ``rung``: greedy from the greedy rung, and loops cut rather than
-        decoded again in 30 s on the top rung."""
+    def _effective(self, job: _Job) -> DecodeOptions:
+        """A final's options on the ladder's rung now: greedy from its greedy rung, and loops cut
+        rather than decoded again in 30 s on its top rung."""
         if job.interim or self.ladder is None:
             return job.options
-        options = job.asked
+        rung, options = self.ladder.rung, job.asked
         if rung >= GREEDY_FINALS and options.beam_size > 1:
             options = replace(options, beam_size=1)
         if rung >= BOUNDED_PIECES and options.retry_loops:
@@ -196,11 +193,7 @@ class AsrScheduler:
             if not job.interim and self.ladder is not None:
                 waited = self._clock() - max(job.queued_at, job.priority[1])
                 self.ladder.observe(max(0.0, waited - self.batch_wait) if job.held else waited)  # holding is not lag
-                rung = self.ladder.rung
-                if self.greedy_when_finals_wait and rung < GREEDY_FINALS <= self.ladder.settings.top and self._running + 1 >= self.workers \
-                        and any(not other.interim and not other.future.cancelled() for other in self._queue):
-                    rung = GREEDY_FINALS  # another final waits for this decode: make it short (the greedy rung, for this job)
-                job.options, job.rung = self._effective(job, rung), rung
+                job.options, job.rung = self._effective(job), self.ladder.rung
             companions = self._companions(job)
             if not companions and self._hold(job, loop):
                 held.append(job)
@@ -260,7 +253,7 @@ class AsrScheduler:
         for job in sorted(self._queue):
             if len(taken) + 1 >= self.max_batch:
                 break
-            if job.future.cancelled() or self._effective(job, first.rung or 0) != first.options or job.context_kind != first.context_kind:
+            if job.future.cancelled() or self._effective(job) != first.options or job.context_kind != first.context_kind:
                 continue
             if job.group is not None and job.group in groups:
                 continue

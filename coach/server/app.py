@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
         ladder = QualityLadder(LadderSettings(climb_at=settings.server.ladder_climb_at, top=settings.server.ladder_top))
         scheduler = AsrScheduler(
             speech, settings.asr.worker_count, shed_interims_after=settings.server.shed_interims_after,
-            max_batch=settings.server.max_batch, ladder=ladder, greedy_when_finals_wait=settings.server.greedy_when_finals_wait,
+            max_batch=settings.server.max_batch, ladder=ladder,
         )
         vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
         redact_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redact")
