@@ -25,7 +25,6 @@ import glob
 import json
 import os
 import platform
-import re
 import secrets
 import socket
 import subprocess
@@ -39,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from coach.simulate import load_recording, play_call  # noqa: E402
+from word_errors import edit_distance, words  # noqa: E402  (benchmarks/word_errors.py)
 
 # seconds into the span at which a timing cue's threshold is crossed
 TIMING_THRESHOLD = {"over_explaining": 30.0, "dead_air": 10.0, "interruption": 1.0}
@@ -103,20 +103,6 @@ def wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 180) -> None
 
 
 IN_TIME = 4.0  # s after the turn's end (the threshold's crossing): a moment delivered later is late
-
-
-def words(text: str) -> list[str]:
-    """Lower-case words without punctuation (as the scorer compares them)."""
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[:], i
-        for j, h in enumerate(hyp, 1):
-            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
-    return row[-1]
 
 
 def read_truth(recording: Path) -> list[dict] | None:

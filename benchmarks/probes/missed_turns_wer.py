@@ -8,26 +8,16 @@ labelled trigger turn, caught against missed. Prints numbers and labels only, ne
 from __future__ import annotations
 
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from word_errors import wer, words  # noqa: E402  (benchmarks/word_errors.py)
+
 TRIGGERS = {"abuse", "blame_language", "churn_threat", "dismissive_phrase", "escalation_request",
             "legal_or_public_threat", "no_manager_lie", "not_listening", "repeat_contact"}
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
-
-
-def wer(ref: list[str], hyp: list[str]) -> float:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[:], i
-        for j, h in enumerate(hyp, 1):
-            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (r != h))
-    return row[-1] / max(1, len(ref))
 
 
 def calls_heard(calls: Path, streams: Path):
