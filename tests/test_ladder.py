@@ -112,13 +112,23 @@ def speech(seconds: float) -> np.ndarray:
     return (0.1 * np.sin(np.arange(int(seconds * RATE)) * 0.3)).astype(np.float32)
 
 
+def two_pauses() -> np.ndarray:
+    """15.8 s of speech with pauses at 5.0-5.2 s and 11.7-11.8 s."""
+    return np.concatenate([speech(5.0), np.zeros(3200, np.float32), speech(6.5), np.zeros(1600, np.float32), speech(4.0)])
+
+
+def final(scheduler: AsrScheduler, clock: Clock, context: str = "", seconds: float = 2) -> asyncio.Task:
+    """A final of ``seconds`` of speech, due now, sent to ``scheduler`` in a task of its own."""
+    return asyncio.create_task(scheduler.transcribe(speech(seconds), DecodeOptions(), final=True, audio_end=clock.now, context=context))
+
+
 async def test_a_backlog_of_finals_takes_the_ladder_up_and_a_drained_queue_brings_it_back():
     clock = Clock()
     model = RecordingTranscriber(asyncio.get_running_loop(), gated=True)
     ladder = QualityLadder(LadderSettings(climb_at=0.5, hold=1.0, recover=3.0), clock)
     scheduler = AsrScheduler(model, workers=1, max_batch=1, shed_interims_after=1.0, clock=clock, ladder=ladder)
     try:
-        busy = asyncio.create_task(scheduler.transcribe(speech(1), DecodeOptions(), final=True, audio_end=clock.now, context="busy"))
+        busy = final(scheduler, clock, "busy", seconds=1)
         assert await model.started.get() == "busy"
         assert scheduler.wants_interims
         waiting = []
@@ -177,11 +187,11 @@ async def test_on_the_batching_rung_a_lone_final_waits_for_company_and_decodes_w
     model = RecordingTranscriber(asyncio.get_running_loop())
     scheduler = AsrScheduler(model, workers=2, max_batch=8, clock=clock, ladder=at_rung(BATCHED_FINALS, clock), batch_wait=0.12)
     try:
-        first = asyncio.create_task(scheduler.transcribe(speech(2), DecodeOptions(), final=True, audio_end=clock.now, context="a"))
+        first = final(scheduler, clock, "a")
         await until(lambda: scheduler.queued >= 1)
         assert model.started.empty()  # held: another call's final may be due
         clock.now += 0.05
-        second = asyncio.create_task(scheduler.transcribe(speech(2), DecodeOptions(), final=True, audio_end=clock.now, context="b"))
+        second = final(scheduler, clock, "b")
         assert await asyncio.wait_for(model.started.get(), 10) == "a+b"  # one model call for both
         assert [r.text for r in await asyncio.gather(first, second)] == ["a", "b"]
         assert scheduler.held_for_batch == 1 and scheduler.batched_jobs == 2 and scheduler.batches == 1
@@ -194,7 +204,7 @@ async def test_on_the_batching_rung_a_lone_final_is_never_held_past_its_window()
     model = RecordingTranscriber(asyncio.get_running_loop())
     scheduler = AsrScheduler(model, workers=2, max_batch=8, clock=clock, ladder=at_rung(BATCHED_FINALS, clock), batch_wait=0.12)
     try:
-        lone = asyncio.create_task(scheduler.transcribe(speech(2), DecodeOptions(), final=True, audio_end=clock.now, context="lone"))
+        lone = final(scheduler, clock, "lone")
         await until(lambda: scheduler.queued >= 1)
         assert model.started.empty()
         clock.now += 0.12  # its window is over: the wake-up at its end sends it alone
@@ -209,7 +219,7 @@ async def test_below_the_batching_rung_a_lone_final_goes_at_once():
     model = RecordingTranscriber(asyncio.get_running_loop(), gated=True)
     scheduler = AsrScheduler(model, workers=2, max_batch=8, clock=clock, ladder=at_rung(GREEDY_FINALS, clock))
     try:
-        lone = asyncio.create_task(scheduler.transcribe(speech(2), DecodeOptions(), final=True, audio_end=clock.now, context="lone"))
+        lone = final(scheduler, clock, "lone")
         assert await asyncio.wait_for(model.started.get(), 10) == "lone"  # nothing advanced the clock: it was not held
         model.gate.set()
         await lone
@@ -220,7 +230,7 @@ async def test_below_the_batching_rung_a_lone_final_goes_at_once():
 
 
 def test_a_long_turn_is_cut_at_its_quiet_moments_into_bounded_pieces():
-    audio = np.concatenate([speech(5.0), np.zeros(3200, np.float32), speech(6.5), np.zeros(1600, np.float32), speech(4.0)])
+    audio = two_pauses()
     cuts = quiet_cuts(audio, 8.0)
     bounds = [0, *cuts, audio.size]
     assert all(b - a <= 8 * RATE for a, b in zip(bounds, bounds[1:]))
@@ -234,7 +244,7 @@ async def test_on_the_top_rung_a_long_final_is_decoded_in_pieces_and_joined_in_o
     clock = Clock()
     model = RecordingTranscriber(asyncio.get_running_loop())
     scheduler = AsrScheduler(model, workers=1, max_batch=8, clock=clock, ladder=at_rung(BOUNDED_PIECES, clock))
-    audio = np.concatenate([speech(5.0), np.zeros(3200, np.float32), speech(6.5), np.zeros(1600, np.float32), speech(4.0)])
+    audio = two_pauses()
     try:
         result = await scheduler.transcribe(audio, DecodeOptions(beam_size=5), final=True, audio_end=clock.now)
         lengths = [float(word[:-1]) for word in result.text.split()]
@@ -245,7 +255,7 @@ async def test_on_the_top_rung_a_long_final_is_decoded_in_pieces_and_joined_in_o
         assert scheduler.held_for_batch == 0
         assert all(options.beam_size == 1 and not options.retry_loops for _, options in model.calls)
         assert result.rung == BOUNDED_PIECES and scheduler.pieced == 1
-        short = asyncio.create_task(scheduler.transcribe(speech(3), DecodeOptions(), final=True, audio_end=clock.now))
+        short = final(scheduler, clock, seconds=3)
         await until(lambda: scheduler.queued >= 1)  # a short final is whole (held for company, as on the rung below)
         clock.now += 0.12
         assert (await asyncio.wait_for(short, 10)).text == "3.0s" and scheduler.pieced == 1
@@ -258,7 +268,7 @@ async def test_a_held_final_does_not_hold_up_the_jobs_behind_it():
     model = RecordingTranscriber(asyncio.get_running_loop())
     scheduler = AsrScheduler(model, workers=2, max_batch=8, clock=clock, ladder=at_rung(BATCHED_FINALS, clock), batch_wait=0.12)
     try:
-        held = asyncio.create_task(scheduler.transcribe(speech(2), DecodeOptions(), final=True, audio_end=clock.now, context="a"))
+        held = final(scheduler, clock, "a")
         await until(lambda: scheduler.queued >= 1)
         interim = asyncio.create_task(scheduler.transcribe(speech(2), DecodeOptions(beam_size=1, window_margin=2.0, retry_loops=False),
                                                            final=False, audio_end=clock.now, context="i"))  # as chunks decode: not the final's company
