@@ -6,8 +6,9 @@ COACH := $(VENV)/bin/coach
 STAMP := $(VENV)/.installed
 TORCH := 2.13.0
 EXAMPLE := examples/example-call.wav
-# espeak-ng speaks the example call and the test audio; chromium runs the browser tests
-SYSTEM_PACKAGES := espeak-ng sox chromium
+# espeak-ng speaks the example call and the test audio; chromium runs the browser tests; the cluster
+# tests start their own throwaway PostgreSQL and Redis servers from Debian's packages
+SYSTEM_PACKAGES := espeak-ng sox chromium postgresql redis-server
 # ../shared/tools/synth_call.py speaks the scripted calls with these
 BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k
 

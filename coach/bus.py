@@ -4,6 +4,10 @@ Publishing never waits. Every reader has its own bounded queue; a reader that fa
 that its queue fills is dropped (its websocket is closed), so a slow or vanished client never
 stalls the call or another client. A reader that joins late first gets the log so far.
 Each message is turned into JSON once, however many readers it goes to.
+
+A topic may have a ``mirror``: it is handed every message published (and None when a call's log
+closes), so that a cluster can copy them to Redis for the other nodes (``coach/server/cluster.py``).
+A mirror must not wait.
 """
 
 from __future__ import annotations
@@ -94,11 +98,13 @@ class Topic:
 
 
 class CallLog(Topic):
-    """One call's events in emission order; a late reader gets all of them first."""
+    """One call's events in emission order; a late reader gets all of them first. ``mirror`` gets
+    each message with its place in the log, and ``(len, None)`` when the log closes."""
 
-    def __init__(self, limit: int = 1000) -> None:
+    def __init__(self, limit: int = 1000, mirror: Callable[[int, Message | None], None] | None = None) -> None:
         super().__init__(limit)
         self.events: list[Message] = []
+        self.mirror = mirror
 
     def history(self) -> Iterable[Message]:
         return self.events
@@ -106,23 +112,38 @@ class CallLog(Topic):
     def publish(self, message: Message) -> None:
         self.events.append(message)
         self._fan_out(message)
+        if self.mirror is not None:
+            self.mirror(len(self.events) - 1, message)
+
+    def close(self) -> None:
+        if self.mirror is not None and not self.closed:
+            self.mirror(len(self.events), None)
+        super().close()
 
 
 class Board(Topic):
-    """The lead board: the latest summary of each call; a new reader gets every call's summary."""
+    """The lead board: the latest summary of each call; a new reader gets every call's summary.
+    ``mirror`` gets each summary this node publishes (not those absorbed from other nodes)."""
 
-    def __init__(self, limit: int = 1000) -> None:
+    def __init__(self, limit: int = 1000, mirror: Callable[[Message], None] | None = None) -> None:
         super().__init__(limit)
         self.calls: dict[str, Message] = {}
+        self.mirror = mirror
 
     def history(self) -> Iterable[Message]:
         return list(self.calls.values())
 
     def publish(self, summary: Message) -> None:
+        if self.absorb(summary) and self.mirror is not None:
+            self.mirror(summary)
+
+    def absorb(self, summary: Message) -> bool:
+        """Show ``summary`` (a call of this node, or of another): False if it changes nothing."""
         if self.calls.get(summary["call_id"]) == summary:
-            return
+            return False
         self.calls[summary["call_id"]] = summary
         self._fan_out(summary)
+        return True
 
     def forget(self, call_id: str) -> None:
         self.calls.pop(call_id, None)

@@ -146,6 +146,24 @@ class ServerSettings(BaseModel):
                                             "default: max_calls; 0 = no limit")
     stream_idle_timeout: float = Field(30.0, gt=0, description="a call stream that sends nothing for this long (s) is ended, keeping what it sent")
     public_url: str | None = Field(None, description="the server's URL as Twilio calls it (wss://host), for checking X-Twilio-Signature behind a proxy")
+    database_url: SecretStr | None = Field(
+        None, description="postgresql://user:password@host:port/db: keep calls, events, QA reviews and tokens in PostgreSQL "
+        "(shared by the nodes of a cluster) instead of SQLite in data_dir; recordings stay in data_dir")
+    redis_url: SecretStr | None = Field(
+        None, description="redis://host:port/db: join the cluster of every node with this Redis and database_url: any node "
+        "serves any call's events and the whole floor's board (needs database_url, and data_dir on storage every node shares)")
+    node_id: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$",
+                                description="this node's name in the cluster; default: its host name and process id")
+    heartbeat: float = Field(1.5, gt=0, le=30, description="how often (s) a node says it is alive in the cluster")
+    node_timeout: float = Field(6.0, gt=0, le=120, description="a node silent this long (s), and two beats more, is dead: its live calls are sealed as interrupted")
+
+    @model_validator(mode="after")
+    def _cluster_needs_a_shared_database(self) -> "ServerSettings":
+        if self.redis_url is not None and self.database_url is None:
+            raise ValueError("redis_url (cluster mode) needs database_url: the nodes must share one PostgreSQL database")
+        if self.node_timeout <= self.heartbeat:
+            raise ValueError("node_timeout must be longer than heartbeat")
+        return self
 
 
 class Settings(BaseSettings):

@@ -26,6 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,56 +34,87 @@ from typing import Any, Protocol
 import numpy as np
 
 from coach.audio.frames import SAMPLE_RATE
+from coach.errors import CoachError
 
 log = logging.getLogger("coach.store")
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS calls (
-        call_id VARCHAR(200) PRIMARY KEY,
-        agent_id VARCHAR(200),
-        source VARCHAR(20) NOT NULL,
-        state VARCHAR(20) NOT NULL,
-        started_at DOUBLE PRECISION NOT NULL,
-        ended_at DOUBLE PRECISION,
-        duration DOUBLE PRECISION NOT NULL,
-        risk INTEGER NOT NULL,
-        max_risk INTEGER NOT NULL,
-        flagged INTEGER NOT NULL,
-        labels VARCHAR(2000) NOT NULL,
-        prompts INTEGER NOT NULL,
-        channels INTEGER NOT NULL,
-        audio VARCHAR(500),
-        error VARCHAR(2000)
-    )""",
-    "CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at)",
-    """CREATE TABLE IF NOT EXISTS events (
-        call_id VARCHAR(200) NOT NULL,
-        seq INTEGER NOT NULL,
-        type VARCHAR(40) NOT NULL,
-        at DOUBLE PRECISION NOT NULL,
-        body TEXT NOT NULL,
-        PRIMARY KEY (call_id, seq)
-    )""",
-    """CREATE TABLE IF NOT EXISTS reviews (
-        review_id VARCHAR(40) PRIMARY KEY,
-        call_id VARCHAR(200) NOT NULL,
-        seq INTEGER NOT NULL,
-        label VARCHAR(100) NOT NULL,
-        verdict VARCHAR(10) NOT NULL,
-        note TEXT,
-        reviewer VARCHAR(200) NOT NULL,
-        reviewed_at DOUBLE PRECISION NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS reviews_call ON reviews (call_id)",
+# Versioned migrations, applied in order and recorded in ``schema_version``: migration N brings
+# a database from version N-1 to N. Never edit one that has shipped; add the next.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: calls, their events, QA's reviews
+        """CREATE TABLE IF NOT EXISTS calls (
+            call_id VARCHAR(200) PRIMARY KEY,
+            agent_id VARCHAR(200),
+            source VARCHAR(20) NOT NULL,
+            state VARCHAR(20) NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL,
+            ended_at DOUBLE PRECISION,
+            duration DOUBLE PRECISION NOT NULL,
+            risk INTEGER NOT NULL,
+            max_risk INTEGER NOT NULL,
+            flagged INTEGER NOT NULL,
+            labels VARCHAR(2000) NOT NULL,
+            prompts INTEGER NOT NULL,
+            channels INTEGER NOT NULL,
+            audio VARCHAR(500),
+            error VARCHAR(2000)
+        )""",
+        "CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at)",
+        """CREATE TABLE IF NOT EXISTS events (
+            call_id VARCHAR(200) NOT NULL,
+            seq INTEGER NOT NULL,
+            type VARCHAR(40) NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            body TEXT NOT NULL,
+            PRIMARY KEY (call_id, seq)
+        )""",
+        """CREATE TABLE IF NOT EXISTS reviews (
+            review_id VARCHAR(40) PRIMARY KEY,
+            call_id VARCHAR(200) NOT NULL,
+            seq INTEGER NOT NULL,
+            label VARCHAR(100) NOT NULL,
+            verdict VARCHAR(10) NOT NULL,
+            note TEXT,
+            reviewer VARCHAR(200) NOT NULL,
+            reviewed_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS reviews_call ON reviews (call_id)",
+    ),
+    (  # 2: the node a live call streams to (cluster mode: another node interrupts it if that node dies)
+        "ALTER TABLE calls ADD COLUMN node VARCHAR(100)",
+        "CREATE INDEX calls_state ON calls (state)",
+    ),
+    (  # 3: bearer tokens, for a database shared by several nodes (one node keeps them in tokens.json)
+        """CREATE TABLE tokens (
+            id VARCHAR(40) PRIMARY KEY,
+            hash VARCHAR(64) NOT NULL UNIQUE,
+            role VARCHAR(20) NOT NULL,
+            agent_id VARCHAR(200),
+            name VARCHAR(200),
+            created DOUBLE PRECISION NOT NULL,
+            expires DOUBLE PRECISION,
+            revoked INTEGER NOT NULL
+        )""",
+    ),
 )
+MIGRATION_LOCK = 72631  # PostgreSQL advisory lock held while a node migrates (nodes may start together)
 
 CALL_COLUMNS = ("call_id", "agent_id", "source", "state", "started_at", "ended_at", "duration", "risk", "max_risk",
-                "flagged", "labels", "prompts", "channels", "audio", "error")
+                "flagged", "labels", "prompts", "channels", "audio", "error", "node")
+TOKEN_COLUMNS = ("id", "hash", "role", "agent_id", "name", "created", "expires", "revoked")
 SAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class CallExistsInStore(Exception):
-    """A call with this id is already stored."""
+    """A call with this id is already stored (``state``: its state, ``node``: where it streams if live)."""
+
+    def __init__(self, call_id: str, state: str | None = None, node: str | None = None) -> None:
+        super().__init__(call_id)
+        self.state, self.node = state, node
+
+
+class StoreError(CoachError):
+    """The database cannot be reached or used: one line that says why."""
 
 
 @dataclass
@@ -104,6 +136,7 @@ class CallRecord:
     channels: int = 2
     audio: str | None = None  # the recording, relative to the store's folder
     error: str | None = None
+    node: str | None = None  # the node a live call streams to (None: a single node)
 
     def public(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in CALL_COLUMNS if k != "audio"}
@@ -169,9 +202,11 @@ class CallStore(Protocol):
 
 
 class SqlCallStore:
-    """The store in portable SQL. ``connect`` returns a DB-API connection; ``paramstyle`` is its driver's."""
+    """The store in portable SQL. ``connect`` returns a DB-API connection (SQLite's by default) and
+    ``paramstyle`` is its driver's; or ``pool``, a psycopg pool of PostgreSQL connections (several
+    nodes share that database: each call is written by the node that streams it)."""
 
-    def __init__(self, folder: Path, connect=None, paramstyle: str = "qmark") -> None:
+    def __init__(self, folder: Path, connect=None, paramstyle: str = "qmark", pool=None) -> None:
         self.folder = Path(folder)
         self.recordings = self.folder / "recordings"
         # calls are personal data: the folder, the database and every recording are the server's own
@@ -179,27 +214,69 @@ class SqlCallStore:
         for private in (self.folder, self.recordings):
             private.mkdir(mode=0o700, parents=True, exist_ok=True)
             _make_private(private, 0o700)
-        self._connect = connect or (lambda: _sqlite(_private_file(self.folder / "calls.db")))
-        self._style = paramstyle
-        self._db = self._connect()
-        self._lock = threading.Lock()  # one connection, used from one thread at a time
+        self._pool = pool
+        self._style = "format" if pool is not None else paramstyle
+        self._db = None if pool is not None else (connect or (lambda: _sqlite(_private_file(self.folder / "calls.db"))))()
+        self._lock = threading.Lock()  # one connection (or one borrowed from the pool), used from one thread at a time
         self._next_seq: dict[str, int] = {}
         self._pcm: dict[str, Any] = {}  # open recordings of live calls
+        self._migrate()
+
+    @property
+    def shared(self) -> bool:
+        """Whether other nodes may use this database too (PostgreSQL)."""
+        return self._pool is not None
+
+    @contextmanager
+    def _session(self):
+        """The connection for one unit of work, held by this thread alone (a pool's is given back after)."""
         with self._lock:
+            if self._pool is None:
+                yield
+                return
+            with self._pool.connection() as conn:  # committed when the block ends well, rolled back if not
+                self._db = conn
+                try:
+                    yield
+                finally:
+                    self._db = None
+
+    def _migrate(self) -> None:
+        """Bring the schema to this version of coach, one numbered migration at a time."""
+        with self._session():
             cur = self._db.cursor()
-            for statement in SCHEMA:
-                cur.execute(statement)
+            if self._pool is not None:  # nodes starting together migrate one after another
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = self._one("SELECT MAX(version) FROM schema_version")
+            version = int(row[0] or 0) if row else 0
+            if version > len(MIGRATIONS):
+                raise StoreError(f"the database's schema is version {version}, newer than this coach knows ({len(MIGRATIONS)}): "
+                                 "upgrade coach on this node")
+            for number, statements in enumerate(MIGRATIONS[version:], version + 1):
+                for statement in statements:
+                    cur.execute(statement)
+                self._exec("INSERT INTO schema_version (version) VALUES (?)", (number,))
+                if version:
+                    log.info("database schema migrated to version %d", number)
             self._db.commit()
 
     # ---- writing a call ----
     def begin(self, record: CallRecord) -> None:
-        with self._lock:
-            if self._one("SELECT call_id FROM calls WHERE call_id = ?", (record.call_id,)) is not None:
-                raise CallExistsInStore(record.call_id)
+        with self._session():
+            found = self._one("SELECT state, node FROM calls WHERE call_id = ?", (record.call_id,))
+            if found is not None:
+                raise CallExistsInStore(record.call_id, *found)
             record.audio = f"recordings/{_file_name(record.call_id)}.pcm"
-            self._exec(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({', '.join('?' * len(CALL_COLUMNS))})",
-                       _row(record))
-            self._db.commit()
+            try:
+                self._exec(f"INSERT INTO calls ({', '.join(CALL_COLUMNS)}) VALUES ({', '.join('?' * len(CALL_COLUMNS))})",
+                           _row(record))
+                self._db.commit()
+            except Exception as exc:  # another node took this id between the look and the insert
+                if "IntegrityError" not in {cls.__name__ for cls in type(exc).__mro__}:
+                    raise
+                self._db.rollback()
+                raise CallExistsInStore(record.call_id, "live") from None
             self._next_seq[record.call_id] = 0
             self._pcm[record.call_id] = open(_private_file(self.folder / record.audio), "ab", buffering=0)  # noqa: SIM115
 
@@ -209,7 +286,7 @@ class SqlCallStore:
     ) -> None:
         """Events (in order), audio (``(samples, channels)`` float32 at 16 kHz) and the call's latest
         summary; then ``silence``: stretches of the recording so far to overwrite with silence."""
-        with self._lock:
+        with self._session():
             if audio is not None and audio.size and call_id in self._pcm:
                 self._pcm[call_id].write(pcm16(audio))
             for stretch in silence:
@@ -229,7 +306,7 @@ class SqlCallStore:
 
     def end(self, call_id: str, summary: dict[str, Any], state: str = "ended", error: str | None = None) -> None:
         """The call is over: its recording becomes FLAC and its row final."""
-        with self._lock:
+        with self._session():
             pcm = self._pcm.pop(call_id, None)
             if pcm is not None:
                 pcm.close()
@@ -244,7 +321,7 @@ class SqlCallStore:
 
     # ---- reading ----
     def call(self, call_id: str) -> CallRecord | None:
-        with self._lock:
+        with self._session():
             return self._record(call_id)
 
     def calls(self, query: CallQuery = CallQuery()) -> list[CallRecord]:
@@ -273,11 +350,11 @@ class SqlCallStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at DESC LIMIT ? OFFSET ?"
         params += [query.limit, query.offset]
-        with self._lock:
+        with self._session():
             return [_record(row) for row in self._all(sql, tuple(params))]
 
     def events(self, call_id: str) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._session():
             rows = self._all("SELECT seq, body FROM events WHERE call_id = ? ORDER BY seq", (call_id,))
         return [{**json.loads(body), "seq": seq} for seq, body in rows]
 
@@ -287,7 +364,7 @@ class SqlCallStore:
         params: tuple = (kind,)
         if since is not None:
             sql, params = sql + " AND c.started_at >= ?", (kind, since)
-        with self._lock:
+        with self._session():
             rows = self._all(sql + " ORDER BY e.call_id, e.seq", params)
         return [(call_id, {**json.loads(body), "seq": seq}) for call_id, seq, body in rows]
 
@@ -301,7 +378,7 @@ class SqlCallStore:
 
     # ---- QA ----
     def add_review(self, review: Review) -> None:
-        with self._lock:
+        with self._session():
             self._exec(
                 "INSERT INTO reviews (review_id, call_id, seq, label, verdict, note, reviewer, reviewed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (review.review_id, review.call_id, review.seq, review.label, review.verdict, review.note, review.reviewer, review.reviewed_at),
@@ -313,25 +390,58 @@ class SqlCallStore:
         params: tuple = ()
         if call_id is not None:
             sql, params = sql + " WHERE call_id = ?", (call_id,)
-        with self._lock:
+        with self._session():
             return [Review(*row) for row in self._all(sql + " ORDER BY reviewed_at", params)]
+
+    # ---- tokens (a shared database: see coach.server.auth) ----
+    def add_token(self, row: dict) -> None:
+        with self._session():
+            self._exec(f"INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) VALUES ({', '.join('?' * len(TOKEN_COLUMNS))})",
+                       tuple(int(row[c]) if c == "revoked" else row[c] for c in TOKEN_COLUMNS))
+            self._db.commit()
+
+    def token_by_hash(self, digest: str) -> dict | None:
+        with self._session():
+            row = self._one(f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens WHERE hash = ?", (digest,))
+        return None if row is None else _token(row)
+
+    def revoke_token(self, token_id: str) -> bool:
+        with self._session():
+            found = self._one("SELECT id FROM tokens WHERE id = ?", (token_id,)) is not None
+            self._exec("UPDATE tokens SET revoked = 1 WHERE id = ?", (token_id,))
+            self._db.commit()
+        return found
+
+    def tokens(self) -> list[dict]:
+        with self._session():
+            return [_token(row) for row in self._all(f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens ORDER BY created")]
 
     # ---- upkeep ----
     def recover(self) -> list[str]:
-        """After a crash: every call still marked live is sealed with what was written, as ``interrupted``."""
-        with self._lock:
+        """After a crash: every call still marked live is sealed with what was written, as ``interrupted``
+        (one node; in a cluster, :meth:`interrupt` is called for the calls of a node that died)."""
+        with self._session():
             stale = [row[0] for row in self._all("SELECT call_id FROM calls WHERE state = ?", ("live",)) if row[0] not in self._pcm]
         for call_id in stale:
-            with self._lock:
-                last = self._one("SELECT MAX(at) FROM events WHERE call_id = ?", (call_id,))
-            self.end(call_id, {"duration": float(last[0] or 0.0) if last else 0.0}, state="interrupted",
-                     error="the server stopped during the call; kept up to that moment")
-            log.warning("call %s was cut off by a server stop; kept what was written", call_id)
+            self.interrupt(call_id, "the server stopped during the call; kept up to that moment")
         return stale
+
+    def live_calls(self) -> list[tuple[str, str | None]]:
+        """``(call_id, node)`` of every call marked live, on any node."""
+        with self._session():
+            return [(row[0], row[1]) for row in self._all("SELECT call_id, node FROM calls WHERE state = ?", ("live",))]
+
+    def interrupt(self, call_id: str, why: str) -> CallRecord | None:
+        """Seal a live call that its node can no longer end, with what was written, as ``interrupted``."""
+        with self._session():
+            last = self._one("SELECT MAX(at) FROM events WHERE call_id = ?", (call_id,))
+        self.end(call_id, {"duration": float(last[0] or 0.0) if last else 0.0}, state="interrupted", error=why)
+        log.warning("call %s was cut off: %s", call_id, why)
+        return self.call(call_id)
 
     def purge(self, older_than: float) -> int:
         """Delete calls started before ``older_than`` (Unix seconds): rows, events, reviews and recordings."""
-        with self._lock:
+        with self._session():
             old = [_record(row) for row in self._all(
                 f"SELECT {', '.join(CALL_COLUMNS)} FROM calls WHERE started_at < ? AND state <> ?", (older_than, "live"))]
             for record in old:
@@ -347,7 +457,10 @@ class SqlCallStore:
             for pcm in self._pcm.values():
                 pcm.close()
             self._pcm.clear()
-            self._db.close()
+            if self._pool is not None:
+                self._pool.close()
+            else:
+                self._db.close()
 
     # ---- internals ----
     def _silence(self, call_id: str, stretch: Silence) -> None:
@@ -464,7 +577,7 @@ def _row(record: CallRecord) -> tuple:
     labels = "," + ",".join(record.labels) + "," if record.labels else ""
     return (record.call_id, record.agent_id, record.source, record.state, record.started_at, record.ended_at,
             record.duration, record.risk, record.max_risk, int(record.flagged), labels, record.prompts,
-            record.channels, record.audio, record.error)
+            record.channels, record.audio, record.error, record.node)
 
 
 def _record(row) -> CallRecord:
@@ -472,6 +585,12 @@ def _record(row) -> CallRecord:
     values["flagged"] = bool(values["flagged"])
     values["labels"] = [label for label in (values["labels"] or "").split(",") if label]
     return CallRecord(**values)
+
+
+def _token(row) -> dict:
+    values = dict(zip(TOKEN_COLUMNS, row, strict=True))
+    values["revoked"] = bool(values["revoked"])
+    return values
 
 
 def pcm16(audio: np.ndarray) -> bytes:
@@ -500,6 +619,40 @@ def write_flac(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> None
     tmp.replace(path)
 
 
-def open_store(data_dir: Path) -> SqlCallStore:
-    """The embedded default: SQLite and FLAC files under ``data_dir``."""
-    return SqlCallStore(Path(data_dir))
+def open_store(data_dir: Path, database_url: str | None = None) -> SqlCallStore:
+    """The embedded default: SQLite and FLAC files under ``data_dir``. With ``database_url``
+    (``postgresql://...``), the calls, events, reviews and tokens are kept in PostgreSQL, and the
+    recordings still under ``data_dir`` (a folder every node shares)."""
+    if not database_url:
+        return SqlCallStore(Path(data_dir))
+    return SqlCallStore(Path(data_dir), pool=postgres_pool(database_url))
+
+
+def postgres_pool(url: str, size: int = 4):
+    """A pool of connections to PostgreSQL, checked once now: a :class:`StoreError` of one line if
+    the server cannot be reached or refuses us."""
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    where = describe_database(url)
+    try:
+        with psycopg.connect(url, connect_timeout=5):
+            pass
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise StoreError(f"cannot use PostgreSQL at {where}: {reason}") from None
+    pool = ConnectionPool(url, min_size=1, max_size=size, timeout=30, kwargs={"connect_timeout": 5}, open=False,
+                          check=ConnectionPool.check_connection, name="coach-store")
+    pool.open(wait=True, timeout=10)
+    return pool
+
+
+def describe_database(url: str) -> str:
+    """Where ``url`` points, without its password: ``host:port/dbname``."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        parts = conninfo_to_dict(url)
+    except Exception:
+        return "the configured database URL (unreadable)"
+    return f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname') or parts.get('user') or ''}"

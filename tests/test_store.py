@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect
 
 from coach.audio.files import read_blocks
 from coach.report import build_report, format_report
-from coach.store import CallExistsInStore, CallQuery, CallRecord, Review, SqlCallStore
+from coach.store import CallExistsInStore, CallQuery, CallRecord, Review
 from tests.fakes import silence, stereo
 from tests.live import ADMIN, PHRASES, said
 from tests.test_server import _twilio_media, _twilio_start
@@ -29,8 +29,8 @@ def signal_event(at, label, seq_hint=""):
     return {"type": "signal", "at": at, "label": label, "speaker": "customer", "start": at - 2, "end": at - 0.5, "score": 0.8, "evidence": seq_hint}
 
 
-def test_a_call_round_trips_with_its_events_and_lossless_audio(tmp_path):
-    store = SqlCallStore(tmp_path)
+def test_a_call_round_trips_with_its_events_and_lossless_audio(store_at, tmp_path):
+    store = store_at(tmp_path)
     store.begin(CallRecord("CA1", "ana", "live", "live", 1000.0))
     rng = np.random.default_rng(0)
     audio = (rng.integers(-20000, 20000, size=(16000 * 3, 2)) / 32767).astype(np.float32)
@@ -47,13 +47,13 @@ def test_a_call_round_trips_with_its_events_and_lossless_audio(tmp_path):
     with pytest.raises(CallExistsInStore):
         store.begin(CallRecord("CA1", "bo", "live", "live", 2000.0))
     store.close()
-    again = SqlCallStore(tmp_path)  # survives a restart
+    again = store_at(tmp_path)  # survives a restart
     assert again.call("CA1").labels == ["abuse"] and len(again.events("CA1")) == 3
     again.close()
 
 
-def test_calls_are_found_by_flag_label_agent_date_and_risk(tmp_path):
-    store = SqlCallStore(tmp_path)
+def test_calls_are_found_by_flag_label_agent_date_and_risk(store_at, tmp_path):
+    store = store_at(tmp_path)
     for i, (agent, labels, risk) in enumerate([("ana", ["abuse"], 80), ("bo", [], 5), ("ana", ["churn_threat", "abuse_x"], 40)]):
         store.begin(CallRecord(f"C{i}", agent, "live", "live", 1000.0 + i * 86400))
         store.append(f"C{i}", [], None, {"risk": risk, "labels": labels})
@@ -71,8 +71,8 @@ def test_calls_are_found_by_flag_label_agent_date_and_risk(tmp_path):
     store.close()
 
 
-def test_old_calls_are_deleted_with_their_recordings(tmp_path):
-    store = SqlCallStore(tmp_path)
+def test_old_calls_are_deleted_with_their_recordings(store_at, tmp_path):
+    store = store_at(tmp_path)
     for call_id, started in (("OLD", time.time() - 40 * 86400), ("NEW", time.time())):
         store.begin(CallRecord(call_id, None, "live", "live", started))
         store.append(call_id, [signal_event(1.0, "abuse")], np.zeros((1600, 2), np.float32), {"labels": ["abuse"]})
@@ -85,8 +85,8 @@ def test_old_calls_are_deleted_with_their_recordings(tmp_path):
     store.close()
 
 
-def test_report_gives_flag_precision_from_reviews_prompts_per_call_and_risk_bands(tmp_path, capsys):
-    store = SqlCallStore(tmp_path)
+def test_report_gives_flag_precision_from_reviews_prompts_per_call_and_risk_bands(store_at, tmp_path, capsys):
+    store = store_at(tmp_path)
     for call_id, risk in (("A", 85), ("B", 10)):
         store.begin(CallRecord(call_id, "ana", "live", "live", time.time()))
         events = [signal_event(3.0, "escalation_request"), {"type": "prompt", "at": 3.0, "kind": "deescalate"},

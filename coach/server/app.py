@@ -8,7 +8,9 @@ The contract is ``../shared/spec/live-api.md``.
 
 import asyncio
 import logging
+import os
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +32,7 @@ from coach.playbook import load_playbook
 from coach.server import readers
 from coach.server.auth import Principal, TokenStore
 from coach.server.calls import CallRegistry, CallServices
+from coach.server.cluster import Cluster
 from coach.server.guards import SECURITY_HEADERS, TOO_MANY, RateLimiter, origin_allowed, twilio_signature_valid
 from coach.server.ingest import FORBIDDEN, UNAUTHENTICATED, AudioStream, TwilioStream
 from coach.server.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -81,20 +84,31 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
         if vad_factory is not None:
             services.vad_factory = vad_factory
         store_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        store = await asyncio.get_running_loop().run_in_executor(store_executor, open_store, settings.server.data_dir)
+        database_url = settings.server.database_url.get_secret_value() if settings.server.database_url else None
+        store = await asyncio.get_running_loop().run_in_executor(store_executor, open_store, settings.server.data_dir, database_url)
         app.state.store, app.state.store_executor = store, store_executor
-        recovered = await _in_store(app, store.recover)
-        if recovered:
-            log.warning("kept %d call(s) cut off by the last stop, marked interrupted", len(recovered))
         upkeep = asyncio.get_running_loop().create_task(_retention(app, settings.server.retention_days))
         app.state.scheduler, app.state.counters = scheduler, services.counters
         max_calls = default_max_calls() if settings.server.max_calls is None else settings.server.max_calls
-        app.state.registry = CallRegistry(
+        registry = app.state.registry = CallRegistry(
             services, keep_ended=settings.server.keep_ended, store=store, store_executor=store_executor,
             max_calls=max_calls, refuse_lag=settings.server.refuse_lag,
             max_calls_per_sender=max_calls if settings.server.max_calls_per_token is None else settings.server.max_calls_per_token,
         )
-        app.state.tokens = TokenStore(settings.server.data_dir / "tokens.json", admin)
+        cluster = app.state.cluster = None
+        if settings.server.redis_url is not None:
+            registry.node_id = settings.server.node_id or f"{socket.gethostname()}-{os.getpid()}"
+            cluster = app.state.cluster = registry.cluster = Cluster(
+                settings.server.redis_url.get_secret_value(), registry.node_id, registry.board, store, store_executor,
+                heartbeat=settings.server.heartbeat, node_timeout=settings.server.node_timeout, keep_ended=settings.server.keep_ended,
+            )
+            await cluster.start()  # the other nodes' calls are on this node's board from here on
+            registry.board.mirror, services.mirror = cluster.mirror_board, cluster.mirror_call
+        else:  # one node: a call left live was cut off by this node's last stop (in a cluster, the nodes look after each other)
+            recovered = await _in_store(app, store.recover)
+            if recovered:
+                log.warning("kept %d call(s) cut off by the last stop, marked interrupted", len(recovered))
+        app.state.tokens = TokenStore(settings.server.data_dir / "tokens.json", admin, table=store if store.shared else None)
         log.info("serving; data in %s", settings.server.data_dir)
         try:
             yield
@@ -102,6 +116,8 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
             upkeep.cancel()
             await asyncio.gather(upkeep, return_exceptions=True)
             await app.state.registry.aclose()  # finish live calls (and seal their recordings) while the models are here
+            if cluster is not None:
+                await cluster.aclose()  # their last messages out to the other nodes
             await _in_store(app, store.close)
             store_executor.shutdown(wait=True)
             scheduler.close()
@@ -215,9 +231,9 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
         return response
 
     # ---- REST ----
-    def principal(request: Request) -> Principal:
+    async def principal(request: Request) -> Principal:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        found = request.app.state.tokens.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+        found = await request.app.state.tokens.authenticate(token.strip()) if scheme.lower() == "bearer" else None
         if found is None:
             raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
         return found
@@ -269,7 +285,7 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
     async def call_audio(call_id: str, request: Request, token: str | None = None) -> FileResponse:
         """The recording (FLAC, agent left, customer right); takes HTTP Range requests, so a player can seek.
         Besides the bearer header it takes ``?token=``, as the websockets do, so an ``<audio src>`` can stream it."""
-        who = request.app.state.tokens.authenticate(token) if token and "authorization" not in request.headers else principal(request)
+        who = await request.app.state.tokens.authenticate(token) if token and "authorization" not in request.headers else await principal(request)
         if who is None:
             raise HTTPException(401, "a valid token is required", headers={"WWW-Authenticate": "Bearer"})
         record = await stored_call(call_id, request, who)
@@ -310,7 +326,7 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
 
     @app.get("/api/tokens")
     async def list_tokens(request: Request, _: Annotated[Principal, Depends(admin_only)]) -> list[dict]:
-        return [record.public() for record in request.app.state.tokens.records()]
+        return [record.public() for record in await asyncio.to_thread(request.app.state.tokens.records)]
 
     @app.delete("/api/tokens/{token_id}", status_code=204)
     async def revoke_token(token_id: str, request: Request, _: Annotated[Principal, Depends(admin_only)]) -> None:
@@ -326,7 +342,23 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
 
     @app.get("/healthz")
     async def health(request: Request) -> dict:
+        """Alive: the process answers (a load balancer's liveness check)."""
         return {"status": "ok", "live_calls": len(request.app.state.registry.live)}
+
+    @app.get("/readyz")
+    async def ready(request: Request) -> JSONResponse:
+        """Ready for another call: 200 while this node has room (the capacity ladder's last step,
+        admission, would take it), 503 with the reason while it would refuse one, so that a load
+        balancer sends new calls elsewhere."""
+        registry = request.app.state.registry
+        full = registry.room()
+        body = {"status": "full" if full else "ready", "live_calls": len(registry.live), "max_calls": registry.max_calls or None,
+                "backlog_seconds": round(registry.backlog(), 2)}
+        if full:
+            body["reason"] = full
+        if registry.node_id is not None:
+            body["node"] = registry.node_id
+        return JSONResponse(body, status_code=503 if full else 200)
 
     # ---- pages (static, no build step; they read the token from their own URL) ----
     @app.get("/", include_in_schema=False)

@@ -2,12 +2,15 @@
 
 Roles (live-api.md): ``admin`` (everything, issues tokens), ``lead`` and ``qa`` (every call),
 ``agent`` (their own calls only), ``ingest`` (sends call audio). The admin token comes from
-``COACH_ADMIN_TOKEN``; the others are issued by an admin and kept in ``DATA_DIR/tokens.json``
-as SHA-256 hashes, so the file never holds a usable token. Tokens can expire and be revoked.
+``COACH_ADMIN_TOKEN``; the others are issued by an admin and kept as SHA-256 hashes, so nothing
+kept holds a usable token: in ``DATA_DIR/tokens.json`` on one node, or in the ``tokens`` table of
+a database the nodes of a cluster share (a token issued on one node works on all of them, and a
+revocation holds on all of them at once). Tokens can expire and be revoked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -18,7 +21,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 Role = Literal["admin", "lead", "qa", "agent", "ingest"]
 ROLES: tuple[Role, ...] = ("admin", "lead", "qa", "agent", "ingest")
@@ -76,16 +79,26 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+class TokenTable(Protocol):
+    """Tokens kept in a shared database (:class:`coach.store.SqlCallStore`); every method blocks."""
+
+    def add_token(self, row: dict) -> None: ...
+    def token_by_hash(self, digest: str) -> dict | None: ...
+    def revoke_token(self, token_id: str) -> bool: ...
+    def tokens(self) -> list[dict]: ...
+
+
 class TokenStore:
-    def __init__(self, path: Path, admin_token: str | None) -> None:
+    def __init__(self, path: Path, admin_token: str | None, table: TokenTable | None = None) -> None:
         self.path = path
+        self._table = table  # None: the tokens file
         self._admin = _digest(admin_token) if admin_token else None
         self._records: dict[str, TokenRecord] = {}
         self._by_hash: dict[str, TokenRecord] = {}
         # issue and revoke run in worker threads: each change and its save is one step, so a save can
         # never write out a list taken before another thread's change (a revoke undone)
         self._lock = threading.Lock()
-        if path.exists():
+        if table is None and path.exists():
             for item in json.loads(path.read_text() or "[]"):
                 self._add(TokenRecord(**item))
 
@@ -93,13 +106,18 @@ class TokenStore:
         self._records[record.id] = record
         self._by_hash[record.hash] = record
 
-    def authenticate(self, token: object) -> Principal | None:
+    async def authenticate(self, token: object) -> Principal | None:
         if not token or not isinstance(token, str):  # a stream's JSON may carry anything here
             return None
         digest = _digest(token)
         if self._admin and hmac.compare_digest(digest, self._admin):
             return Principal("admin")
-        record = self._by_hash.get(digest)  # looked up by the token's hash, never by the token
+        # looked up by the token's hash, never by the token
+        if self._table is not None:
+            row = await asyncio.to_thread(self._table.token_by_hash, digest)
+            record = None if row is None else TokenRecord(**row)
+        else:
+            record = self._by_hash.get(digest)
         if record is None or record.revoked or (record.expires is not None and record.expires < time.time()):
             return None
         return Principal(record.role, record.agent_id, record.id, record.name)
@@ -115,6 +133,9 @@ class TokenStore:
         record = TokenRecord(
             secrets.token_hex(6), _digest(token), role, agent_id, name, round(now, 3), None if ttl is None else round(now + ttl, 3)
         )
+        if self._table is not None:
+            self._table.add_token(asdict(record))
+            return token, record
         with self._lock:
             self._add(record)
             self._save()
@@ -122,6 +143,8 @@ class TokenStore:
 
     def revoke(self, token_id: str) -> bool:
         """Writes the file: call it off the event loop."""
+        if self._table is not None:
+            return self._table.revoke_token(token_id)
         with self._lock:
             record = self._records.get(token_id)
             if record is None:
@@ -131,6 +154,9 @@ class TokenStore:
             return True
 
     def records(self) -> list[TokenRecord]:
+        """Every token issued (blocking with a shared database: call it off the event loop)."""
+        if self._table is not None:
+            return [TokenRecord(**row) for row in self._table.tokens()]
         return list(self._records.values())
 
     def _save(self) -> None:

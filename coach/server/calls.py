@@ -30,6 +30,7 @@ from coach.events import Event, PromptEvent, RiskEvent, SignalEvent, TranscriptE
 from coach.pipeline import CallPipeline
 from coach.playbook import Playbook, PromptPolicy
 from coach.redact import Redactor
+from coach.server.cluster import board_summary
 from coach.server.metrics import ServiceCounters
 from coach.server.recorder import CallRecorder
 from coach.store import CallExistsInStore, CallRecord, CallStore
@@ -56,6 +57,8 @@ class CallServices:
     redaction: RedactionSettings = field(default_factory=RedactionSettings)
     # redaction's regular expressions run here, never on the event loop (None: a thread of its own per call)
     redact_executor: Executor | None = None
+    # cluster mode: a call's id -> the mirror of its log to the other nodes (coach/server/cluster.py)
+    mirror: Callable[[str], Callable[[int, Message | None], None]] | None = None
 
 
 class CallRefused(Exception):
@@ -83,7 +86,8 @@ class LiveCall:
         self._behind_allowed = services.queue_seconds  # seconds of audio its analysis may be behind before its intake waits
         self.ended_at: float | None = None
         self.state = "live"
-        self.log = CallLog(services.reader_limit)  # redacted: what leads, QA and the store get
+        # redacted: what leads, QA, the store and the other nodes of a cluster get
+        self.log = CallLog(services.reader_limit, services.mirror(call_id) if services.mirror is not None else None)
         redaction = services.redaction
         self.redactor = Redactor(redaction.context_seconds) if redaction.enabled else None
         self._silence_audio = redaction.silence_audio
@@ -306,10 +310,7 @@ class LiveCall:
 
     def summary(self) -> Message:
         """The board's line for this call (``/ws/board`` in live-api.md)."""
-        return {
-            "type": "call", "call_id": self.call_id, "agent_id": self.agent_id, "state": self.state,
-            "risk": self.risk, "started_at": round(self.started_at, 3), "signals": list(self.signals), "prompt": self.prompt,
-        }
+        return board_summary(self.call_id, self.agent_id, self.state, self.risk, self.started_at, self.signals, self.prompt)
 
 
 def _withheld(message: Message) -> Message:
@@ -329,6 +330,8 @@ class CallRegistry:
     max_calls_per_sender: int = 0  # live calls one token may stream at once; 0: no limit
     refuse_lag: float = 10.0  # new calls wait until no live call is this far behind
     board: Board = field(default_factory=Board)
+    node_id: str | None = None  # cluster mode: this node's name, kept with each call it streams
+    cluster: Any = None  # cluster mode: the node's coach.server.cluster.Cluster (readers of other nodes' calls)
     live: dict[str, LiveCall] = field(default_factory=dict)
     ended: OrderedDict[str, LiveCall] = field(default_factory=OrderedDict)
     _starting: dict[str, asyncio.Event] = field(default_factory=dict)  # call ids whose store row is being written
@@ -349,13 +352,15 @@ class CallRegistry:
             raise CallRefused(f"overloaded (the speech model is {behind:.0f} s behind): try again later")
         recorder = None
         if self.store is not None:
-            record = CallRecord(call_id, agent_id, "live", "live", time.time(), channels=layout.recorded_channels)
+            record = CallRecord(call_id, agent_id, "live", "live", time.time(), channels=layout.recorded_channels, node=self.node_id)
             started = self._starting[call_id] = asyncio.Event()  # held while the store answers
             try:
                 await asyncio.get_running_loop().run_in_executor(self.store_executor, self.store.begin, record)
             except BaseException as exc:
                 del self._starting[call_id]
                 started.set()
+                if isinstance(exc, CallExistsInStore) and exc.state == "live":
+                    raise CallExists(f"call {call_id} is already streaming{' to another node' if exc.node != self.node_id else ''}") from None
                 if isinstance(exc, CallExistsInStore):
                     raise CallExists(f"call {call_id} was taken before and is kept; use a new call id") from None
                 raise
@@ -377,6 +382,15 @@ class CallRegistry:
         call.task.add_done_callback(lambda _: self._ended(call))
         log.info("call %s started (agent %s, %s)", call_id, agent_id, "+".join(s for s, _ in layout.parties))
         return call
+
+    def room(self) -> str | None:
+        """Why this node would refuse a new call now (None: it has room): for ``/readyz``."""
+        if self.max_calls and len(self.live) + len(self._starting) >= self.max_calls:
+            return f"at capacity ({self.max_calls} live calls)"
+        behind = self.backlog()
+        if behind > self.refuse_lag:
+            return f"overloaded (the speech model is {behind:.0f} s behind)"
+        return None
 
     def backlog(self) -> float:
         """The node's own backlog (s), which admission reads: how long the most overdue final has

@@ -56,8 +56,8 @@ class StreamRefused(Exception):
         self.reason = reason
 
 
-def _authorise(tokens: TokenStore, token: str | None) -> Principal:
-    principal = tokens.authenticate(token)
+async def _authorise(tokens: TokenStore, token: str | None) -> Principal:
+    principal = await tokens.authenticate(token)
     if principal is None:
         raise StreamRefused(UNAUTHENTICATED, "missing, unknown, expired or revoked token")
     if not principal.can_ingest:
@@ -223,7 +223,7 @@ class TwilioStream:
         params = start.get("customParameters") or {}
         if not isinstance(params, dict):
             raise StreamRefused(BAD_INPUT, "start.customParameters must be an object")
-        sender = self.signed or _authorise(self.tokens, query_token or params.get("token"))
+        sender = self.signed or await _authorise(self.tokens, query_token or params.get("token"))
         call_id = _check_call_id(start.get("callSid") or message.get("streamSid"))
         if self.signed_call is not None and call_id != self.signed_call:
             raise StreamRefused(UNAUTHENTICATED if self.signed else BAD_INPUT, "the start's callSid is not the call the URL names")
@@ -301,7 +301,7 @@ class AudioStream:
             if frame is None:
                 return
             header = self._header(_json(frame, "the first frame is the stream header"))
-            sender = _authorise(self.tokens, query_token or header.token)
+            sender = await _authorise(self.tokens, query_token or header.token)
             layout = CallLayout.mono() if header.channels == 1 else CallLayout.stereo(header.agent_channel)
             width = header.channels * (2 if header.encoding == "pcm_s16le" else 1)
             decode = pcm16_decode if header.encoding == "pcm_s16le" else mulaw_decode

@@ -2,6 +2,8 @@
 
 Each reader has a writer task fed by its own bounded queue, and a send timeout: a client that
 stops reading is closed (``4408``), and neither the call nor any other reader waits for it.
+In a cluster, a call live on another node is read from its Redis stream (``coach/server/cluster.py``),
+and the board holds every node's calls.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from coach.bus import Subscription, Topic
+from coach.bus import Subscription
 from coach.server.auth import TokenStore
 from coach.server.calls import CallRegistry
 from coach.server.ingest import FORBIDDEN, NOT_FOUND, UNAUTHENTICATED
@@ -25,7 +28,7 @@ TOO_SLOW = 4408
 
 async def call_events(ws: WebSocket, call_id: str, token: str | None, registry: CallRegistry, tokens: TokenStore, send_timeout: float) -> None:
     await ws.accept()
-    principal = tokens.authenticate(token)
+    principal = await tokens.authenticate(token)
     call = await registry.find(call_id)
     if principal is None:
         return await _refuse(ws, UNAUTHENTICATED, "missing, unknown, expired or revoked token")
@@ -35,18 +38,26 @@ async def call_events(ws: WebSocket, call_id: str, token: str | None, registry: 
         return await _refuse(ws, FORBIDDEN, "an agent sees only their own calls")
     # the agent's own live view may keep the words as said (settings.redaction.agent_view)
     log_ = call.raw_log if call.raw_log is not None and principal.role == "agent" else call.log
-    await _pump(ws, log_, log_.subscribe(), send_timeout, "call ended", registry.services.counters)
+    reader = log_.subscribe()
+    try:
+        await _pump(ws, _messages(reader), send_timeout, "call ended", registry.services.counters, reader)
+    finally:
+        log_.unsubscribe(reader)
 
 
 async def board(ws: WebSocket, token: str | None, registry: CallRegistry, tokens: TokenStore, send_timeout: float) -> None:
     await ws.accept()
-    principal = tokens.authenticate(token)
+    principal = await tokens.authenticate(token)
     if principal is None:
         return await _refuse(ws, UNAUTHENTICATED, "missing, unknown, expired or revoked token")
     if principal.role == "ingest":
         return await _refuse(ws, FORBIDDEN, "an ingest token cannot read calls")
     accept = None if principal.sees_every_call else (lambda summary: principal.can_view(summary.get("agent_id")))
-    await _pump(ws, registry.board, registry.board.subscribe(accept), send_timeout, "server stopping", registry.services.counters)
+    reader = registry.board.subscribe(accept)
+    try:
+        await _pump(ws, _messages(reader), send_timeout, "server stopping", registry.services.counters, reader)
+    finally:
+        registry.board.unsubscribe(reader)
 
 
 async def _replay_kept(ws: WebSocket, call_id: str, principal, registry: CallRegistry, send_timeout: float) -> None:
@@ -58,6 +69,9 @@ async def _replay_kept(ws: WebSocket, call_id: str, principal, registry: CallReg
         return await _refuse(ws, NOT_FOUND, f"no call {call_id[:60]}")
     if not principal.can_view(record.agent_id):
         return await _refuse(ws, FORBIDDEN, "an agent sees only their own calls")
+    if record.state == "live" and registry.cluster is not None and record.node != registry.node_id:
+        # live on another node: its stream, from the start, until it ends
+        return await _pump(ws, registry.cluster.follow(call_id), send_timeout, "call ended", registry.services.counters)
     events = await loop.run_in_executor(registry.store_executor, store.events, call_id)
     with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect, TimeoutError):
         for event in events:
@@ -71,16 +85,23 @@ async def _refuse(ws: WebSocket, code: int, reason: str) -> None:
         await ws.close(code, reason)
 
 
-async def _pump(ws: WebSocket, topic: Topic, reader: Subscription, send_timeout: float, done_reason: str, counters=None) -> None:
-    """Send the reader's messages until the stream ends, the client leaves, or it falls behind."""
+async def _messages(reader: Subscription) -> AsyncIterator[str]:
+    while (message := await reader.get()) is not None:
+        yield message
+
+
+async def _pump(ws: WebSocket, messages: AsyncIterator[str], send_timeout: float, done_reason: str, counters=None,
+                reader: Subscription | None = None) -> None:
+    """Send the messages until they end, the client leaves, or it falls behind (``reader``: it was
+    dropped for falling behind its topic)."""
 
     async def write() -> tuple[int, str]:
-        while (message := await reader.get()) is not None:
+        async for message in messages:
             try:
                 await asyncio.wait_for(ws.send_text(message), send_timeout)
             except TimeoutError:
                 return TOO_SLOW, f"not reading: no send completed in {send_timeout:g} s"
-        if reader.dropped:
+        if reader is not None and reader.dropped:
             return TOO_SLOW, "fell too far behind"
         return 1000, done_reason
 
@@ -92,7 +113,6 @@ async def _pump(ws: WebSocket, topic: Topic, reader: Subscription, send_timeout:
     try:
         await asyncio.wait({writer, leaving}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        topic.unsubscribe(reader)
         for task in (writer, leaving):
             task.cancel()
         results = await asyncio.gather(writer, leaving, return_exceptions=True)
