@@ -631,20 +631,25 @@ def open_store(data_dir: Path, database_url: str | None = None) -> SqlCallStore:
 def postgres_pool(url: str, size: int = 4):
     """A pool of connections to PostgreSQL, checked once now: a :class:`StoreError` of one line if
     the server cannot be reached or refuses us."""
-    import psycopg
     from psycopg_pool import ConnectionPool
 
-    where = describe_database(url)
+    check_postgres(url)
+    pool = ConnectionPool(url, min_size=1, max_size=size, timeout=30, kwargs={"connect_timeout": 5}, open=False,
+                          check=ConnectionPool.check_connection, name="coach-store")
+    pool.open(wait=True, timeout=10)
+    return pool
+
+
+def check_postgres(url: str) -> None:
+    """Connect once: a :class:`StoreError` of one line if PostgreSQL at ``url`` cannot be used."""
+    import psycopg
+
     try:
         with psycopg.connect(url, connect_timeout=5):
             pass
     except psycopg.Error as exc:
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise StoreError(f"cannot use PostgreSQL at {where}: {reason}") from None
-    pool = ConnectionPool(url, min_size=1, max_size=size, timeout=30, kwargs={"connect_timeout": 5}, open=False,
-                          check=ConnectionPool.check_connection, name="coach-store")
-    pool.open(wait=True, timeout=10)
-    return pool
+        raise StoreError(f"cannot use PostgreSQL at {describe_database(url)}: {reason}") from None
 
 
 def describe_database(url: str) -> str:

@@ -46,6 +46,7 @@ async def serve(settings: Settings, play: Path | None = None, agent_id: str = "p
         from coach.simulate import load_recording
 
         recording = await asyncio.to_thread(load_recording, play)  # a bad file fails before the server starts
+    await preflight(settings)
     sock = bind(settings.server.host, settings.server.port)
     host, port = sock.getsockname()[:2]
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -65,6 +66,29 @@ async def serve(settings: Settings, play: Path | None = None, agent_id: str = "p
         raise CoachError("the server did not start (see the messages above)")
     print("coach: stopped", flush=True)
     return 0
+
+
+async def preflight(settings: Settings) -> None:
+    """The database and Redis this node is set to use, checked before the models load: one line
+    that says why, if either cannot be used."""
+    server = settings.server
+    if server.database_url is not None:
+        from coach.store import check_postgres
+
+        await asyncio.to_thread(check_postgres, server.database_url.get_secret_value())
+    if server.redis_url is not None:
+        import redis.asyncio as redis
+
+        from coach.server.cluster import ClusterError, describe_redis
+
+        url = server.redis_url.get_secret_value()
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+        try:
+            await client.ping()
+        except (redis.RedisError, OSError) as exc:
+            raise ClusterError(f"cannot reach Redis at {describe_redis(url)}: {' '.join(str(exc).split())[:200]}") from None
+        finally:
+            await client.aclose()
 
 
 async def _play(server, app, base: str, audio, path: Path, agent_id: str) -> None:
