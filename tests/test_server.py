@@ -399,9 +399,12 @@ async def test_metrics_show_live_calls_their_lag_and_what_was_sent_in_prometheus
 async def test_beyond_max_calls_a_new_call_is_refused_with_try_again_later_and_the_live_one_goes_on(tmp_path):
     async with running_server(tmp_path, max_calls=1) as live:
         ingest = await live.token("ingest")
+        assert await live.request("GET", "/readyz", token=None) == (200, {"status": "ready", "live_calls": 0, "max_calls": 1, "backlog_seconds": 0.0})
         async with connect(f"{live.ws}/ws/twilio") as first:
             await first.send(_twilio_start("CAP1", ingest))
             assert (await live.request("GET", "/api/calls/CAP1"))[0] == 200  # live
+            status, ready = await live.request("GET", "/readyz", token=None)  # a load balancer sends the next call elsewhere
+            assert status == 503 and ready["status"] == "full" and "at capacity" in ready["reason"]
             second = await play_call(live.url, ESCALATION, token=ingest, call_id="CAP2", speed=0)
             assert second.closed[0] == 1013 and "try again later" in second.closed[1]
             for chunk in _twilio_media(ESCALATION):
@@ -410,6 +413,7 @@ async def test_beyond_max_calls_a_new_call_is_refused_with_try_again_later_and_t
         async with connect(f"{live.ws}/ws/calls/CAP1?token={ADMIN}") as reader:
             events = await read_all(reader)
         assert finals(events, "customer") == [PHRASES[400], PHRASES[500]]  # the live call was not disturbed
+        assert (await live.request("GET", "/readyz", token=None))[0] == 200
         later = await play_call(live.url, ESCALATION, token=ingest, call_id="CAP3", speed=0)
         assert later.closed[0] == 1000  # room again once the first ended
 

@@ -107,6 +107,56 @@ def test_report_gives_flag_precision_from_reviews_prompts_per_call_and_risk_band
     store.close()
 
 
+def test_a_database_from_before_versioned_migrations_is_brought_up_to_date_and_keeps_its_calls(tmp_path):
+    import sqlite3
+
+    from coach.store import MIGRATIONS, SqlCallStore
+
+    old = sqlite3.connect(tmp_path / "calls.db")  # as the first release left it: schema 1, no version table
+    for statement in MIGRATIONS[0]:
+        old.execute(statement)
+    old.execute("INSERT INTO calls VALUES ('OLD1', 'ana', 'live', 'ended', 1.0, 2.0, 1.0, 5, 5, 0, '', 0, 2, NULL, NULL)")
+    old.commit()
+    old.close()
+    store = SqlCallStore(tmp_path)
+    assert store.call("OLD1").state == "ended" and store.call("OLD1").node is None
+    store.begin(CallRecord("NEW1", "bo", "live", "live", 3.0, node="A"))
+    assert store.live_calls() == [("NEW1", "A")]
+    store.close()
+    version = sqlite3.connect(tmp_path / "calls.db").execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+    assert version == len(MIGRATIONS)
+
+
+def test_a_database_newer_than_this_coach_is_refused_in_one_line(store_at, tmp_path):
+    from coach.store import StoreError
+
+    store = store_at(tmp_path)
+    with store._session():
+        store._exec("INSERT INTO schema_version (version) VALUES (?)", (99,))
+        store._db.commit()
+    store.close()
+    with pytest.raises(StoreError, match="schema is version 99, newer than this coach knows"):
+        store_at(tmp_path)
+
+
+def test_tokens_in_a_shared_database_work_on_every_node_and_a_revocation_holds_at_once(store_at, tmp_path):
+    from coach.server.auth import TokenStore
+
+    node_a, node_b = store_at(tmp_path / "a"), store_at(tmp_path / "b")
+    issuing, checking = TokenStore(tmp_path / "unused.json", ADMIN, table=node_a), TokenStore(tmp_path / "unused.json", ADMIN, table=node_b)
+    token, record = issuing.issue("agent", agent_id="ana", name="ana's sidebar")
+    if node_a.shared:  # PostgreSQL: both nodes read one database
+        who = asyncio.run(checking.authenticate(token))
+        assert (who.role, who.agent_id, who.token_id) == ("agent", "ana", record.id)
+        assert checking.revoke(record.id) and asyncio.run(issuing.authenticate(token)) is None
+        assert [r.revoked for r in issuing.records()] == [True]
+    else:  # SQLite: each folder its own
+        assert asyncio.run(checking.authenticate(token)) is None and asyncio.run(issuing.authenticate(token)).agent_id == "ana"
+    assert not (tmp_path / "unused.json").exists()  # nothing written to a tokens file
+    node_a.close()
+    node_b.close()
+
+
 def test_report_command_explains_an_empty_data_dir(tmp_path):
     out = subprocess.run([sys.executable, "-m", "coach", "report", "--data-dir", str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 1 and "no calls kept" in out.stderr and "Traceback" not in out.stderr
