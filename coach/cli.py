@@ -192,7 +192,7 @@ def run_report(args, settings: Settings) -> int:
             since = datetime.fromisoformat(args.since).astimezone().timestamp()
         except ValueError:
             raise CoachError(f"--since wants a date like 2026-11-01, not {args.since!r}") from None
-    store = _existing_store(args.data_dir or settings.server.data_dir)
+    store = _existing_store(args.data_dir or settings.server.data_dir, settings)
     try:
         report = build_report(store, since)
     finally:
@@ -201,12 +201,18 @@ def run_report(args, settings: Settings) -> int:
     return 0
 
 
-def _existing_store(data_dir: Path):
+def _existing_store(data_dir: Path, settings: Settings):
     from coach.store import open_store
 
-    if not (data_dir / "calls.db").is_file():
+    database_url = _database_url(settings)
+    if database_url is None and not (data_dir / "calls.db").is_file():
         raise CoachError(f"no calls kept in {data_dir} yet (run `coach serve`, or `coach analyze --store`); --data-dir to look elsewhere")
-    return open_store(data_dir)
+    return open_store(data_dir, database_url)
+
+
+def _database_url(settings: Settings) -> str | None:
+    """COACH_SERVER__DATABASE_URL: the calls are in PostgreSQL (the recordings still in the data dir)."""
+    return settings.server.database_url.get_secret_value() if settings.server.database_url else None
 
 
 async def run_analyze(args, settings: Settings) -> int:
@@ -284,7 +290,7 @@ async def _start_keeping(args, settings: Settings, info, layout):
 
     data_dir = args.data_dir or settings.server.data_dir
     call_id = args.call_id or args.recording.stem
-    store = await asyncio.to_thread(open_store, data_dir)
+    store = await asyncio.to_thread(open_store, data_dir, _database_url(settings))
     # the call's date is the recording's: when the file was written, less its length
     started = args.recording.stat().st_mtime - (info.duration or 0.0)
     record = CallRecord(call_id, args.agent_id, "recording", "live", started if started > 0 else time.time(), channels=layout.recorded_channels)

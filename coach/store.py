@@ -197,6 +197,9 @@ class CallStore(Protocol):
     def add_review(self, review: Review) -> None: ...
     def reviews(self, call_id: str | None = None) -> list[Review]: ...
     def recover(self) -> list[str]: ...
+    def live_calls(self) -> list[tuple[str, str | None]]: ...
+    def interrupt(self, call_id: str, why: str, node: str | None = None, seal: bool = True) -> CallRecord | None: ...
+    def seal(self, call_id: str) -> None: ...
     def purge(self, older_than: float) -> int: ...
     def close(self) -> None: ...
 
@@ -220,6 +223,7 @@ class SqlCallStore:
         self._lock = threading.Lock()  # one connection (or one borrowed from the pool), used from one thread at a time
         self._next_seq: dict[str, int] = {}
         self._pcm: dict[str, Any] = {}  # open recordings of live calls
+        self._written: dict[str, dict[str, Any]] = {}  # live calls: the summary last written
         self._migrate()
 
     @property
@@ -253,12 +257,18 @@ class SqlCallStore:
             if version > len(MIGRATIONS):
                 raise StoreError(f"the database's schema is version {version}, newer than this coach knows ({len(MIGRATIONS)}): "
                                  "upgrade coach on this node")
+            if self._pool is None:
+                self._db.commit()  # (on PostgreSQL the advisory lock is held to the end of the one transaction)
             for number, statements in enumerate(MIGRATIONS[version:], version + 1):
+                if self._pool is None:
+                    cur.execute("BEGIN")  # SQLite: a migration and its version are one transaction, DDL included
                 for statement in statements:
                     cur.execute(statement)
                 self._exec("INSERT INTO schema_version (version) VALUES (?)", (number,))
                 if version:
                     log.info("database schema migrated to version %d", number)
+                if self._pool is None:
+                    self._db.commit()
             self._db.commit()
 
     # ---- writing a call ----
@@ -285,10 +295,17 @@ class SqlCallStore:
         silence: Iterable[Silence] = (),
     ) -> None:
         """Events (in order), audio (``(samples, channels)`` float32 at 16 kHz) and the call's latest
-        summary; then ``silence``: stretches of the recording so far to overwrite with silence."""
-        with self._session():
+        summary; then ``silence``: stretches of the recording so far to overwrite with silence. The
+        database is written only when there are events or the summary changed (its duration, every
+        ``DURATION_STEP`` s): most flushes carry audio alone, and a floor of calls flushes often."""
+        silence = list(silence)
+        with self._lock:
             if audio is not None and audio.size and call_id in self._pcm:
                 self._pcm[call_id].write(pcm16(audio))
+            last = self._written.get(call_id)
+            if not events and not silence and last is not None and _same_summary(last, summary):
+                return
+        with self._session():
             for stretch in silence:
                 self._silence(call_id, stretch)
             seq = self._next_seq.get(call_id)
@@ -298,23 +315,29 @@ class SqlCallStore:
             for event in events:
                 rows.append((call_id, seq, str(event.get("type", "")), float(event.get("at", 0.0)), json.dumps(event)))
                 seq += 1
-            self._next_seq[call_id] = seq
             if rows:
                 self._db.cursor().executemany(self._sql("INSERT INTO events (call_id, seq, type, at, body) VALUES (?, ?, ?, ?, ?)"), rows)
             self._update(call_id, summary)
             self._db.commit()
+            self._next_seq[call_id] = seq
+            if call_id in self._pcm:
+                self._written[call_id] = dict(summary)
 
     def end(self, call_id: str, summary: dict[str, Any], state: str = "ended", error: str | None = None) -> None:
-        """The call is over: its recording becomes FLAC and its row final."""
-        with self._session():
+        """The call is over: its recording becomes FLAC and its row final (the encoding holds no
+        lock and no transaction: token checks and other writes go on meanwhile)."""
+        with self._lock:
             pcm = self._pcm.pop(call_id, None)
             if pcm is not None:
                 pcm.close()
             self._next_seq.pop(call_id, None)
+            self._written.pop(call_id, None)
+        with self._session():
             record = self._record(call_id)
-            if record is None:
-                return
-            audio, seconds = self._seal_recording(record)
+        if record is None:
+            return
+        audio, seconds = self._seal_recording(record)
+        with self._session():
             self._update(call_id, {**summary, "state": state, "ended_at": summary.get("ended_at") or time.time(),
                                    "error": error, "audio": audio, "duration": max(seconds, float(summary.get("duration", 0.0)))})
             self._db.commit()
@@ -394,34 +417,45 @@ class SqlCallStore:
             return [Review(*row) for row in self._all(sql + " ORDER BY reviewed_at", params)]
 
     # ---- tokens (a shared database: see coach.server.auth) ----
+    @contextmanager
+    def _token_query(self):
+        """A cursor for one token query: on PostgreSQL a pooled connection of its own, so that
+        token checks never wait behind the calls' writes."""
+        if self._pool is None:
+            with self._lock:
+                yield self._db.cursor()
+                self._db.commit()
+            return
+        with self._pool.connection() as conn:
+            yield conn.cursor()
+
     def add_token(self, row: dict) -> None:
-        with self._session():
-            self._exec(f"INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) VALUES ({', '.join('?' * len(TOKEN_COLUMNS))})",
-                       tuple(int(row[c]) if c == "revoked" else row[c] for c in TOKEN_COLUMNS))
-            self._db.commit()
+        with self._token_query() as cur:
+            cur.execute(self._sql(f"INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) VALUES ({', '.join('?' * len(TOKEN_COLUMNS))})"),
+                        tuple(int(row[c]) if c == "revoked" else row[c] for c in TOKEN_COLUMNS))
 
     def token_by_hash(self, digest: str) -> dict | None:
-        with self._session():
-            row = self._one(f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens WHERE hash = ?", (digest,))
+        with self._token_query() as cur:
+            cur.execute(self._sql(f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens WHERE hash = ?"), (digest,))
+            row = cur.fetchone()
         return None if row is None else _token(row)
 
     def revoke_token(self, token_id: str) -> bool:
-        with self._session():
-            found = self._one("SELECT id FROM tokens WHERE id = ?", (token_id,)) is not None
-            self._exec("UPDATE tokens SET revoked = 1 WHERE id = ?", (token_id,))
-            self._db.commit()
-        return found
+        with self._token_query() as cur:
+            cur.execute(self._sql("UPDATE tokens SET revoked = 1 WHERE id = ?"), (token_id,))
+            return cur.rowcount == 1
 
     def tokens(self) -> list[dict]:
-        with self._session():
-            return [_token(row) for row in self._all(f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens ORDER BY created")]
+        with self._token_query() as cur:
+            cur.execute(self._sql(f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens ORDER BY created"))
+            return [_token(row) for row in cur.fetchall()]
 
     # ---- upkeep ----
     def recover(self) -> list[str]:
-        """After a crash: every call still marked live is sealed with what was written, as ``interrupted``
-        (one node; in a cluster, :meth:`interrupt` is called for the calls of a node that died)."""
-        with self._session():
-            stale = [row[0] for row in self._all("SELECT call_id FROM calls WHERE state = ?", ("live",)) if row[0] not in self._pcm]
+        """After a crash: every call still marked live by a node with no name (one node, not a
+        cluster) and not open here is sealed with what was written, as ``interrupted``. In a
+        cluster, the nodes seal each other's calls (:meth:`interrupt`)."""
+        stale = [call_id for call_id, node in self.live_calls() if node is None and call_id not in self._pcm]
         for call_id in stale:
             self.interrupt(call_id, "the server stopped during the call; kept up to that moment")
         return stale
@@ -431,13 +465,37 @@ class SqlCallStore:
         with self._session():
             return [(row[0], row[1]) for row in self._all("SELECT call_id, node FROM calls WHERE state = ?", ("live",))]
 
-    def interrupt(self, call_id: str, why: str) -> CallRecord | None:
-        """Seal a live call that its node can no longer end, with what was written, as ``interrupted``."""
+    def interrupt(self, call_id: str, why: str, node: str | None = None, seal: bool = True) -> CallRecord | None:
+        """Mark a call ``interrupted`` that its node can no longer end, if it is still live and
+        streamed by ``node``: the record if this did it, else None. Then its recording is sealed
+        (``seal=False``: the caller calls :meth:`seal` later, so that many calls are marked at once)."""
         with self._session():
+            where = "node IS NULL" if node is None else "node = ?"
+            params = (why, time.time(), call_id, "live") + (() if node is None else (node,))
+            cur = self._db.cursor()
+            cur.execute(self._sql(f"UPDATE calls SET state = 'interrupted', error = ?, ended_at = ? WHERE call_id = ? AND state = ? AND {where}"),
+                        params)
+            changed = cur.rowcount == 1
+            self._db.commit()
+            record = self._record(call_id) if changed else None
+        if record is not None:
+            log.warning("call %s was cut off: %s", call_id, why)
+            if seal:
+                self.seal(call_id)
+        return record
+
+    def seal(self, call_id: str) -> None:
+        """A call no node writes any more (interrupted): what was written of its recording becomes
+        FLAC, and its duration the audio kept or its last event, the longer."""
+        with self._session():
+            record = self._record(call_id)
             last = self._one("SELECT MAX(at) FROM events WHERE call_id = ?", (call_id,))
-        self.end(call_id, {"duration": float(last[0] or 0.0) if last else 0.0}, state="interrupted", error=why)
-        log.warning("call %s was cut off: %s", call_id, why)
-        return self.call(call_id)
+        if record is None or record.state == "live":
+            return
+        audio, seconds = self._seal_recording(record)
+        with self._session():
+            self._update(call_id, {"audio": audio, "duration": max(seconds, float(last[0] or 0.0) if last else 0.0)})
+            self._db.commit()
 
     def purge(self, older_than: float) -> int:
         """Delete calls started before ``older_than`` (Unix seconds): rows, events, reviews and recordings."""
@@ -585,6 +643,16 @@ def _record(row) -> CallRecord:
     values["flagged"] = bool(values["flagged"])
     values["labels"] = [label for label in (values["labels"] or "").split(",") if label]
     return CallRecord(**values)
+
+
+DURATION_STEP = 5.0  # s: a live call's duration in its row is brought up to date this often, or with its events
+
+
+def _same_summary(written: dict[str, Any], summary: dict[str, Any]) -> bool:
+    """Whether writing ``summary`` would change nothing a reader needs, ``written`` being the last written."""
+    if any(written.get(k) != v for k, v in summary.items() if k != "duration"):
+        return False
+    return float(summary.get("duration", 0.0)) - float(written.get("duration", 0.0)) < DURATION_STEP
 
 
 def _token(row) -> dict:

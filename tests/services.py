@@ -8,19 +8,24 @@ root, it runs as Debian's ``postgres`` user.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pwd
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.live import free_port
+from tests.live import ADMIN, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _postgres_binary(name: str) -> str:
@@ -144,3 +149,48 @@ def redis_server() -> Iterator[RedisServer]:
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+class Node:
+    """One ``coach serve`` process with the stand-in models (``tests.serve_fakes``), a node of a cluster."""
+
+    def __init__(self, name: str, data_dir: Path, database_url: str, redis_url: str) -> None:
+        self.name, self.port = name, free_port()
+        self.url, self.ws = f"http://127.0.0.1:{self.port}", f"ws://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.serve_fakes", str(data_dir), str(self.port), f"database_url={database_url}",
+             f"redis_url={redis_url}", f"node_id={name}"],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+
+    def get(self, path: str, token: str = ADMIN):
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def post(self, path: str, body: dict, token: str = ADMIN):
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def wait_up(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # waiting for the process to listen, with a deadline
+            try:
+                self.get("/healthz")
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"node {self.name} did not start")
+                time.sleep(0.1)
+        raise RuntimeError(f"node {self.name} did not come up")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

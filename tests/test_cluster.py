@@ -11,62 +11,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 
 from tests.live import ADMIN, PHRASES, free_port
-from tests.services import fresh_database, redis_server
+from tests.services import Node, fresh_database, redis_server
 from tests.test_server import ESCALATION, _twilio_media, _twilio_start, finals, read_all
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class Node:
-    """One ``coach serve`` process of the cluster."""
-
-    def __init__(self, name: str, data_dir: Path, database_url: str, redis_url: str) -> None:
-        self.name, self.port = name, free_port()
-        self.url, self.ws = f"http://127.0.0.1:{self.port}", f"ws://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.serve_fakes", str(data_dir), str(self.port), f"database_url={database_url}",
-             f"redis_url={redis_url}", f"node_id={name}"],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-
-    def get(self, path: str, token: str = ADMIN):
-        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def post(self, path: str, body: dict, token: str = ADMIN):
-        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def wait_up(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # waiting for the process to listen, with a deadline
-            try:
-                self.get("/healthz")
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"node {self.name} did not start")
-                time.sleep(0.1)
-        raise RuntimeError(f"node {self.name} did not come up")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
 
 @pytest.fixture
 def cluster(tmp_path, postgres_server):
@@ -186,6 +137,20 @@ async def test_redis_restarted_under_a_live_call_the_call_goes_on_and_readers_ca
     assert finals(events) == [PHRASES[300], PHRASES[400], PHRASES[500]]  # what was said while Redis was away came after
     assert events[-1]["type"] == "call" and events[-1]["state"] == "ended"
     assert (await asyncio.to_thread(_stored, b, "R1"))["state"] == "ended"  # not taken for dead by B meanwhile
+
+
+async def test_a_node_restarted_under_the_same_name_seals_the_calls_its_crash_cut_off(cluster):
+    (a,) = await asyncio.to_thread(cluster, "A")
+    async with connect(f"{a.ws}/ws/twilio") as sender:
+        await sender.send(_twilio_start("S1", ADMIN))
+        for chunk in list(_twilio_media(ESCALATION))[:200]:
+            await sender.send(chunk)
+        await _until(lambda: _stored(a, "S1"), "the call stored")
+        a.proc.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(a.proc.wait)
+    (again,) = await asyncio.to_thread(cluster, "A")  # the same name, as a container restarted keeps it
+    kept = await _until(lambda: (s := _stored(again, "S1")) and s["state"] != "live" and s, "the call sealed")
+    assert kept["state"] == "interrupted" and "lost the call" in kept["error"]
 
 
 def test_postgresql_unreachable_at_start_is_one_line(tmp_path):

@@ -157,6 +157,33 @@ def test_tokens_in_a_shared_database_work_on_every_node_and_a_revocation_holds_a
     node_b.close()
 
 
+def test_a_restart_seals_only_its_own_calls_not_those_a_cluster_node_streams(store_at, tmp_path):
+    store = store_at(tmp_path)
+    store.begin(CallRecord("MINE", None, "live", "live", 1.0))
+    store.begin(CallRecord("THEIRS", None, "live", "live", 2.0, node="node-b"))
+    store.close()  # as a crash leaves them
+    again = store_at(tmp_path)
+    assert again.recover() == ["MINE"]
+    assert again.call("MINE").state == "interrupted" and again.call("THEIRS").state == "live"
+    assert again.interrupt("THEIRS", "its node stopped", node="node-c") is None  # only as the node it streams to
+    assert again.interrupt("THEIRS", "its node stopped", node="node-b").state == "interrupted"
+    assert again.interrupt("THEIRS", "again", node="node-b") is None  # once
+    again.close()
+
+
+def test_a_node_moving_to_a_shared_database_keeps_its_tokens(store_at, tmp_path):
+    from coach.server.auth import TokenStore
+
+    alone = TokenStore(tmp_path / "tokens.json", ADMIN)
+    token, record = alone.issue("ingest", name="the dialler")
+    store = store_at(tmp_path / "data")
+    shared = TokenStore(tmp_path / "tokens.json", ADMIN, table=store)
+    assert asyncio.run(shared.authenticate(token)) is None
+    assert shared.import_file() == 1 and shared.import_file() == 0  # once
+    assert asyncio.run(shared.authenticate(token)).token_id == record.id
+    store.close()
+
+
 def test_report_command_explains_an_empty_data_dir(tmp_path):
     out = subprocess.run([sys.executable, "-m", "coach", "report", "--data-dir", str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 1 and "no calls kept" in out.stderr and "Traceback" not in out.stderr

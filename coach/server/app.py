@@ -14,7 +14,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -68,63 +68,66 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from coach.models import load_text_analyzer, load_transcriber
 
-        speech = transcriber or await asyncio.to_thread(load_transcriber, settings)
-        text_models = await asyncio.to_thread(load_text_analyzer, settings) if text is _LOAD else text
-        ladder = QualityLadder(LadderSettings(climb_at=settings.server.ladder_climb_at, top=settings.server.ladder_top))
-        scheduler = AsrScheduler(
-            speech, settings.asr.worker_count, shed_interims_after=settings.server.shed_interims_after,
-            max_batch=settings.server.max_batch, ladder=ladder,
-        )
-        vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
-        redact_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redact")
-        services = CallServices(
-            scheduler, settings.asr, vad_executor, playbook, text_models, reader_limit=settings.server.reader_limit,
-            redaction=settings.redaction, redact_executor=redact_executor,
-        )
-        if vad_factory is not None:
-            services.vad_factory = vad_factory
-        store_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        database_url = settings.server.database_url.get_secret_value() if settings.server.database_url else None
-        store = await asyncio.get_running_loop().run_in_executor(store_executor, open_store, settings.server.data_dir, database_url)
-        app.state.store, app.state.store_executor = store, store_executor
-        upkeep = asyncio.get_running_loop().create_task(_retention(app, settings.server.retention_days))
-        app.state.scheduler, app.state.counters = scheduler, services.counters
-        max_calls = default_max_calls() if settings.server.max_calls is None else settings.server.max_calls
-        registry = app.state.registry = CallRegistry(
-            services, keep_ended=settings.server.keep_ended, store=store, store_executor=store_executor,
-            max_calls=max_calls, refuse_lag=settings.server.refuse_lag,
-            max_calls_per_sender=max_calls if settings.server.max_calls_per_token is None else settings.server.max_calls_per_token,
-        )
-        cluster = app.state.cluster = None
-        if settings.server.redis_url is not None:
-            registry.node_id = settings.server.node_id or f"{socket.gethostname()}-{os.getpid()}"
-            cluster = app.state.cluster = registry.cluster = Cluster(
-                settings.server.redis_url.get_secret_value(), registry.node_id, registry.board, store, store_executor,
-                heartbeat=settings.server.heartbeat, node_timeout=settings.server.node_timeout, keep_ended=settings.server.keep_ended,
-            )
-            await cluster.start()  # the other nodes' calls are on this node's board from here on
-            registry.board.mirror, services.mirror = cluster.mirror_board, cluster.mirror_call
-        else:  # one node: a call left live was cut off by this node's last stop (in a cluster, the nodes look after each other)
-            recovered = await _in_store(app, store.recover)
-            if recovered:
-                log.warning("kept %d call(s) cut off by the last stop, marked interrupted", len(recovered))
-        app.state.tokens = TokenStore(settings.server.data_dir / "tokens.json", admin, table=store if store.shared else None)
-        log.info("serving; data in %s", settings.server.data_dir)
-        try:
-            yield
-        finally:
-            upkeep.cancel()
-            await asyncio.gather(upkeep, return_exceptions=True)
-            await app.state.registry.aclose()  # finish live calls (and seal their recordings) while the models are here
-            if cluster is not None:
-                await cluster.aclose()  # their last messages out to the other nodes
-            await _in_store(app, store.close)
-            store_executor.shutdown(wait=True)
-            scheduler.close()
-            vad_executor.shutdown(wait=True)
-            redact_executor.shutdown(wait=True)
+        loop = asyncio.get_running_loop()
+        async with AsyncExitStack() as owned:  # what was made is released in reverse order, whatever failed after it
+            speech = transcriber or await asyncio.to_thread(load_transcriber, settings)
+            text_models = await asyncio.to_thread(load_text_analyzer, settings) if text is _LOAD else text
             if text_models is not None and text is _LOAD:
-                text_models.close()
+                owned.callback(text_models.close)
+            ladder = QualityLadder(LadderSettings(climb_at=settings.server.ladder_climb_at, top=settings.server.ladder_top))
+            scheduler = AsrScheduler(
+                speech, settings.asr.worker_count, shed_interims_after=settings.server.shed_interims_after,
+                max_batch=settings.server.max_batch, ladder=ladder,
+            )
+            owned.callback(scheduler.close)
+            vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
+            owned.callback(vad_executor.shutdown, wait=True)
+            redact_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redact")
+            owned.callback(redact_executor.shutdown, wait=True)
+            services = CallServices(
+                scheduler, settings.asr, vad_executor, playbook, text_models, reader_limit=settings.server.reader_limit,
+                redaction=settings.redaction, redact_executor=redact_executor,
+            )
+            if vad_factory is not None:
+                services.vad_factory = vad_factory
+            store_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+            owned.callback(store_executor.shutdown, wait=True)
+            database_url = settings.server.database_url.get_secret_value() if settings.server.database_url else None
+            store = await loop.run_in_executor(store_executor, open_store, settings.server.data_dir, database_url)
+            owned.push_async_callback(_in_store, app, store.close)
+            app.state.store, app.state.store_executor = store, store_executor
+            app.state.scheduler, app.state.counters = scheduler, services.counters
+            max_calls = default_max_calls() if settings.server.max_calls is None else settings.server.max_calls
+            registry = app.state.registry = CallRegistry(
+                services, keep_ended=settings.server.keep_ended, store=store, store_executor=store_executor,
+                max_calls=max_calls, refuse_lag=settings.server.refuse_lag,
+                max_calls_per_sender=max_calls if settings.server.max_calls_per_token is None else settings.server.max_calls_per_token,
+            )
+            tokens = app.state.tokens = TokenStore(settings.server.data_dir / "tokens.json", admin, table=store if store.shared else None)
+            cluster = app.state.cluster = None
+            if settings.server.redis_url is not None:
+                registry.node_id = settings.server.node_id or f"{socket.gethostname()}-{os.getpid()}"
+                cluster = app.state.cluster = registry.cluster = Cluster(
+                    settings.server.redis_url.get_secret_value(), registry.node_id, registry.board, store, store_executor,
+                    heartbeat=settings.server.heartbeat, node_timeout=settings.server.node_timeout, keep_ended=settings.server.keep_ended,
+                    local=registry.has,
+                )
+                await cluster.start()  # the other nodes' calls are on this node's board from here on
+                owned.push_async_callback(cluster.aclose)  # (after the calls below: their last messages go out first)
+                registry.board.mirror, services.mirror = cluster.mirror_board, cluster.mirror_call
+            else:  # one node: a call left live was cut off by its last stop (in a cluster, the nodes look after each other)
+                recovered = await _in_store(app, store.recover)
+                if recovered:
+                    log.warning("kept %d call(s) cut off by the last stop, marked interrupted", len(recovered))
+            if store.shared:
+                imported = await asyncio.to_thread(tokens.import_file)
+                if imported:
+                    log.warning("copied %d token(s) from %s into the database, which the nodes share", imported, tokens.path)
+            owned.push_async_callback(registry.aclose)  # live calls finish (recordings sealed) while the models are here
+            upkeep = loop.create_task(_retention(app, settings.server.retention_days))
+            owned.push_async_callback(_cancelled, upkeep)
+            log.info("serving; data in %s", settings.server.data_dir)
+            yield
 
     app = FastAPI(title="coach", summary="Real-time call coaching: live call audio in, prompts out.", lifespan=lifespan)
     app.state.settings = settings
@@ -400,6 +403,11 @@ def _seconds(when: datetime | None) -> float | None:
 async def _in_store(app: FastAPI, method, *args):
     """Run a store method in the store's thread (reads and writes in order, never on the loop)."""
     return await asyncio.get_running_loop().run_in_executor(app.state.store_executor, method, *args)
+
+
+async def _cancelled(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _retention(app: FastAPI, days: float) -> None:

@@ -153,6 +153,19 @@ class TokenStore:
             self._save()
             return True
 
+    def import_file(self) -> int:
+        """With a shared database: copy the tokens of this node's tokens file that the database
+        lacks into it (a node moving to a shared database keeps its tokens working). Blocking."""
+        if self._table is None or not self.path.exists():
+            return 0
+        known = {row["id"] for row in self._table.tokens()}
+        added = 0
+        for item in json.loads(self.path.read_text() or "[]"):
+            if item["id"] not in known:
+                self._table.add_token(item)
+                added += 1
+        return added
+
     def records(self) -> list[TokenRecord]:
         """Every token issued (blocking with a shared database: call it off the event loop)."""
         if self._table is not None:

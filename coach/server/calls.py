@@ -407,6 +407,10 @@ class CallRegistry:
             _, old = self.ended.popitem(last=False)
             self.board.forget(old.call_id)
 
+    def has(self, call_id: str) -> bool:
+        """Whether the call is live or starting on this node."""
+        return call_id in self.live or call_id in self._starting
+
     def get(self, call_id: str) -> LiveCall | None:
         return self.live.get(call_id) or self.ended.get(call_id)
 

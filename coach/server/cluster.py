@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +38,7 @@ log = logging.getLogger("coach.cluster")
 
 BOARD = "coach:board"
 ENDED_TTL = 3600  # s: a call's stream is kept this long after it ends, for late readers on other nodes
+AFTER_ALL = 10**9  # the place in a call's log of the summary a reaper adds: after anything its node sent
 
 
 class ClusterError(CoachError):
@@ -67,12 +68,16 @@ class Cluster:
     def __init__(
         self, url: str, node_id: str, board: Board, store, store_executor: Executor, *, heartbeat: float = 1.5,
         node_timeout: float = 6.0, stream_events: int = 5000, board_events: int = 10000, outbox_limit: int = 100_000,
-        keep_ended: int = 200,
+        keep_ended: int = 200, local: Callable[[str], bool] = lambda call_id: False,
     ) -> None:
         import redis.asyncio as redis
 
         self._errors = (redis.RedisError, OSError)
         self.redis = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=max(10.0, 2 * node_timeout))
+        # the heartbeat's own connection, with timeouts under a beat: a stuck call on the shared one
+        # must not let this node's heartbeat lapse
+        self._beats = redis.Redis.from_url(url, socket_connect_timeout=heartbeat, socket_timeout=heartbeat)
+        self.local = local  # whether a call id is live (or starting) on this node
         self.where = describe_redis(url)
         self.node_id = node_id
         self.board = board
@@ -99,11 +104,12 @@ class Cluster:
     async def start(self) -> None:
         try:
             await self.redis.ping()
+            await self._beat()
+            await self._load_board()
         except self._errors as exc:
             await self.redis.aclose()
+            await self._beats.aclose()
             raise ClusterError(f"cannot reach Redis at {self.where}: {_reason(exc)}") from None
-        await self._beat()
-        await self._load_board()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(job(), name=f"cluster {job.__name__}")
                        for job in (self._publishing, self._heartbeating, self._following_board, self._reaping)]
@@ -125,6 +131,7 @@ class Cluster:
         except self._errors:
             pass
         await self.redis.aclose()
+        await self._beats.aclose()
 
     async def _drained(self) -> None:
         while self._outbox:
@@ -192,41 +199,70 @@ class Cluster:
 
     # ---- in: a call live on another node ----
     async def follow(self, call_id: str) -> AsyncIterator[str]:
-        """The messages (JSON text) of a call live on another node, from its start, until it ends."""
+        """The messages (JSON text) of a call live on another node, from its start, until it ends.
+        If its stream lacks its start (trimmed, or lost with a Redis restart), the events its node
+        has written to the database come first."""
         self.counters.remote_readers += 1
+        loop = asyncio.get_running_loop()
         key, last, seen = call_key(call_id), "0-0", -1
+        backfilled: set[str] | None = None  # the stored events sent first, to skip in the stream
+        idle, ending = 0, False
         while True:
             try:
-                got = await self.redis.xread({key: last}, count=500, block=int(self.heartbeat * 1000))
+                got = await self.redis.xread({key: last}, count=500, block=None if ending else int(self.heartbeat * 1000))
             except self._errors:
                 await asyncio.sleep(0.5)  # Redis is away: read on from the same place when it is back
                 continue
-            if not got:  # nothing for a beat: is the call still live? (its end may have been lost with a Redis restart)
-                record = await asyncio.get_running_loop().run_in_executor(self.store_executor, self.store.call, call_id)
-                if record is None or record.state != "live":
-                    return
+            if not got:
+                if ending:
+                    return  # the call ended and its stream has nothing more
+                idle += 1
+                if idle % 3 == 0:  # quiet for a few beats: is it still live? (its end may have been lost with a Redis restart)
+                    record = await loop.run_in_executor(self.store_executor, self.store.call, call_id)
+                    ending = record is None or record.state != "live"  # one more look at the stream, then stop
                 continue
+            idle = 0
             for entry, fields in got[0][1]:
                 last = entry
                 if b"end" in fields:
                     return
-                place = int(fields[b"n"])
+                try:
+                    place, text = int(fields[b"n"]), fields[b"m"].decode()
+                except (KeyError, ValueError, UnicodeDecodeError):
+                    log.warning("skipped a malformed entry in %s", key)
+                    continue
                 if place <= seen:  # sent twice (a retry after Redis went away mid-batch)
                     continue
+                if backfilled is None:
+                    backfilled = set()
+                    if place > 0:  # the stream starts after the call did
+                        for event in await loop.run_in_executor(self.store_executor, self.store.events, call_id):
+                            event.pop("seq", None)
+                            backfilled.add(_canonical(event))
+                            yield encode(event)
                 seen = place
-                yield fields[b"m"].decode()
+                if backfilled and _canonical(json.loads(text)) in backfilled:
+                    continue
+                yield text
 
     # ---- the board: every node's calls ----
     async def _load_board(self) -> None:
+        """The floor as it is: the latest summary of each call in the board stream, and every call
+        the database has live that the stream no longer holds."""
         entries = await self.redis.xrevrange(BOARD, count=self.board_events)
         latest: dict[str, Message] = {}
         for entry, fields in reversed(entries):
             self._board_from = entry.decode()
-            if fields.get(b"node", b"").decode() != self.node_id:
-                summary = json.loads(fields[b"m"])
+            if (summary := _summary(fields, self.node_id)) is not None:
                 latest[summary["call_id"]] = summary
         for summary in latest.values():
             self._absorb(summary)
+        loop = asyncio.get_running_loop()
+        for call_id, node in await loop.run_in_executor(self.store_executor, self.store.live_calls):
+            if call_id not in self.board.calls and node != self.node_id:
+                record = await loop.run_in_executor(self.store_executor, self.store.call, call_id)
+                if record is not None:
+                    self._absorb(record_summary(record))
 
     async def _following_board(self) -> None:
         while True:
@@ -237,8 +273,8 @@ class Cluster:
                 continue
             for entry, fields in got[0][1] if got else ():
                 self._board_from = entry.decode()
-                if fields.get(b"node", b"").decode() != self.node_id:
-                    self._absorb(json.loads(fields[b"m"]))
+                if (summary := _summary(fields, self.node_id)) is not None:
+                    self._absorb(summary)
 
     def _absorb(self, summary: Message) -> None:
         self.board.absorb(summary)
@@ -250,16 +286,20 @@ class Cluster:
                 self.board.forget(old)
 
     # ---- heartbeats, and the calls of nodes that died ----
-    async def _beat(self) -> None:
-        await self.redis.set(node_key(self.node_id), json.dumps({"since": round(self.started_at, 3)}), px=int(self.node_timeout * 1000))
+    async def _beat(self, first: bool = True) -> None:
+        key, value, ttl = node_key(self.node_id), json.dumps({"since": round(self.started_at, 3)}), int(self.node_timeout * 1000)
+        if first or not await self._beats.set(key, value, px=ttl, xx=True):
+            if not first:
+                log.warning("this node's heartbeat had lapsed (Redis restarted, or this node stalled): if it stayed away longer "
+                            "than COACH_SERVER__NODE_TIMEOUT, another node may have sealed its live calls as interrupted")
+            await self._beats.set(key, value, px=ttl)
 
     async def _heartbeating(self) -> None:
         while True:
             try:
-                await self._beat()
-                self._back()
-            except self._errors as exc:
-                self._away(exc)
+                await self._beat(first=False)
+            except self._errors:
+                pass  # the publisher says when Redis is away and back
             await asyncio.sleep(self.heartbeat)  # the heartbeat's period
 
     async def _reaping(self) -> None:
@@ -273,37 +313,74 @@ class Cluster:
             await asyncio.sleep(self.heartbeat)  # the check's period
 
     async def reap(self) -> list[str]:
-        """Seal the live calls of every node that is dead: the ids of the calls sealed here."""
+        """Seal the live calls of every node that is dead, and this node's own calls that the
+        database still has live and this node does not (a restart under the same name, a failed
+        end): the ids of the calls sealed here. Calls of nodes with no name (a node outside the
+        cluster) are left to that node. The board's lines of calls that ended without their last
+        summary reaching it are brought up to date."""
         loop = asyncio.get_running_loop()
         live = await loop.run_in_executor(self.store_executor, self.store.live_calls)
         now = time.monotonic()
         sealed: list[str] = []
-        nodes = {node for _, node in live if node != self.node_id}
+        own = [call_id for call_id, node in live if node == self.node_id and not self.local(call_id)]
+        if own:
+            sealed += await self._seal(own, self.node_id, "this node lost the call (it restarted, or could not end it); kept up to what it had written")
+        nodes = {node for _, node in live if node is not None and node != self.node_id}
+        self._missing_since = {node: since for node, since in self._missing_since.items() if node in nodes}
         for node in nodes:
-            if node is not None and await self.redis.exists(node_key(node)):
+            if await self.redis.exists(node_key(node)):
                 self._missing_since.pop(node, None)
                 continue
-            since = self._missing_since.setdefault(node or "", now)
-            if node is not None and now - since < 2 * self.heartbeat + 1.0:
+            since = self._missing_since.setdefault(node, now)
+            if now - since < 2 * self.heartbeat + 1.0:
                 continue  # missing for less than two beats: perhaps only a Redis restart
-            if not await self.redis.set(f"coach:reaping:{node}", self.node_id, nx=True, ex=60):
+            claim = f"coach:reaping:{node}"
+            if not await self.redis.set(claim, self.node_id, nx=True, ex=60) and await self.redis.get(claim) != self.node_id.encode():
                 continue  # another node is sealing them
-            for call_id in [c for c, n in live if n == node]:
-                record = await loop.run_in_executor(
-                    self.store_executor, self.store.interrupt, call_id,
-                    f"its node ({node or 'unknown'}) stopped during the call; kept up to what it had written",
-                )
-                if record is None or record.state != "interrupted":
-                    continue
-                summary = record_summary(record)
-                self.board.publish(summary)  # here, and to every node's board
-                mirror = self.mirror_call(call_id)
-                mirror(1_000_000_000, {**summary, "at": round(record.duration, 2), "call_id": call_id, "ts": round(time.time(), 3)})
-                mirror(1_000_000_001, None)
-                self.counters.interrupted += 1
-                sealed.append(call_id)
-            self._missing_since.pop(node or "", None)
+            sealed += await self._seal([c for c, n in live if n == node], node,
+                                       f"its node ({node}) stopped during the call; kept up to what it had written")
+            await self.redis.delete(claim)
+            self._missing_since.pop(node, None)
+        await self._refresh_board({call_id for call_id, _ in live})
         return sealed
+
+    async def _seal(self, call_ids: list[str], node: str, why: str) -> list[str]:
+        """Mark the calls interrupted and say so on every board and on their streams first; then
+        seal their recordings."""
+        loop = asyncio.get_running_loop()
+        marked = []
+        for call_id in call_ids:
+            try:
+                record = await loop.run_in_executor(self.store_executor, self.store.interrupt, call_id, why, node, False)
+            except Exception:
+                log.exception("could not mark call %s interrupted", call_id)
+                continue
+            if record is None:
+                continue  # ended (or taken over) meanwhile
+            summary = record_summary(record)
+            self.board.publish(summary)  # here, and to every node's board
+            mirror = self.mirror_call(call_id)
+            mirror(AFTER_ALL, {**summary, "at": round(record.duration, 2), "ts": round(time.time(), 3)})
+            mirror(AFTER_ALL + 1, None)
+            self.counters.interrupted += 1
+            marked.append(call_id)
+        for call_id in marked:
+            try:
+                await loop.run_in_executor(self.store_executor, self.store.seal, call_id)
+            except Exception:
+                log.exception("could not seal the recording of call %s", call_id)
+        return marked
+
+    async def _refresh_board(self, live: set[str]) -> None:
+        """A call the board shows live that the database has not live ended without its last
+        summary reaching this node (lost while Redis was away): show it as stored."""
+        loop = asyncio.get_running_loop()
+        for call_id in [c for c, summary in self.board.calls.items() if summary.get("state") == "live" and c not in live]:
+            if self.local(call_id):
+                continue
+            record = await loop.run_in_executor(self.store_executor, self.store.call, call_id)
+            if record is not None and record.state != "live":
+                self._absorb(record_summary(record))
 
 
 def board_summary(call_id: str, agent_id: str | None, state: str, risk: int, started_at: float, signals: list[str],
@@ -327,6 +404,22 @@ def describe_redis(url: str) -> str:
         return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
     except ValueError:
         return "the configured Redis URL (unreadable)"
+
+
+def _summary(fields: dict, own_node: str) -> Message | None:
+    """The board summary in a board stream entry, unless this node sent it or it is malformed."""
+    try:
+        if fields.get(b"node", b"").decode() == own_node:
+            return None
+        summary = json.loads(fields[b"m"])
+        return summary if isinstance(summary, dict) and isinstance(summary.get("call_id"), str) else None
+    except (KeyError, ValueError, UnicodeDecodeError):
+        log.warning("skipped a malformed board entry")
+        return None
+
+
+def _canonical(message: Message) -> str:
+    return json.dumps(message, sort_keys=True)
 
 
 def _reason(exc: BaseException) -> str:
