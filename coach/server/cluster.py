@@ -37,7 +37,7 @@ from coach.errors import CoachError
 log = logging.getLogger("coach.cluster")
 
 BOARD = "coach:board"
-ENDED_TTL = 3600  # s: a call's stream is kept this long after it ends, for late readers on other nodes
+ENDED_TTL = 120  # s: a call's stream is kept this long after it ends, for its readers on other nodes (later ones read the database)
 AFTER_ALL = 10**9  # the place in a call's log of the summary a reaper adds: after anything its node sent
 
 
