@@ -243,6 +243,7 @@ async def run_analyze(args, settings: Settings) -> int:
         sink(event)
         if keeper is not None:
             message, spans = redactor.event(event.to_dict()) if redactor is not None else (event.to_dict(), [])
+            keeper.summary.take(message)
             keeper.event(message)
             if settings.redaction.silence_audio and message["type"] == "transcript" and redactor is not None:
                 keeper.transcript(event.speaker, event.start, event.end, event.final, bool(spans), redactor.guarded_until(event.end))
@@ -286,6 +287,7 @@ async def _start_keeping(args, settings: Settings, info, layout):
     from concurrent.futures import ThreadPoolExecutor
 
     from coach.server.recorder import CallRecorder
+    from coach.server.summary import CallSummary
     from coach.store import CallExistsInStore, CallRecord, open_store
 
     data_dir = args.data_dir or settings.server.data_dir
@@ -299,7 +301,8 @@ async def _start_keeping(args, settings: Settings, info, layout):
     except CallExistsInStore:
         store.close()
         raise CoachError(f"a call {call_id} is already kept in {data_dir}; pass --call-id to keep this one under another id") from None
-    recorder = CallRecorder(store, ThreadPoolExecutor(1, thread_name_prefix="store"), record, layout)
+    recorder = CallRecorder(store, ThreadPoolExecutor(1, thread_name_prefix="store"), record, layout,
+                            CallSummary(call_id, args.agent_id, record.started_at))
     recorder.start()
     return recorder
 

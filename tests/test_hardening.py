@@ -386,7 +386,7 @@ def test_muting_never_touches_the_audio_the_analysis_reads_and_muting_to_the_end
     from coach.server.recorder import CallRecorder
 
     for layout, block in ((CallLayout.mono(), np.full((1600, 1), 0.5, np.float32)), (CallLayout.stereo(), np.full((1600, 2), 0.5, np.float32))):
-        recorder = CallRecorder(None, None, type("R", (), {"call_id": "X"})(), layout)
+        recorder = CallRecorder(None, None, type("R", (), {"call_id": "X"})(), layout, None)
         recorder.mute("customer", 0.0, math.inf)
         for _ in range(3):  # frames after an analysis failure: every one is muted, none raises
             recorder.audio(block)

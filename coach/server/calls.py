@@ -26,19 +26,16 @@ from coach.audio.frames import SAMPLE_RATE, CallLayout
 from coach.bus import Board, CallLog, Message
 from coach.config import AsrSettings, RedactionSettings
 from coach.detect.text import TextAnalyzer
-from coach.events import Event, PromptEvent, RiskEvent, SignalEvent, TranscriptEvent
+from coach.events import Event, PromptEvent, SignalEvent, TranscriptEvent
 from coach.pipeline import CallPipeline
 from coach.playbook import Playbook, PromptPolicy
 from coach.redact import Redactor
-from coach.server.cluster import board_summary
 from coach.server.metrics import ServiceCounters
 from coach.server.recorder import CallRecorder
+from coach.server.summary import CallSummary
 from coach.store import CallExistsInStore, CallRecord, CallStore
 
 log = logging.getLogger("coach.calls")
-
-RECENT_SIGNALS = 5  # labels shown per call on the board
-
 
 @dataclass
 class CallServices:
@@ -81,7 +78,8 @@ class LiveCall:
         self.call_id = call_id
         self.agent_id = agent_id
         self.sender = sender  # who streams it (a token id): for the per-token limit
-        self.started_at = time.time()
+        self.started_at = time.time() if recorder is None else recorder.summary.started_at
+        self.summary = recorder.summary if recorder is not None else CallSummary(call_id, agent_id, self.started_at)
         self._started = time.monotonic()  # the scheduler's clock: this call's audio is due at _started + call time
         self._behind_allowed = services.queue_seconds  # seconds of audio its analysis may be behind before its intake waits
         self.ended_at: float | None = None
@@ -95,10 +93,6 @@ class LiveCall:
         self.raw_log = CallLog(services.reader_limit) if redaction.enabled and redaction.agent_view == "raw" else None
         self.received = 0.0  # seconds of audio taken in from the sender
         self._closing = False  # the call's end is under way (cancel() then waits for it, not cut it)
-        self.risk = 0
-        self.signals: list[str] = []
-        self.prompt: str | None = None
-        self.flagged = False
         self.error: str | None = None
         self._board = board
         self._counters = services.counters
@@ -116,9 +110,9 @@ class LiveCall:
         # events leave in the order the pipeline made them, each redacted off the event loop first
         self._outbox: asyncio.Queue[tuple[Message, Event | None] | None] = asyncio.Queue()
         self._redact_executor = services.redact_executor
-        summary = self.summary()
-        self._publish(self._stamp({**summary, "at": 0.0}))  # the call's own stream opens with its summary
-        board.publish(summary)
+        line = self.summary.board()
+        self._publish(self._stamp({**line, "at": 0.0}))  # the call's own stream opens with its summary
+        board.publish(line)
         if recorder is not None:
             recorder.start()
         loop = asyncio.get_running_loop()
@@ -232,9 +226,10 @@ class LiveCall:
             self.ended_at = time.time()
             while not self._audio.empty():  # a sender waiting to hand over audio is let go (feed sees the state)
                 self._audio.get_nowait()
-            summary = self.summary()
-            self._publish(self._stamp({**summary, "at": round(self.pipeline.consumed, 2)}))
-            self._board.publish(summary)
+            self.summary.state = self.state
+            line = self.summary.board()
+            self._publish(self._stamp({**line, "at": round(self.pipeline.consumed, 2)}))
+            self._board.publish(line)
             self.log.close()
             if self.raw_log is not None:
                 self.raw_log.close()
@@ -283,34 +278,23 @@ class LiveCall:
         if spans:
             self._counters.redactions += len(spans)
         self._publish(message, raw)
-        if event is None:  # our own message (an error): kept, nothing else to tell
-            if self.recorder is not None:
-                self.recorder.event(message)
-            return
-        self._counters.events += 1
+        changed = self.summary.take(message)
         if self.recorder is not None:
             self.recorder.event(message)
-            if self._silence_audio and isinstance(event, TranscriptEvent):
-                self.recorder.transcript(event.speaker, event.start, event.end, event.final, bool(spans), guarded)
-        changed = False
+        if event is None:  # our own message (an error): kept, nothing else to tell
+            return
+        self._counters.events += 1
+        if self.recorder is not None and self._silence_audio and isinstance(event, TranscriptEvent):
+            self.recorder.transcript(event.speaker, event.start, event.end, event.final, bool(spans), guarded)
         if isinstance(event, SignalEvent):
             self._counters.signals[event.label] += 1
-            self.signals = (self.signals + [event.label])[-RECENT_SIGNALS:]
-            self.flagged = changed = True
         elif isinstance(event, PromptEvent):
             self._counters.prompts[event.kind] += 1
-            self.prompt, changed = event.title, True
-        elif isinstance(event, RiskEvent):
-            self.risk, changed = event.score, True
         if changed:
-            self._board.publish(self.summary())
+            self._board.publish(self.summary.board())
 
     def _stamp(self, message: dict[str, Any]) -> Message:
         return {**message, "call_id": self.call_id, "ts": round(time.time(), 3)}
-
-    def summary(self) -> Message:
-        """The board's line for this call (``/ws/board`` in live-api.md)."""
-        return board_summary(self.call_id, self.agent_id, self.state, self.risk, self.started_at, self.signals, self.prompt)
 
 
 def _withheld(message: Message) -> Message:
@@ -366,7 +350,7 @@ class CallRegistry:
                 raise
         try:
             if self.store is not None:
-                recorder = CallRecorder(self.store, self.store_executor, record, layout)
+                recorder = CallRecorder(self.store, self.store_executor, record, layout, CallSummary(call_id, agent_id, record.started_at))
             self.ended.pop(call_id, None)
             call = LiveCall(call_id, agent_id, layout, self.services, self.board, recorder, sender)
         except BaseException:

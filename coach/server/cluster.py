@@ -29,10 +29,10 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
 
 from coach.bus import Board, Message, encode
 from coach.errors import CoachError
+from coach.server.summary import CallSummary
 
 log = logging.getLogger("coach.cluster")
 
@@ -262,7 +262,7 @@ class Cluster:
             if call_id not in self.board.calls and node != self.node_id:
                 record = await loop.run_in_executor(self.store_executor, self.store.call, call_id)
                 if record is not None:
-                    self._absorb(record_summary(record))
+                    self._absorb(CallSummary.of(record).board())
 
     async def _following_board(self) -> None:
         while True:
@@ -357,7 +357,7 @@ class Cluster:
                 continue
             if record is None:
                 continue  # ended (or taken over) meanwhile
-            summary = record_summary(record)
+            summary = CallSummary.of(record).board()
             self.board.publish(summary)  # here, and to every node's board
             mirror = self.mirror_call(call_id)
             mirror(AFTER_ALL, {**summary, "at": round(record.duration, 2), "ts": round(time.time(), 3)})
@@ -380,19 +380,7 @@ class Cluster:
                 continue
             record = await loop.run_in_executor(self.store_executor, self.store.call, call_id)
             if record is not None and record.state != "live":
-                self._absorb(record_summary(record))
-
-
-def board_summary(call_id: str, agent_id: str | None, state: str, risk: int, started_at: float, signals: list[str],
-                  prompt: str | None) -> dict[str, Any]:
-    """The board's line for a call (``/ws/board`` in live-api.md)."""
-    return {"type": "call", "call_id": call_id, "agent_id": agent_id, "state": state, "risk": risk,
-            "started_at": round(started_at, 3), "signals": list(signals), "prompt": prompt}
-
-
-def record_summary(record) -> dict[str, Any]:
-    """The board's line for a stored call (no live call to ask: its last prompt is not known)."""
-    return board_summary(record.call_id, record.agent_id, record.state, record.risk, record.started_at, record.labels[-5:], None)
+                self._absorb(CallSummary.of(record).board())
 
 
 def describe_redis(url: str) -> str:

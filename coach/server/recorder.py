@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 
 from coach.audio.frames import SAMPLE_RATE, CallLayout
+from coach.server.summary import CallSummary
 from coach.store import CallRecord, CallStore, Silence
 
 log = logging.getLogger("coach.recorder")
 
 
 class CallRecorder:
-    def __init__(self, store: CallStore, executor: Executor, record: CallRecord, layout: CallLayout, flush_seconds: float = 0.3) -> None:
+    def __init__(self, store: CallStore, executor: Executor, record: CallRecord, layout: CallLayout, summary: CallSummary,
+                 flush_seconds: float = 0.3) -> None:
         self.store = store
         self.call_id = record.call_id
         self.executor = executor
@@ -33,10 +35,7 @@ class CallRecorder:
         self._events: list[dict[str, Any]] = []
         self._audio: list[np.ndarray] = []
         self._silence: list[Silence] = []
-        self._labels: list[str] = []
-        self._risk = 0
-        self._prompts = 0
-        self._consumed = 0.0
+        self.summary = summary  # the call's, kept by whoever hands over its events: written with them
         self._received = 0.0  # seconds of call audio handed over
         self._read_until = 0.0  # the end of the customer's last final that was read and redacted
         self._muted: dict[int, float] = {}  # channel -> call time until which its audio is zeroed as it comes
@@ -48,15 +47,6 @@ class CallRecorder:
 
     def event(self, message: dict[str, Any]) -> None:
         self._events.append(message)
-        kind = message.get("type")
-        if kind == "signal" and message["label"] not in self._labels:
-            self._labels.append(message["label"])
-        elif kind == "prompt":
-            self._prompts += 1
-        elif kind == "risk":
-            self._risk = int(message["score"])
-        if "at" in message:
-            self._consumed = max(self._consumed, float(message["at"]))
 
     def _channel(self, speaker: str) -> int:
         return 0 if self._layout.recorded_channels == 1 or speaker == "agent" else 1
@@ -104,9 +94,6 @@ class CallRecorder:
                 kept[:samples, channel] = 0.0
         self._audio.append(kept)
 
-    def _summary(self) -> dict[str, Any]:
-        return {"risk": self._risk, "labels": list(self._labels), "prompts": self._prompts, "duration": self._consumed}
-
     async def _flush_every(self) -> None:
         while True:
             await asyncio.sleep(self._flush_seconds)  # a write interval, not a synchronisation
@@ -117,7 +104,7 @@ class CallRecorder:
         events, self._events = self._events, []
         audio = np.concatenate(self._audio) if self._audio else None
         silence, self._audio, self._silence = self._silence, [], []
-        await self._write(self.store.append, self.call_id, events, audio, self._summary(), silence)
+        await self._write(self.store.append, self.call_id, events, audio, self.summary.row(), silence)
 
     async def end(self, error: str | None = None) -> None:
         """The call is over: write the rest and seal the recording."""
@@ -125,7 +112,7 @@ class CallRecorder:
             self._timer.cancel()
             await asyncio.gather(self._timer, return_exceptions=True)
         await self.flush()
-        await self._write(self.store.end, self.call_id, self._summary(), "ended", error)
+        await self._write(self.store.end, self.call_id, self.summary.row(), "ended", error)
 
     async def _write(self, method, *args) -> None:
         """In the store's one thread, so writes land in the order they were asked for."""
