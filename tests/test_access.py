@@ -66,7 +66,7 @@ async def test_a_page_from_another_origin_cannot_open_a_websocket_but_the_server
             async with connect(f"{live.ws}/ws/board?token={ADMIN}", origin=origin) as ws:
                 await ws.send("{}")  # the reader is open: it waits for calls
                 assert ws.state.name == "OPEN"
-        metrics = live.app.state.counters.refused
+        metrics = live.app.state.coach.counters.refused
         assert metrics["origin"] == 1
 
 

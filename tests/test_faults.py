@@ -42,4 +42,4 @@ async def test_an_exception_in_one_calls_pipeline_ends_only_that_call_and_keeps_
         assert bad["events"][-1]["type"] == "error"
         assert bad["duration"] == np.float64(bad["duration"]) and abs(bad["duration"] - doomed.shape[0] / 16000) < 0.1  # all its audio kept
         status, metrics = await live.request("GET", "/healthz", token=ADMIN)
-        assert status == 200 and live.app.state.counters.errors["pipeline"] == 1
+        assert status == 200 and live.app.state.coach.counters.errors["pipeline"] == 1

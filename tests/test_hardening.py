@@ -70,7 +70,7 @@ async def test_twelve_seconds_of_one_track_in_one_message_ends_its_call_and_leav
         assert ws.close_code == 1000
         events = await _events(live, "ONE")
         assert finals(events, speaker) == [PHRASES[400]] and events[-1]["state"] == "ended"
-        assert live.app.state.registry.live == {}
+        assert live.app.state.coach.registry.live == {}
         later = await play_call(live.url, ESCALATION, token=ingest, call_id="AFTER", speed=0)
         assert later.closed == (1000, "call ended")
 
@@ -92,7 +92,7 @@ async def test_whatever_raises_in_an_ingest_its_call_ends_and_is_kept_and_other_
         assert sent.closed[0] == 1011 and "ended with what was sent" in sent.closed[1]
         status, call = await live.request("GET", "/api/calls/BROKEN")
         assert status == 200 and call["state"] == "ended"
-        assert live.app.state.registry.live == {}
+        assert live.app.state.coach.registry.live == {}
         later = await play_call(live.url, ESCALATION, token=ingest, call_id="FINE", speed=0)
         assert later.closed == (1000, "call ended")
 
@@ -174,7 +174,7 @@ async def test_a_sender_faster_than_real_time_does_not_get_other_callers_refused
             on_sent=lambda seconds, _: all_sent.set() if seconds >= burst.size / 16000 - 0.1 else None))
         try:
             await all_sent.wait()  # 25 s of audio sent at once, none of its finals begun
-            registry = live.app.state.registry
+            registry = live.app.state.coach.registry
             await _until(lambda: "FAST" in registry.live and registry.live["FAST"].lag > 5.0)  # this refused every new call before issue 27
             async with connect(f"{live.ws}/ws/board?token={lead}") as board:
                 second = asyncio.create_task(play_call(live.url, ESCALATION, token=other, call_id="OTHER", speed=0))
@@ -319,7 +319,7 @@ async def test_every_page_and_answer_carries_the_security_headers(tmp_path):
 def _recording(live, call_id: str) -> np.ndarray:
     from coach.audio.files import read_blocks
 
-    return np.concatenate(list(read_blocks(live.app.state.store.audio_path(call_id))))
+    return np.concatenate(list(read_blocks(live.app.state.coach.store.audio_path(call_id))))
 
 
 def _loud(audio: np.ndarray, channel: int, start: float, end: float) -> bool:

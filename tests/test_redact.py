@@ -129,7 +129,7 @@ async def test_a_live_call_keeps_no_card_number_in_the_store_the_lead_view_or_th
         status, kept = await live.request("GET", "/api/calls/PCI1", token=ADMIN)
         from coach.audio.files import read_blocks
 
-        audio = np.concatenate(list(read_blocks(live.app.state.store.audio_path("PCI1"))))
+        audio = np.concatenate(list(read_blocks(live.app.state.coach.store.audio_path("PCI1"))))
 
     def customer_lines(events):
         return [e["text"] for e in events if e["type"] == "transcript" and e["final"] and e["speaker"] == "customer"]

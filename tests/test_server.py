@@ -326,7 +326,7 @@ async def test_an_ended_call_is_kept_with_its_audio_seekable_and_qa_can_review_i
     assert (await asyncio.to_thread(fetch_query, await live.token("agent", "bo")))[0] == 403
     from coach.audio.files import read_blocks
 
-    path = live.app.state.store.audio_path("Q1")
+    path = live.app.state.coach.store.audio_path("Q1")
     audio = np.concatenate(list(read_blocks(path)))
     loud = np.abs(audio).max(axis=0)
     assert audio.shape[1] == 2 and loud[0] > 0.1 and loud[1] > 0.1

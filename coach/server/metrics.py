@@ -2,7 +2,8 @@
 
 Figures are read when scraped, from the objects that own them: the call registry (live calls,
 each call's lag and queued audio), the ASR scheduler (queue depth, model time per audio second),
-and :class:`ServiceCounters`, which the calls and readers count into as they go.
+:class:`ServiceCounters`, which the calls and readers count into as they go, and in cluster mode
+this node's part in the cluster (Redis reachable, messages waiting and sent).
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ class ServiceCounters:
 
 
 class ServiceCollector:
-    def __init__(self, app) -> None:
-        self.app = app
+    def __init__(self, state) -> None:
+        self.state = state  # coach.server.state.ServerState
 
     def collect(self):
-        state = self.app.state
+        state = self.state
         registry, scheduler, counts = state.registry, state.scheduler, state.counters
         live = list(registry.live.values())
         yield GaugeMetricFamily("coach_live_calls", "Calls streaming now", value=len(live))
@@ -83,6 +84,16 @@ class ServiceCollector:
         yield CounterMetricFamily("coach_readers_dropped", "Websocket readers closed for falling behind", value=counts.readers_dropped)
         yield CounterMetricFamily("coach_redactions", "Personal data replaced in transcripts and evidence", value=counts.redactions)
         yield _by_label("coach_refused", "Connections and streams refused", "reason", counts.refused)
+        cluster = state.cluster
+        if cluster is not None:
+            yield GaugeMetricFamily("coach_cluster_redis_up", "Whether this node reaches Redis now (1) or its messages wait for it (0)",
+                                    value=float(cluster.away is None))
+            yield GaugeMetricFamily("coach_cluster_outbox", "Messages waiting to be sent to Redis", value=len(cluster._outbox))
+            yield CounterMetricFamily("coach_cluster_published", "Messages sent to Redis for the other nodes", value=cluster.counters.published)
+            yield CounterMetricFamily("coach_cluster_dropped", "Messages dropped from a full outbox while Redis was away (the database has them)",
+                                      value=cluster.counters.dropped)
+            yield CounterMetricFamily("coach_cluster_remote_readers", "Readers served a call live on another node", value=cluster.counters.remote_readers)
+            yield CounterMetricFamily("coach_cluster_calls_interrupted", "Calls of dead nodes sealed by this node", value=cluster.counters.interrupted)
 
 
 def _by_label(name: str, help_text: str, label: str, counts: Counter) -> CounterMetricFamily:
@@ -92,7 +103,7 @@ def _by_label(name: str, help_text: str, label: str, counts: Counter) -> Counter
     return family
 
 
-def render(app) -> bytes:
+def render(state) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ServiceCollector(app))
+    registry.register(ServiceCollector(state))
     return generate_latest(registry)

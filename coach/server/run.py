@@ -99,7 +99,7 @@ async def _play(server, app, base: str, audio, path: Path, agent_id: str) -> Non
         if server.should_exit:
             return
         await asyncio.sleep(0.1)  # uvicorn says it has started only by this flag
-    issue = app.state.tokens.issue  # writes the token file: off the loop
+    issue = app.state.coach.tokens.issue  # writes the token file: off the loop
     ingest, _ = await asyncio.to_thread(issue, "ingest", name="make run: example call")
     agent, _ = await asyncio.to_thread(issue, "agent", agent_id=agent_id, name=f"make run: {agent_id}'s sidebar")
     lead, _ = await asyncio.to_thread(issue, "lead", name="make run: team lead")
@@ -119,7 +119,7 @@ async def _play(server, app, base: str, audio, path: Path, agent_id: str) -> Non
         return
     if server.should_exit:  # Ctrl-C cut the call short: the server is stopping
         return
-    events = app.state.registry.get(call.call_id)
+    events = app.state.coach.registry.get(call.call_id)
     count = len(events.log.events) if events else 0
     print(
         f"the example call ended ({count} events) and is kept: replay its flags with audio on the QA page. "

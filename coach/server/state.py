@@ -1,0 +1,130 @@
+"""What a running server owns, typed: built once by the lifespan, released in order when it stops,
+and handed to the routes as a dependency (``coach/server/deps.py``).
+
+:func:`serving` builds it: the speech and text models (loaded once and shared by every call), their
+executors, the store and its one writer thread, the live calls, the tokens, and in cluster mode this
+node's part in the cluster. When the server stops, live calls are finished first (their recordings
+sealed, their last messages out to the other nodes), then the rest, in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from coach.asr.ladder import LadderSettings, QualityLadder
+from coach.asr.scheduler import AsrScheduler
+from coach.config import Settings, default_max_calls
+from coach.playbook import Playbook
+from coach.server.auth import TokenStore
+from coach.server.calls import CallRegistry, CallServices
+from coach.server.cluster import Cluster
+from coach.server.guards import RateLimiter
+from coach.server.metrics import ServiceCounters
+from coach.store import SqlCallStore, open_store
+
+log = logging.getLogger("coach.server")
+
+LOAD = object()  # load the configured model
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    rate: RateLimiter
+    store: SqlCallStore
+    store_executor: Executor
+    scheduler: AsrScheduler
+    registry: CallRegistry
+    tokens: TokenStore
+    counters: ServiceCounters
+    cluster: Cluster | None = None
+
+    async def in_store(self, method, *args):
+        """Run a store method in the store's thread (reads and writes in order, never on the loop)."""
+        return await asyncio.get_running_loop().run_in_executor(self.store_executor, method, *args)
+
+
+@asynccontextmanager
+async def serving(settings: Settings, playbook: Playbook, rate: RateLimiter, *, transcriber: Any = None, text: Any = LOAD,
+                  vad_factory: Any = None) -> AsyncIterator[ServerState]:
+    from coach.models import load_text_analyzer, load_transcriber
+
+    loop = asyncio.get_running_loop()
+    server = settings.server
+    async with AsyncExitStack() as owned:  # what was made is released in reverse order, whatever failed after it
+        speech = transcriber or await asyncio.to_thread(load_transcriber, settings)
+        text_models = await asyncio.to_thread(load_text_analyzer, settings) if text is LOAD else text
+        if text_models is not None and text is LOAD:
+            owned.callback(text_models.close)
+        ladder = QualityLadder(LadderSettings(climb_at=server.ladder_climb_at, top=server.ladder_top))
+        scheduler = AsrScheduler(speech, settings.asr.worker_count, shed_interims_after=server.shed_interims_after,
+                                 max_batch=server.max_batch, ladder=ladder)
+        owned.callback(scheduler.close)
+        vad_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
+        owned.callback(vad_executor.shutdown, wait=True)
+        redact_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redact")
+        owned.callback(redact_executor.shutdown, wait=True)
+        services = CallServices(scheduler, settings.asr, vad_executor, playbook, text_models, reader_limit=server.reader_limit,
+                                redaction=settings.redaction, redact_executor=redact_executor)
+        if vad_factory is not None:
+            services.vad_factory = vad_factory
+        store_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        owned.callback(store_executor.shutdown, wait=True)
+        database_url = server.database_url.get_secret_value() if server.database_url else None
+        store = await loop.run_in_executor(store_executor, open_store, server.data_dir, database_url)
+        owned.push_async_callback(loop.run_in_executor, store_executor, store.close)
+        max_calls = default_max_calls() if server.max_calls is None else server.max_calls
+        registry = CallRegistry(
+            services, keep_ended=server.keep_ended, store=store, store_executor=store_executor, max_calls=max_calls,
+            refuse_lag=server.refuse_lag, max_calls_per_sender=max_calls if server.max_calls_per_token is None else server.max_calls_per_token,
+        )
+        admin = settings.admin_token.get_secret_value() if settings.admin_token else None
+        tokens = TokenStore(server.data_dir / "tokens.json", admin, table=store if store.shared else None)
+        state = ServerState(settings, rate, store, store_executor, scheduler, registry, tokens, services.counters)
+        if server.redis_url is not None:
+            registry.node_id = server.node_id or f"{socket.gethostname()}-{os.getpid()}"
+            state.cluster = registry.cluster = Cluster(
+                server.redis_url.get_secret_value(), registry.node_id, registry.board, store, store_executor,
+                heartbeat=server.heartbeat, node_timeout=server.node_timeout, keep_ended=server.keep_ended, local=registry.has,
+            )
+            await state.cluster.start()  # the other nodes' calls are on this node's board from here on
+            owned.push_async_callback(state.cluster.aclose)  # (after the calls below: their last messages go out first)
+            registry.board.mirror, services.mirror = state.cluster.mirror_board, state.cluster.mirror_call
+        else:  # one node: a call left live was cut off by its last stop (in a cluster, the nodes look after each other)
+            recovered = await state.in_store(store.recover)
+            if recovered:
+                log.warning("kept %d call(s) cut off by the last stop, marked interrupted", len(recovered))
+        if store.shared:
+            imported = await asyncio.to_thread(tokens.import_file)
+            if imported:
+                log.warning("copied %d token(s) from %s into the database, which the nodes share", imported, tokens.path)
+        owned.push_async_callback(registry.aclose)  # live calls finish (recordings sealed) while the models are here
+        upkeep = loop.create_task(_retention(state, server.retention_days))
+        owned.push_async_callback(_cancelled, upkeep)
+        log.info("serving; data in %s", server.data_dir)
+        yield state
+
+
+async def _cancelled(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _retention(state: ServerState, days: float) -> None:
+    """Delete calls older than ``days``, now and every hour."""
+    if days <= 0:
+        return
+    while True:
+        removed = await state.in_store(state.store.purge, time.time() - days * 86400)
+        if removed:
+            log.info("retention: deleted %d call(s) older than %g days", removed, days)
+        await asyncio.sleep(3600)
