@@ -12,7 +12,7 @@ SYSTEM_PACKAGES := espeak-ng sox chromium postgresql redis-server
 # ../shared/tools/synth_call.py speaks the scripted calls with these
 BENCH_PACKAGES := festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k
 
-.PHONY: install system-deps models train run analyze-example test test-fast bench bench-live bench-lines bench-writers reliability bench-redaction example clean
+.PHONY: install system-deps models train run analyze-example test test-fast bench bench-live bench-cluster bench-lines bench-writers reliability bench-redaction example clean
 
 install: $(STAMP)
 
@@ -83,6 +83,13 @@ bench-live: install models $(EXAMPLE)
 
 # The trigger detector on hand-labelled call lines written for the project (no ../shared needed):
 # recall per label and false alarms, rules alone and with the trigger heads.
+# Cluster mode (docs/deployment.md): three nodes with stand-in models on a throwaway PostgreSQL and
+# Redis, a node killed mid-call, and a 1,000-call floor's traffic at the example call's event rate.
+bench-cluster: install system-deps models $(EXAMPLE)
+	mkdir -p bench-out
+	$(COACH) analyze $(EXAMPLE) --jsonl > bench-out/example-events.jsonl
+	$(PY) benchmarks/cluster_bench.py --rate-from bench-out/example-events.jsonl --json bench-out/cluster.json
+
 bench-lines: install models
 	$(PY) benchmarks/lines_bench.py benchmarks/lines/*.jsonl benchmarks/lines/heldout-calls/*.jsonl benchmarks/lines/heldout-writers/*.jsonl
 
