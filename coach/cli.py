@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("recordings", nargs="+", type=Path, metavar="RECORDING")
     simulate.add_argument("--server", default="http://127.0.0.1:8000", help="the server (default http://127.0.0.1:8000)")
     simulate.add_argument("--token", help="an ingest (or admin) token (default: COACH_TOKEN, else COACH_ADMIN_TOKEN)")
-    simulate.add_argument("--via", choices=("twilio", "audio"), default="twilio", help="Twilio Media Streams (8 kHz mu-law) or the generic PCM stream")
+    simulate.add_argument("--via", choices=("twilio", "audiohook", "audio"), default="twilio",
+                          help="Twilio Media Streams (8 kHz mu-law), Genesys AudioHook (the token is the X-API-KEY), or the generic PCM stream")
     simulate.add_argument("--speed", type=float, default=1.0, help="1.0 = real time; 2 twice as fast; 0 as fast as the server takes it")
     simulate.add_argument("--calls", type=int, default=1, help="how many calls to play at once (recordings are cycled)")
     simulate.add_argument("--stagger", type=float, default=2.0, help="seconds between call starts (default 2)")

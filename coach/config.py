@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coach.detect.exemplars import DEFAULT_CALIBRATION, DEFAULT_EXEMPLARS, DEFAULT_TRAINING_LINES, DEFAULT_TRIGGERS, DEFAULT_UTTERANCES
@@ -171,6 +171,25 @@ class Settings(BaseSettings):
 
     admin_token: SecretStr | None = Field(None, description="COACH_ADMIN_TOKEN: the admin's bearer token")
     twilio_auth_token: SecretStr | None = Field(None, description="COACH_TWILIO_AUTH_TOKEN: verify Twilio streams by X-Twilio-Signature")
+    audiohook_api_key: SecretStr | None = Field(
+        None, description="COACH_AUDIOHOOK_API_KEY: the API key of the Genesys AudioHook integration, let in on /ws/audiohook "
+        "(besides any ingest token used as the key)")
+    audiohook_client_secret: SecretStr | None = Field(
+        None, description="COACH_AUDIOHOOK_CLIENT_SECRET: the integration's client secret (base64); when set, every "
+        "AudioHook session must be signed with it (HTTP message signature)")
+
+    @field_validator("audiohook_client_secret")
+    @classmethod
+    def _base64_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        import base64
+        import binascii
+
+        if value is not None:
+            try:
+                base64.b64decode(value.get_secret_value(), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("the AudioHook client secret must be base64, as Genesys shows it") from None
+        return value
     server: ServerSettings = Field(default_factory=ServerSettings)
     models_dir: Path = Field(default_factory=_default_models_dir)
     playbook: Path = Field(default_factory=lambda: DEFAULT_PLAYBOOK)

@@ -1,4 +1,4 @@
-"""The websockets: call audio in (``/ws/twilio``, ``/ws/audio``) and events out (``/ws/calls/{id}``,
+"""The websockets: call audio in (``/ws/twilio``, ``/ws/audiohook``, ``/ws/audio``) and events out (``/ws/calls/{id}``,
 ``/ws/board``). Every connection passes the origin and rate checks first."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import logging
 from fastapi import APIRouter, WebSocket
 
 from coach.server import readers
+from coach.server.audiohook import Access, AudioHookSession
 from coach.server.auth import Principal
 from coach.server.deps import State
 from coach.server.guards import TOO_MANY, origin_allowed, twilio_signature_valid
@@ -76,6 +77,17 @@ async def twilio_stream(ws: WebSocket, state: ServerState, token: str | None, na
             signed = Principal("ingest", name="twilio")
     stream = TwilioStream(state.registry, state.tokens, limits.max_message_bytes, limits.stream_idle_timeout, signed, named_call)
     await stream.serve(ws, token)
+
+
+@router.websocket("/ws/audiohook")
+async def audiohook(ws: WebSocket, state: State) -> None:
+    """Genesys Cloud AudioHook Monitor (protocol 2): ``coach/server/audiohook.py``."""
+    if not await admitted(ws, state):
+        return
+    settings, limits = state.settings, state.settings.server
+    access = Access(settings.audiohook_api_key.get_secret_value() if settings.audiohook_api_key else None,
+                    settings.audiohook_client_secret.get_secret_value() if settings.audiohook_client_secret else None)
+    await AudioHookSession(state.registry, state.tokens, access, limits.max_message_bytes, limits.stream_idle_timeout).serve(ws)
 
 
 @router.websocket("/ws/audio")
