@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import urllib.request
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def completing_audio(signal: dict) -> float:
 
 
 async def one_call(base: str, ws_base: str, audio, ingest: str, reader_token: str, call_id: str, agent: str, streams: Path | None = None,
-                   truth: list[dict] | None = None, recording: str = "") -> dict:
+                   truth: list[dict] | None = None, recording: str = "", via: str = "twilio") -> dict:
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
@@ -130,7 +131,9 @@ async def one_call(base: str, ws_base: str, audio, ingest: str, reader_token: st
         sent_wall.append(wall)
 
     arrivals: list[tuple[float, dict]] = []
-    sender = asyncio.create_task(play_call(base, audio, token=ingest, call_id=call_id, agent_id=agent, speed=1.0, on_sent=on_sent))
+    if via == "audiohook":  # a Genesys conversation id is a UUID
+        call_id = str(uuid.uuid5(uuid.NAMESPACE_URL, call_id))
+    sender = asyncio.create_task(play_call(base, audio, token=ingest, call_id=call_id, agent_id=agent, speed=1.0, on_sent=on_sent, via=via))
     while True:  # join as soon as the call exists (a late join would replay, so nothing is missed)
         async with connect(f"{ws_base}/ws/calls/{call_id}?token={reader_token}", max_size=None) as ws:
             try:
@@ -232,22 +235,25 @@ SYSTEMS = {
     },
     "coach-no-ladder": {"COACH_SERVER__LADDER_TOP": "0"},  # the coach as before issue 29: every final at full quality
     "coach-eager": {"COACH_SERVER__LADDER_CLIMB_AT": "0.25"},  # the ladder taken at half the wait
+    "coach-audiohook": {},  # the coach, its calls sent through Genesys AudioHook instead of Twilio (issue 31)
 }
+VIA = {"coach-audiohook": "audiohook"}  # how a system's calls are sent (default: Twilio Media Streams)
 
 
-async def one_round(n: int, args, audios, truths, names, base: str, ws_base: str, ingest: str, lead: str, pid: int, tag: str) -> dict:
+async def one_round(n: int, args, audios, truths, names, base: str, ws_base: str, ingest: str, lead: str, pid: int, tag: str,
+                    via: str = "twilio") -> dict:
     before = await asyncio.to_thread(metrics, base, lead)
     worst_lag = [0.0]
     watcher = asyncio.create_task(watch_lag(base, lead, worst_lag))
     cpu0, wall0, client0 = cpu_seconds(pid), time.monotonic(), time.process_time()
     if n == 1:  # one call at a time, through the first --single recordings
-        calls = [await one_call(base, ws_base, a, ingest, lead, f"{tag}1x{i}", f"agent-{i}", args.streams, truths[i], names[i])
+        calls = [await one_call(base, ws_base, a, ingest, lead, f"{tag}1x{i}", f"agent-{i}", args.streams, truths[i], names[i], via)
                  for i, a in enumerate(audios[: args.single])]
     else:  # n calls, each a different recording (while there are enough), starting args.stagger s apart
         async def staggered(i: int):
             await asyncio.sleep(i * args.stagger)
             k = i % len(audios)
-            return await one_call(base, ws_base, audios[k], ingest, lead, f"{tag}{n}x{i}", f"agent-{i}", args.streams, truths[k], names[k])
+            return await one_call(base, ws_base, audios[k], ingest, lead, f"{tag}{n}x{i}", f"agent-{i}", args.streams, truths[k], names[k], via)
         calls = await asyncio.gather(*(staggered(i) for i in range(n)))
     cpu, wall, client = cpu_seconds(pid) - cpu0, time.monotonic() - wall0, time.process_time() - client0
     watcher.cancel()
@@ -301,7 +307,8 @@ async def run_system(name: str, concurrency: list[int], args, audios, truths, na
         ingest = post(base + "/api/tokens", admin, {"role": "ingest"})["token"]
         lead = post(base + "/api/tokens", admin, {"role": "lead"})["token"]
         for k, n in enumerate(concurrency):  # a round's calls have ids of their own, so N may be played twice
-            r = await one_round(n, args, audios, truths, names, base, ws_base, ingest, lead, proc.pid, f"{name[0].upper()}{k}-")
+            r = await one_round(n, args, audios, truths, names, base, ws_base, ingest, lead, proc.pid, f"{name[0].upper()}{k}-",
+                                VIA.get(name, "twilio"))
             rounds.append(r)
             print(f"{name}, {n} at once: {r['prompts']} prompts p50 {fmt(r['prompt_p50'])} p95 {fmt(r['prompt_p95'])} "
                   f"max {fmt(r['prompt_max'])}; finals p50 {fmt(r['final_p50'])} p95 {fmt(r['final_p95'])}; "

@@ -277,6 +277,11 @@ async def test_bad_input_gets_its_documented_disconnect_and_nothing_else_is_dist
             await hook.send("update", {"language": "x" * 70_000})
             return await hook.recv()
 
+        async def big_audio(hook, conversation):
+            await hook.open(conversation)
+            await hook.ws.send(b"\xff" * 100_000)
+            return await hook.recv()
+
         async def wrong_id(hook, conversation):
             await hook.open(conversation)
             await hook.send("ping", id=str(uuid.uuid4()))
@@ -293,7 +298,7 @@ async def test_bad_input_gets_its_documented_disconnect_and_nothing_else_is_dist
             return await hook.recv()
 
         for steps, reason in ((no_open, "error"), (media_first, "error"), (not_offered, "error"), (wrong_seq, "error"),
-                              (unknown_type, "error"), (oversized, "error"), (wrong_id, "error"), (malformed, "error"),
+                              (unknown_type, "error"), (oversized, "error"), (big_audio, "error"), (wrong_id, "error"), (malformed, "error"),
                               (serverseq_ahead, "error")):
             params, conversation = await _refused(live, steps)
             assert params["reason"] == reason and params.get("info"), steps.__name__

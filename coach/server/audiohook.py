@@ -45,6 +45,7 @@ log = logging.getLogger("coach.audiohook")
 
 VERSION = "2"
 MAX_TEXT = 65_535  # characters: the protocol's largest text message
+MAX_AUDIO = 65_536  # bytes: the largest audio frame taken (4 s of stereo PCMU; Genesys sends 100-200 ms)
 OPEN_WITHIN = 5.0  # s: Genesys gives up on an open transaction after 5 s; ours must come first
 CLOSE_WITHIN = 10.0  # s: after our disconnect or closed, the client has this long to close
 MAX_GAP = 3600.0  # s: the longest pause or discarded stretch kept as silence in the call's timeline
@@ -414,8 +415,8 @@ class AudioHookSession:
         data = message.get("text")
         if data is None:
             data = message.get("bytes") or b""
-            if len(data) > self.max_bytes:
-                raise Refused("error", f"an audio frame over {self.max_bytes} bytes")
+            if len(data) > min(self.max_bytes, MAX_AUDIO):
+                raise Refused("error", f"an audio frame over {min(self.max_bytes, MAX_AUDIO)} bytes")
         return data
 
     async def _refuse(self, refused: Refused) -> None:
