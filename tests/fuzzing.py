@@ -268,6 +268,102 @@ def rest_requests(tokens: list[str]):
 
 
 # ---- running inputs ----
+HOOK_ORG = "d7934305-0972-4844-938e-9060eef73d05"
+HOOK_SESSION = "@SESSION@"  # replaced by a new session id for each input
+HOOK_MEDIA = {"type": "audio", "format": "PCMU", "channels": ["external", "internal"], "rate": 8000}
+
+
+def audiohook_session(ingest_token: str):
+    """An AudioHook session as a fuzzer writes it: (upgrade headers, frames). Mostly well formed and
+    numbered in order, every field of the envelope and of ``open`` sometimes wrong, audio frames of
+    any size, and garbage."""
+    uuids = mostly(st.uuids().map(str), st.one_of(st.text(max_size=40), st.just("00000000-0000-0000-0000-000000000000")))
+    headers = st.fixed_dictionaries({
+        "Audiohook-Organization-Id": mostly(st.just(HOOK_ORG), st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=40)),
+        "Audiohook-Session-Id": mostly(st.just(HOOK_SESSION), st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=40)),
+        "Audiohook-Correlation-Id": st.uuids().map(str),
+        "X-API-KEY": mostly(st.just(ingest_token), st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=30)),
+    })
+    open_params = st.fixed_dictionaries({
+        "organizationId": mostly(st.just(HOOK_ORG), JSON),
+        "conversationId": mostly(uuids, JSON),
+        "participant": mostly(st.fixed_dictionaries({"id": uuids, "ani": st.text(max_size=12)}), JSON),
+        "media": mostly(st.lists(mostly(st.just(HOOK_MEDIA), st.one_of(st.fixed_dictionaries(
+            {"type": JSON, "format": st.sampled_from(["PCMU", "L16", ""]), "channels": JSON, "rate": JSON}), JSON)), max_size=4), JSON),
+    }, optional={"customConfig": mostly(st.fixed_dictionaries({"agent_id": JSON}), JSON)})
+    kinds = st.sampled_from(["ping", "ping", "update", "paused", "resumed", "discarded", "error", "close", "open", "pong", ""])
+    params = mostly(st.fixed_dictionaries({}, optional={
+        "language": st.text(max_size=10), "discarded": mostly(st.sampled_from(["PT0S", "PT1.5S", "PT2S"]), JSON),
+        "start": st.sampled_from(["PT0S", "PT3.2S"]), "code": JSON}), JSON)
+    message = st.tuples(kinds, params, mostly(st.just(None), JSON))  # (type, parameters, a wrong seq or none)
+    first = mostly(st.tuples(st.just("open"), open_params, st.just(None)), message)
+    frame = st.one_of(message, message, st.binary(max_size=4000), st.binary(max_size=4000), st.text(max_size=100), JSON.map(json.dumps))
+    fine = st.one_of(st.tuples(st.sampled_from(["ping", "update"]), st.just({}), st.just(None)),
+                     st.tuples(st.just("discarded"), st.just({"start": "PT1S", "discarded": "PT0.5S"}), st.just(None)),
+                     st.binary(min_size=2, max_size=3200).map(lambda b: b[: len(b) // 2 * 2]))
+    body = mostly(st.lists(fine, max_size=15), st.lists(frame, max_size=15))  # a session that goes well, or any
+
+    def numbered(parts):
+        head, body = parts
+        frames, seq = [], 0
+        for item in [head, *body]:
+            if isinstance(item, tuple):
+                kind, parameters, wrong_seq = item
+                seq += 1
+                frames.append(json.dumps({"version": "2", "id": HOOK_SESSION, "type": kind, "seq": seq if wrong_seq is None else wrong_seq,
+                                          "serverseq": 0, "position": "PT0S", "parameters": parameters}))
+            else:
+                frames.append(item)
+        frames.append(json.dumps({"version": "2", "id": HOOK_SESSION, "type": "close", "seq": seq + 1, "serverseq": 0,
+                                  "position": "PT0S", "parameters": {"reason": "end"}}))  # the client's close, numbered in turn
+        return frames
+
+    return st.tuples(headers, st.tuples(first, body).map(numbered))
+
+
+def send_audiohook(live, session, tally: Tally, log: ErrorLog, strict: bool) -> None:
+    """One session: its frames, then the client's close, answering a disconnect with close and
+    closing the socket on ``closed``, as Genesys does. A clean end is ``closed`` or a close code of ours."""
+    import uuid
+
+    headers, frames = session
+    tally.tried["audiohook"] += 1
+    before = len(log.records)
+    sid = str(uuid.uuid4())
+    headers = {k: (sid if v == HOOK_SESSION else v) for k, v in headers.items()}
+    frames = [f.replace(HOOK_SESSION, sid) if isinstance(f, str) else f for f in frames]
+    outcome = "no answer"
+    try:
+        with connect(f"{live.ws}/ws/audiohook", additional_headers=headers, max_size=None, open_timeout=10, close_timeout=10) as ws:
+            try:
+                for frame in frames:
+                    ws.send(frame)
+                while True:
+                    answer = json.loads(ws.recv(timeout=20))
+                    if answer.get("type") == "closed":
+                        outcome = outcome if outcome.startswith("disconnect") else "closed"
+                        break
+                    if answer.get("type") == "disconnect":
+                        outcome = f"disconnect {answer['parameters'].get('reason')}"
+                        ws.send(json.dumps({"version": "2", "id": answer.get("id"), "type": "close", "seq": 10_001, "serverseq": answer.get("seq", 0),
+                                            "parameters": {"reason": "disconnect"}}))
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else 1006
+                outcome = outcome if code == 1000 else f"closed {code}"
+            except TimeoutError:
+                outcome = "no answer"
+    except (OSError, ConnectionClosed) as exc:
+        outcome = "could not connect"
+        tally.error(f"audiohook: could not connect ({exc!r})")
+    tally.outcomes[f"audiohook {outcome}"] += 1
+    problems = [] if outcome in ("closed", "disconnect error", "disconnect unauthorized") or outcome.startswith("closed 1") else [f"audiohook: {outcome}"]
+    problems += [f"audiohook: {line}" for line in log.records[before:]]
+    for problem in problems:
+        tally.error(f"{problem}; input: {session!r}"[:600])
+    if strict and problems:
+        raise AssertionError(problems[0] + f"\ninput: {session!r}"[:2000])
+
+
 def send_stream(live, path: str, frames: list, tally: Tally, kind: str, log: ErrorLog, strict: bool) -> None:
     tally.tried[kind] += 1
     before = len(log.records)
@@ -440,7 +536,7 @@ class Bystander:
         return whole, f"closed {code}; {len(finals)} of {len(expected)} utterances; {len(errors)} errors"
 
 
-PROTOCOLS = ("twilio", "audio", "rest", "flood", "transcripts")
+PROTOCOLS = ("twilio", "audio", "audiohook", "rest", "flood", "transcripts")
 
 
 def fuzz_all(live, loop, examples: int, strict: bool, protocols=PROTOCOLS, trap: TrapTranscriber | None = None) -> tuple[Tally, tuple[bool, str]]:
@@ -466,6 +562,8 @@ def fuzz_all(live, loop, examples: int, strict: bool, protocols=PROTOCOLS, trap:
             budget(given(twilio_frames(ingest))(lambda frames: send_stream(live, "/ws/twilio", frames, tally, "twilio", log, strict)))()
         if "audio" in protocols:
             budget(given(audio_frames(ingest))(lambda frames: send_stream(live, "/ws/audio", frames, tally, "audio", log, strict)))()
+        if "audiohook" in protocols:
+            budget(given(audiohook_session(ingest))(lambda session: send_audiohook(live, session, tally, log, strict)))()
         if "rest" in protocols:
             budget(given(rest_requests(tokens))(lambda request: send_request(live, request, tally, log, strict)))()
         if "flood" in protocols:

@@ -6,7 +6,7 @@ import pytest
 
 from tests.fuzzing import PROTOCOLS, TrapTranscriber, fuzz_all, server_in_thread
 
-EXAMPLES = {"twilio": 150, "audio": 150, "rest": 150, "flood": 40, "transcripts": 60}
+EXAMPLES = {"twilio": 150, "audio": 150, "audiohook": 150, "rest": 150, "flood": 40, "transcripts": 60}
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
