@@ -157,9 +157,11 @@ async def _play_audiohook(server: str, audio: np.ndarray, call: SimulatedCall, k
     headers = {"audiohook-organization-id": AUDIOHOOK_ORG, "audiohook-session-id": session,
                "audiohook-correlation-id": str(uuid.uuid4()), "x-api-key": key}
     url = ws_url(server, "/ws/audiohook")
-    if secret:
+    if secret:  # signed as the Host header reads: the port only when it is not the scheme's own
         parts = urlsplit(url)
-        headers |= sign(headers, parts.path, parts.netloc, secret)
+        default = 443 if parts.scheme == "wss" else 80
+        authority = (parts.hostname or "") + (f":{parts.port}" if parts.port and parts.port != default else "")
+        headers |= sign(headers, parts.path, authority, secret)
     channels = ["external", "internal"] if audio.shape[1] == 2 else ["external"]
     offer = {"type": "audio", "format": "PCMU", "channels": channels, "rate": MULAW_RATE}
     narrowband = Resampler(SAMPLE_RATE, audio.shape[1], MULAW_RATE)

@@ -196,15 +196,34 @@ async def test_a_secure_pause_stays_in_the_timeline_and_pings_are_answered_meanw
         await hook.send("paused")
         await hook.send("ping")
         assert (await hook.recv())["type"] == "pong"
-        hook.position += 4.0
-        await hook.send("resumed", {"start": f"PT{hook.position - 4.0:.2f}S", "discarded": "PT4.00S"})
+        hook.position += 20.0  # longer than the dead air a silence is flagged at (10 s)
+        await hook.send("resumed", {"start": f"PT{hook.position - 20.0:.2f}S", "discarded": "PT20.00S"})
         await hook.audio(second[:, ::-1])
         await hook.close()
     async with connect(f"{live.ws}/ws/calls/{conversation}?token={ADMIN}") as reader:
         events = await read_all(reader)
     customer = [e for e in events if e["type"] == "transcript" and e["final"] and e["speaker"] == "customer"]
     assert [e["text"] for e in customer] == [PHRASES[400]] and finals(events, "agent") == [PHRASES[300]]
-    assert customer[0]["start"] >= first.shape[0] / 16000 + 4.0 - 0.5  # after the 4 s the customer's pause held back
+    assert customer[0]["start"] >= first.shape[0] / 16000 + 20.0 - 0.5  # after the 20 s the customer's pause held back
+    assert not any(e["type"] == "signal" and e["label"] == "dead_air" for e in events)  # a secure pause is no dead air
+
+
+async def test_a_conversation_streamed_again_after_a_dropped_session_goes_on_as_its_next_segment(live):
+    conversation = str(uuid.uuid4())
+    for part in (300, 400):
+        opener, sid = session(live, "genesys-integration-key")
+        async with opener as ws:
+            hook = Hook(ws, sid)
+            assert (await hook.open(conversation))["type"] == "opened"
+            await hook.audio(stereo(("agent" if part == 300 else "customer", said(part)), ("agent", silence(1.0))))
+            if part == 300:
+                ws.transport.abort()  # the connection drops; Genesys opens a new session for the conversation
+            else:
+                await hook.close()
+        await _ended(live, conversation if part == 300 else f"{conversation}.2")
+    first, second = await _stored(live, conversation), await _stored(live, f"{conversation}.2")
+    assert [e["text"] for e in first["events"] if e["type"] == "transcript"] == [PHRASES[300]]
+    assert [e["text"] for e in second["events"] if e["type"] == "transcript"] == [PHRASES[400]]
 
 
 async def test_a_signed_session_opens_and_a_badly_signed_one_is_unauthorized(tmp_path):

@@ -61,6 +61,11 @@ class TimingDetector:
         if speaker == "agent" and HOLD_NOTICE.search(text):
             self._hold_until = at + self.s.hold_grace
 
+    def excuse(self, until: float) -> None:
+        """Silence up to call time ``until`` is not dead air, nor the ``dead_air`` seconds after it
+        (the stream was paused: the customer gave card details on a secure line)."""
+        self._hold_until = max(self._hold_until, until + self.s.dead_air)
+
     def update(self, now: float, agent: PartyActivity, customer: PartyActivity) -> list[SignalEvent]:
         return [
             *self._over_explaining(now, agent, customer),

@@ -70,6 +70,10 @@ class CallExists(Exception):
     """A stream for this call id is already live, or a call with this id is already kept."""
 
 
+class CallKept(CallExists):
+    """A call with this id was streamed before, has ended, and is kept."""
+
+
 class LiveCall:
     def __init__(
         self, call_id: str, agent_id: str | None, layout: CallLayout, services: CallServices, board: Board,
@@ -151,6 +155,11 @@ class LiveCall:
             if self.state != "live" or self._closing:
                 return  # the call ended while this sender waited
             await self._audio.put(audio[start : start + self._frame])
+
+    def excuse_silence(self, until: float) -> None:
+        """Silence to call time ``until`` is no dead air (the customer's secure pause): as a hold notice excuses it."""
+        if self.pipeline.timing is not None:
+            self.pipeline.timing.excuse(until)
 
     async def end(self) -> None:
         """The sender is done (or gone): finish the call with what was received."""
@@ -346,7 +355,7 @@ class CallRegistry:
                 if isinstance(exc, CallExistsInStore) and exc.state == "live":
                     raise CallExists(f"call {call_id} is already streaming{' to another node' if exc.node != self.node_id else ''}") from None
                 if isinstance(exc, CallExistsInStore):
-                    raise CallExists(f"call {call_id} was taken before and is kept; use a new call id") from None
+                    raise CallKept(f"call {call_id} was taken before and is kept; use a new call id") from None
                 raise
         try:
             if self.store is not None:

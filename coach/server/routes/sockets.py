@@ -87,7 +87,8 @@ async def audiohook(ws: WebSocket, state: State) -> None:
     settings, limits = state.settings, state.settings.server
     access = Access(settings.audiohook_api_key.get_secret_value() if settings.audiohook_api_key else None,
                     settings.audiohook_client_secret.get_secret_value() if settings.audiohook_client_secret else None)
-    await AudioHookSession(state.registry, state.tokens, access, limits.max_message_bytes, limits.stream_idle_timeout).serve(ws)
+    await AudioHookSession(state.registry, state.tokens, access, limits.max_message_bytes, limits.stream_idle_timeout,
+                           limits.public_url).serve(ws)
 
 
 @router.websocket("/ws/audio")
