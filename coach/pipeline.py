@@ -27,6 +27,7 @@ from coach.detect.risk import RiskMeter
 from coach.detect.sentiment import CallMood
 from coach.detect.text import TextAnalyzer
 from coach.detect.triggers import TriggerDetector
+from coach.detect.custom import CustomSignals
 from coach.events import Event, SignalEvent, TranscriptEvent
 from coach.playbook import PromptPolicy
 from coach.textguard import MAX_TEXT_CHARS, bounded
@@ -60,6 +61,8 @@ class CallPipeline:
         # timing cues need to know who is who: not on a mono (mixed) recording
         self.timing = TimingDetector() if {"agent", "customer"} <= self.parties.keys() else None
         self.triggers = TriggerDetector()
+        # the team's own signals, from the playbook (coach/detect/custom.py)
+        self.custom = CustomSignals(policy.playbook.custom_signals()) if policy is not None else None
         self.risk = RiskMeter()
         self.policy = policy
         self.text = text  # sentiment and trigger similarity; None: phrase rules only
@@ -87,6 +90,8 @@ class CallPipeline:
             self.parties[speaker].take(samples, speech[speaker])
         for risk in self.risk.on_time(self.consumed):
             self._emit(risk)
+        if self.custom is not None and self.custom.pending:
+            self._signalled(self.custom.tick(self.consumed, self._speech_waiting()))
         if self.timing:
             agent = self._activity("agent")
             self._signalled(self.timing.update(self.consumed, agent, self._activity("customer")))
@@ -116,6 +121,8 @@ class CallPipeline:
             # (the trigger heads) reads only the whole utterance decoded at a pause, as its final will
             # be: on a chunk's greedy, partial sentence it raised false alarms
             self._signalled(self.triggers.on_transcript(event))
+            if self.custom is not None:
+                self._signalled(self.custom.on_transcript(event))
             if event.whole and self.text is not None:
                 self.background.spawn(self._read_whole(event))
         elif self.text is None or not event.text:
@@ -148,8 +155,16 @@ class CallPipeline:
         if self.timing:
             self.timing.heard(event.speaker, event.text, event.at)
         self._signalled(self.triggers.on_transcript(event, matches))
+        if self.custom is not None:
+            self._signalled(self.custom.on_transcript(event))
         for risk in self.risk.on_sentiment(event):
             self._emit(risk)
+
+    def _speech_waiting(self) -> float | None:
+        """Where the earliest speech not yet final began (an open utterance, or one waiting for its final)."""
+        starts = [party.endpointer.utterance_start for party in self.parties.values() if party.endpointer.utterance_start is not None]
+        starts += [since for party in self.parties.values() if (since := party.final_due_from) is not None]
+        return min(starts, default=None)
 
     def _voice_activity(self, audio: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {speaker: self.vads[speaker].feed(samples) for speaker, samples in audio.items()}
@@ -172,6 +187,8 @@ class CallPipeline:
         for party in self.parties.values():
             party.finish()
         await self.drain()
+        if self.custom is not None and self.custom.pending:
+            self._signalled(self.custom.close(self.consumed))
 
     async def aclose(self) -> None:
         await asyncio.gather(*(party.aclose() for party in self.parties.values()))

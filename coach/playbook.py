@@ -1,7 +1,9 @@
 """The playbook (``models/playbook.yaml``) and the prompt policy that turns signals into prompts.
 
 A team edits the playbook: for each signal, the prompt's kind (``stop_sign`` or ``deescalate``),
-title, text, priority and cooldown. ``coach playbook check`` validates it with readable errors.
+title, text, priority and cooldown; and under ``signals:``, signals of its own, from phrases, with
+no code (``coach/detect/custom.py``). ``coach playbook check`` validates it with readable errors; a
+running server picks up an edited playbook and keeps the old one while the new one is invalid.
 
 The policy keeps the sidebar calm: a prompt is not shown again within its cooldown, signals that
 arrive together are shown highest priority first, and there is one stop sign at a time, cleared
@@ -15,8 +17,9 @@ import itertools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from coach.detect.custom import CustomSignal, compile_phrase
 from coach.errors import CoachError
 from coach.events import PromptClearedEvent, PromptEvent, SignalEvent
 
@@ -42,20 +45,66 @@ class PromptRule(BaseModel):
     cooldown: float = Field(ge=0, le=3600)
 
 
+class SignalRule(BaseModel):
+    """A team's own signal (``signals:`` in the playbook)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    speaker: Literal["agent", "customer", "any"]
+    kind: Literal["said", "not_said"] = "said"
+    phrases: list[str] = Field(default_factory=list, max_length=100)
+    within: float | None = Field(None, gt=0, le=3600, description="not_said: seconds from the call's start")
+
+    @field_validator("phrases")
+    @classmethod
+    def _safe(cls, phrases: list[str]) -> list[str]:
+        for phrase in phrases:
+            compile_phrase(phrase)  # UnsafePhrase (a ValueError) says which and why
+        return phrases
+
+    @model_validator(mode="after")
+    def _complete(self) -> "SignalRule":
+        if not self.phrases:
+            raise ValueError("a signal needs phrases")
+        if self.kind == "not_said" and self.within is None:
+            raise ValueError("a not_said signal needs within: the seconds from the call's start by which it must be said")
+        if self.kind == "said" and self.within is not None:
+            raise ValueError("within is for not_said signals only")
+        return self
+
+    def compiled(self, label: str) -> CustomSignal:
+        return CustomSignal(label, self.speaker, tuple(compile_phrase(p) for p in self.phrases), self.kind, self.within or 0.0)
+
+
 class Playbook(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    signals: dict[str, SignalRule] = Field(default_factory=dict)
     prompts: dict[str, PromptRule]
 
-    @field_validator("prompts")
+    @field_validator("signals")
     @classmethod
-    def _known_signals(cls, prompts: dict[str, PromptRule]) -> dict[str, PromptRule]:
-        for label in prompts:
-            if label not in SIGNALS:
-                near = difflib.get_close_matches(label, SIGNALS, n=1)
-                hint = f" (did you mean {near[0]}?)" if near else f" (known: {', '.join(SIGNALS)})"
-                raise ValueError(f"unknown signal {label!r}{hint}")
-        return prompts
+    def _own_names(cls, signals: dict[str, SignalRule]) -> dict[str, SignalRule]:
+        for label in signals:
+            if label in SIGNALS:
+                raise ValueError(f"{label!r} is a built-in signal: give the team's own signal another name")
+            if not (2 <= len(label) <= 40 and label[0].isascii() and label[0].isalpha() and label.islower()
+                    and all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in label)):
+                raise ValueError(f"signal name {label!r}: lower-case letters, digits and _ only, starting with a letter (2-40 characters)")
+        return signals
+
+    @model_validator(mode="after")
+    def _known_signals(self) -> "Playbook":
+        known = (*SIGNALS, *self.signals)
+        for label in self.prompts:
+            if label not in known:
+                near = difflib.get_close_matches(label, known, n=1)
+                hint = f" (did you mean {near[0]}?)" if near else f" (known: {', '.join(known)})"
+                raise ValueError(f"a prompt for unknown signal {label!r}{hint}")
+        return self
+
+    def custom_signals(self) -> list[CustomSignal]:
+        return [rule.compiled(label) for label, rule in self.signals.items()]
 
 
 def load_playbook(path: Path = DEFAULT_PLAYBOOK) -> Playbook:
@@ -72,8 +121,8 @@ def load_playbook(path: Path = DEFAULT_PLAYBOOK) -> Playbook:
     try:
         return Playbook.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
-        raise PlaybookError(f"{path}: " + "; ".join(problems)) from None
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'playbook'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
+        raise PlaybookError("\n".join(f"{path}: {problem}" for problem in problems)) from None  # one line each
 
 
 class PromptPolicy:

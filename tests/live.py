@@ -35,13 +35,16 @@ def said(freq: int, seconds: float = 1.5):
 @asynccontextmanager
 async def running_server(
     data_dir: Path, transcriber=None, send_buffer: int | None = None, real_models: bool = False, redaction: RedactionSettings | None = None,
-    twilio_auth_token: str | None = None, audiohook_api_key: str | None = None, audiohook_client_secret: str | None = None, **server,
+    twilio_auth_token: str | None = None, audiohook_api_key: str | None = None, audiohook_client_secret: str | None = None,
+    playbook: Path | None = None, **server,
 ):
     """The app on a free port. Stand-in models (tones heard as PHRASES), or the real ones."""
     settings = Settings(
         admin_token=ADMIN, server=ServerSettings(data_dir=data_dir, **server), redaction=redaction or RedactionSettings(),
         twilio_auth_token=twilio_auth_token, audiohook_api_key=audiohook_api_key, audiohook_client_secret=audiohook_client_secret,
     )
+    if playbook is not None:
+        settings.playbook = playbook
     if real_models:
         app = create_app(settings)
     else:

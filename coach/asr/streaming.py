@@ -162,6 +162,7 @@ class PartyTranscriber:
         self._open: _Utterance | None = None
         self.background = Background()  # its transcriptions; a failed one is raised by the pipeline
         self._awaiting: dict[str, float] = {}  # utterances ended and not yet final: id -> where they ended
+        self._awaiting_from: dict[str, float] = {}  # the same: id -> where they began
         self._join_mode = settings.final_mode == "join"
         self._final = DecodeOptions(settings.beam_size, settings.window_margin, settings.language, settings.min_window)
         if self._join_mode:  # chunks are the final text: decoded as finals are
@@ -181,6 +182,11 @@ class PartyTranscriber:
     @property
     def pending(self) -> set[asyncio.Task]:
         return self.background.tasks
+
+    @property
+    def final_due_from(self) -> float | None:
+        """Where the earliest utterance that ended and still waits for its final began (None: none waits)."""
+        return min(self._awaiting_from.values(), default=None)
 
     @property
     def final_due_since(self) -> float | None:
@@ -287,6 +293,7 @@ class PartyTranscriber:
         self._open = None
         utt.finalised = True
         self._awaiting[utt.id] = ended.end
+        self._awaiting_from[utt.id] = ended.start
         if self._join_mode and utt.chunks:
             tail = self._clip(utt.chunk_from, ended.end) if ended.end - utt.chunk_from >= 0.1 else None
             self.background.spawn(self._final_from_chunks(utt, ended, tail))
@@ -330,6 +337,7 @@ class PartyTranscriber:
 
     def _emit_final(self, utt: _Utterance, ended: SpeechEnded, text: str, rung: int | None = None) -> None:
         self._awaiting.pop(utt.id, None)
+        self._awaiting_from.pop(utt.id, None)
         self.conversation.add(self.speaker, text)
         if text or utt.shown_end:  # an empty final withdraws an interim that turned out to be noise
             self._emit(TranscriptEvent(self._clock(), self.speaker, utt.id, ended.start, ended.end, text, True, rung=rung))

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from coach.config import Settings
 from coach.playbook import load_playbook
 from coach.server.guards import SECURITY_HEADERS, RateLimiter
-from coach.server.routes import calls_api, ops, pages, sockets, tokens_api
+from coach.server.routes import calls_api, ops, pages, playbook_api, sockets, tokens_api
 from coach.server.routes.pages import WEB_DIR
 from coach.server.state import LOAD, serving
 
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, *, transcriber: Any = None, tex
             response.headers.setdefault(name, value)
         return response
 
-    for router in (sockets.router, calls_api.router, tokens_api.router, ops.router, pages.router):
+    for router in (sockets.router, calls_api.router, tokens_api.router, playbook_api.router, ops.router, pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     return app

@@ -18,12 +18,13 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from coach.asr.ladder import LadderSettings, QualityLadder
 from coach.asr.scheduler import AsrScheduler
 from coach.config import Settings, default_max_calls
-from coach.playbook import Playbook
+from coach.playbook import Playbook, PlaybookError, load_playbook
 from coach.server.auth import TokenStore
 from coach.server.calls import CallRegistry, CallServices
 from coach.server.cluster import Cluster
@@ -36,6 +37,44 @@ log = logging.getLogger("coach.server")
 LOAD = object()  # load the configured model
 
 
+class PlaybookWatch:
+    """The playbook file, watched: an edit is loaded, and calls that start after it use it (a live
+    call keeps the playbook it started with). An invalid edit is refused in one log line per
+    problem, shown in ``/api/playbook``, and the playbook in use stays."""
+
+    def __init__(self, path: Path, playbook: Playbook, services: CallServices, every: float = 1.0) -> None:
+        self.path, self.active, self.services, self.every = Path(path), playbook, services, every
+        self.loaded_at = time.time()
+        self.error: str | None = None
+        self._stamp = _stamp(self.path)
+
+    async def watching(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)  # the file's check period
+            stamp = await asyncio.to_thread(_stamp, self.path)
+            if stamp == self._stamp:
+                continue
+            self._stamp = stamp
+            try:
+                book = await asyncio.to_thread(load_playbook, self.path)
+            except PlaybookError as exc:
+                self.error = str(exc)
+                for line in self.error.splitlines():
+                    log.error("playbook not used, the one in use stays: %s", line)
+                continue
+            self.active = self.services.playbook = book
+            self.loaded_at, self.error = time.time(), None
+            log.warning("playbook %s reloaded: %d signals of its own, %d prompts", self.path, len(book.signals), len(book.prompts))
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
 @dataclass
 class ServerState:
     settings: Settings
@@ -46,6 +85,7 @@ class ServerState:
     registry: CallRegistry
     tokens: TokenStore
     counters: ServiceCounters
+    playbook: PlaybookWatch
     cluster: Cluster | None = None
 
     async def in_store(self, method, *args):
@@ -89,7 +129,8 @@ async def serving(settings: Settings, playbook: Playbook, rate: RateLimiter, *, 
         )
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
         tokens = TokenStore(server.data_dir / "tokens.json", admin, table=store if store.shared else None)
-        state = ServerState(settings, rate, store, store_executor, scheduler, registry, tokens, services.counters)
+        watch = PlaybookWatch(settings.playbook, playbook, services)
+        state = ServerState(settings, rate, store, store_executor, scheduler, registry, tokens, services.counters, watch)
         if server.redis_url is not None:
             registry.node_id = server.node_id or f"{socket.gethostname()}-{os.getpid()}"
             state.cluster = registry.cluster = Cluster(
@@ -110,6 +151,8 @@ async def serving(settings: Settings, playbook: Playbook, rate: RateLimiter, *, 
         owned.push_async_callback(registry.aclose)  # live calls finish (recordings sealed) while the models are here
         upkeep = loop.create_task(_retention(state, server.retention_days))
         owned.push_async_callback(_cancelled, upkeep)
+        watching = loop.create_task(watch.watching(), name="playbook watch")
+        owned.push_async_callback(_cancelled, watching)
         log.info("serving; data in %s", server.data_dir)
         yield state
 

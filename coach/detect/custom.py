@@ -1,0 +1,158 @@
+"""A team's own signals, written in the playbook (``signals:``) without code (issue 32).
+
+A signal's ``phrases`` are words or short phrases, matched case-insensitively on whole words. A
+word may end in ``*`` (``cancel*``: cancel, cancels, cancellation), and a lone ``*`` stands for
+any one word (``cheaper * elsewhere``). Phrases are not regular expressions: a team cannot write
+one that backtracks. Each phrase is matched by scanning the words of a transcript once per starting
+word, with at most ``MAX_WORDS`` words compared each time.
+
+Two kinds:
+- ``said`` (the default): the signal fires when one of its phrases is heard from its speaker.
+- ``not_said``: a compliance check. The signal fires when the call reaches ``within`` seconds and
+  its speaker (the agent, for the recording disclosure) has not said any of its phrases by then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from coach.events import SignalEvent, TranscriptEvent
+
+MAX_WORDS = 8  # words in one phrase
+MAX_WORD = 40  # characters in one word
+PHRASE_SCORE = 0.8
+WILD = "*"
+
+
+class UnsafePhrase(ValueError):
+    """A phrase that cannot be matched safely, or could match almost anything."""
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words: runs of letters, digits, apostrophes and hyphens (one pass, no regex)."""
+    out, word = [], []
+    for ch in text.lower():
+        if ch.isalnum() or ch in "'-":
+            word.append(ch)
+        elif word:
+            out.append("".join(word).strip("'-"))
+            word = []
+    if word:
+        out.append("".join(word).strip("'-"))
+    return [w for w in out if w]
+
+
+@dataclass(frozen=True)
+class Phrase:
+    text: str  # as the team wrote it
+    parts: tuple[str, ...]  # each a word, a prefix ending in "*", or "*"
+
+    def find(self, heard: list[str]) -> tuple[int, int] | None:
+        """The first ``(start, end)`` word span of ``heard`` this phrase matches."""
+        size = len(self.parts)
+        for start in range(len(heard) - size + 1):
+            if all(_word_matches(part, heard[start + k]) for k, part in enumerate(self.parts)):
+                return start, start + size
+        return None
+
+
+def _word_matches(part: str, word: str) -> bool:
+    if part == WILD:
+        return True
+    if part.endswith(WILD):
+        return word.startswith(part[:-1])
+    return word == part
+
+
+def compile_phrase(text: str) -> Phrase:
+    """A phrase the matcher can use: a readable :class:`UnsafePhrase` if it is not one."""
+    if not isinstance(text, str) or not text.strip():
+        raise UnsafePhrase("an empty phrase")
+    raw = text.lower().split()
+    if len(raw) > MAX_WORDS:
+        raise UnsafePhrase(f"{text!r} has more than {MAX_WORDS} words")
+    parts = []
+    for token in raw:
+        if len(token) > MAX_WORD:
+            raise UnsafePhrase(f"{text!r}: a word of more than {MAX_WORD} characters")
+        if token == WILD:
+            parts.append(WILD)
+            continue
+        stem, wild = (token[:-1], True) if token.endswith(WILD) else (token, False)
+        if WILD in stem or not stem or any(not (ch.isalnum() or ch in "'-") for ch in stem):
+            raise UnsafePhrase(f"{text!r}: {token!r} is not a word (letters, digits, ' and - only; * only at a word's end, or alone)")
+        if wild and len(stem.strip("'-")) < 3:
+            raise UnsafePhrase(f"{text!r}: {token!r} would match too many words (three letters at least before the *)")
+        parts.append(stem.strip("'-") + (WILD if wild else ""))
+    if all(part == WILD for part in parts):
+        raise UnsafePhrase(f"{text!r} would match any words")
+    return Phrase(text, tuple(parts))
+
+
+@dataclass(frozen=True)
+class CustomSignal:
+    label: str
+    speaker: str  # "agent", "customer" or "any"
+    phrases: tuple[Phrase, ...]
+    kind: str = "said"  # or "not_said"
+    within: float = 0.0  # not_said: seconds of the call by which a phrase must have been said
+
+    def hears(self, speaker: str) -> bool:
+        return self.speaker in ("any", speaker)
+
+    def match(self, text: str) -> Phrase | None:
+        heard = words(text)
+        return next((p for p in self.phrases if p.find(heard) is not None), None)
+
+
+class CustomSignals:
+    """One call's custom signals: ``said`` ones on transcripts (interims too, once per utterance and
+    label), ``not_said`` ones when their window closes."""
+
+    def __init__(self, signals: Iterable[CustomSignal]) -> None:
+        signals = list(signals)
+        self.said = [s for s in signals if s.kind == "said"]
+        self.pending = {s.label: s for s in signals if s.kind == "not_said"}  # windows still open, phrase not yet heard
+        self._fired: dict[str, set[str]] = {}
+        self._closed: set[str] = set()
+
+    def on_transcript(self, event: TranscriptEvent) -> list[SignalEvent]:
+        if event.id in self._closed or not event.text:
+            return []
+        out: list[SignalEvent] = []
+        fired = self._fired.setdefault(event.id, set())
+        for signal in self.said:
+            if signal.label in fired or not signal.hears(event.speaker):
+                continue
+            phrase = signal.match(event.text)
+            if phrase is not None:
+                fired.add(signal.label)
+                out.append(SignalEvent(event.at, signal.label, event.speaker, event.start, event.end, PHRASE_SCORE,
+                                       f"said: {phrase.text}"))
+        if event.final:
+            for label, signal in list(self.pending.items()):
+                if signal.hears(event.speaker) and event.start <= signal.within and signal.match(event.text) is not None:
+                    del self.pending[label]  # said in time
+            self._fired.pop(event.id, None)
+            self._closed.add(event.id)
+        return out
+
+    def close(self, now: float) -> list[SignalEvent]:
+        """The call ended: a window still open closes now (a call shorter than the window that never
+        had its phrase said is flagged too)."""
+        return self.tick(float("inf"), None, at=now)
+
+    def tick(self, now: float, waiting_since: float | None = None, at: float | None = None) -> list[SignalEvent]:
+        """``now``: call time reached. A window that has closed fires, unless speech that began in it
+        still waits for its final (``waiting_since``: where the oldest such utterance began)."""
+        out = []
+        for label, signal in list(self.pending.items()):
+            if now < signal.within or (waiting_since is not None and waiting_since <= signal.within):
+                continue
+            del self.pending[label]
+            who = "the agent" if signal.speaker == "agent" else "the customer" if signal.speaker == "customer" else "anyone"
+            out.append(SignalEvent(now if at is None else at, label, signal.speaker if signal.speaker != "any" else "call", 0.0,
+                                   signal.within, PHRASE_SCORE,
+                                   f"not said by {who} in the first {signal.within:g} s: {signal.phrases[0].text}"))
+        return out

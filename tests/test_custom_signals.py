@@ -1,0 +1,158 @@
+"""A team's own signals in the playbook (issue 32): phrases with a safe wildcard, the "not said"
+compliance kind, `coach playbook check`, `coach analyze` with COACH_PLAYBOOK, and a running server
+taking an edited playbook (and keeping the old one while the new one is invalid)."""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from coach.detect.custom import CustomSignals, UnsafePhrase, compile_phrase
+from coach.events import TranscriptEvent
+from coach.playbook import DEFAULT_PLAYBOOK
+from coach.simulate import play_call
+from tests.live import ADMIN, running_server
+from tests.test_server import ESCALATION
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def final(speaker: str, text: str, start: float, end: float, n: int = 1) -> TranscriptEvent:
+    return TranscriptEvent(end + 0.7, speaker, f"{speaker}-{n}", start, end, text, True)
+
+
+def test_phrases_match_whole_words_with_a_trailing_or_lone_wildcard():
+    def hits(phrase: str, text: str) -> bool:
+        from coach.detect.custom import words
+
+        return compile_phrase(phrase).find(words(text)) is not None
+
+    assert hits("British Gas", "I'm going back to british gas, they were cheaper")
+    assert hits("cancel*", "What's the cancellation fee?") and hits("cancel*", "I want to CANCEL")
+    assert not hits("gas", "the gasket is broken")  # whole words only
+    assert hits("cheaper * else*", "it's cheaper somewhere elsewhere") and not hits("cheaper * else*", "it's cheaper elsewhere")
+    assert hits("husband passed away", "My husband passed away in May.")
+
+
+@pytest.mark.parametrize("phrase, why", [
+    ("*", "would match any words"), ("* *", "would match any words"), ("(a+)+$", "is not a word"), ("ca*", "too many words"),
+    ("a*b", "is not a word"), ("one two three four five six seven eight nine", "more than 8 words"), ("", "empty"),
+])
+def test_unsafe_phrases_are_refused_with_the_reason(phrase, why):
+    with pytest.raises(UnsafePhrase, match=why.replace("(", r"\(").replace("+", r"\+")):
+        compile_phrase(phrase)
+
+
+def test_a_not_said_signal_fires_when_its_window_closes_and_not_when_the_phrase_came_in_time():
+    from coach.playbook import SignalRule
+
+    rule = SignalRule(speaker="agent", kind="not_said", phrases=["call is recorded", "recorded for * purposes"], within=30).compiled("no_disclosure")
+    quiet = CustomSignals([rule])
+    quiet.on_transcript(final("agent", "Hello, this call is recorded for training purposes.", 1.0, 4.0))
+    assert quiet.tick(31.0) == [] and quiet.close(60.0) == []
+    missed = CustomSignals([rule])
+    missed.on_transcript(final("agent", "Hello, how can I help?", 1.0, 3.0))
+    assert missed.tick(29.9) == []
+    assert missed.tick(30.5, waiting_since=28.0) == []  # the agent's words from before 30 s still wait for their final
+    [signal] = missed.tick(31.0)
+    assert (signal.label, signal.at, signal.speaker) == ("no_disclosure", 31.0, "agent") and "first 30 s" in signal.evidence
+    assert missed.tick(40.0) == []  # once
+    late = CustomSignals([rule])
+    late.on_transcript(final("agent", "Sorry, I should say this call is recorded.", 35.0, 38.0))  # said, but too late
+    assert [s.label for s in late.tick(40.0)] == ["no_disclosure"]
+    short = CustomSignals([rule])
+    assert [s.at for s in short.close(12.0)] == [12.0]  # a call that ended inside the window without it
+
+
+def check(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
+    book = tmp_path / "playbook.yaml"
+    book.write_text(textwrap.dedent(text))
+    return subprocess.run([sys.executable, "-m", "coach", "playbook", "check", str(book)], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_playbook_check_refuses_each_problem_in_a_readable_line(tmp_path):
+    out = check(tmp_path, """
+        signals:
+          competitor_mentioned: {speaker: customer, phrases: ["octopus", "(a+)+"], colour: red}
+          empty_one: {speaker: customer}
+        prompts:
+          competitor_mentioned: {kind: deescalate, title: Competitor, text: Hold on to them, priority: 60, cooldown: 60}
+          refund_asked: {kind: deescalate, title: Refund, text: Check the order, priority: 50, cooldown: 60}
+        """)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert any("competitor_mentioned.phrases" in line and "'(a+)+'" in line for line in lines)
+    assert any("competitor_mentioned.colour" in line for line in lines)  # an unknown key
+    assert any("empty_one" in line and "needs phrases" in line for line in lines)
+    # a prompt for a signal that does not exist is checked once the signals themselves are valid
+    ok_signals = check(tmp_path, """
+        signals:
+          competitor_mentioned: {speaker: customer, phrases: ["octopus"]}
+        prompts:
+          refund_asked: {kind: deescalate, title: Refund, text: Check the order, priority: 50, cooldown: 60}
+        """)
+    assert ok_signals.returncode != 0 and "a prompt for unknown signal 'refund_asked'" in ok_signals.stderr
+
+
+def team_playbook(tmp_path: Path) -> Path:
+    book = yaml.safe_load(DEFAULT_PLAYBOOK.read_text())
+    book["signals"] = {
+        "refund_asked": {"speaker": "customer", "phrases": ["refund*", "money back"]},
+        "competitor_mentioned": {"speaker": "customer", "phrases": ["octopus", "british gas"]},
+        "no_disclosure": {"speaker": "agent", "kind": "not_said", "phrases": ["call is recorded"], "within": 5},
+    }
+    book["prompts"]["refund_asked"] = {"kind": "deescalate", "title": "Refund asked", "text": "Confirm the order first.", "priority": 40, "cooldown": 60}
+    out = tmp_path / "team-playbook.yaml"
+    out.write_text(yaml.safe_dump(book))
+    return out
+
+
+@pytest.mark.model
+def test_a_teams_signal_fires_in_coach_analyze_on_speech_and_another_stays_quiet(short_call, tmp_path):
+    path, _ = short_call  # the customer: "I was charged twice for my order and I would like a refund please."
+    env = {**os.environ, "COACH_PLAYBOOK": str(team_playbook(tmp_path))}
+    run = subprocess.run([sys.executable, "-m", "coach", "analyze", str(path), "--jsonl"], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    signals = {e["label"]: e for e in events if e["type"] == "signal"}
+    assert signals["refund_asked"]["speaker"] == "customer" and "refund" in signals["refund_asked"]["evidence"]
+    assert "competitor_mentioned" not in signals
+    assert signals["no_disclosure"]["at"] >= 5.0  # the agent never said the call is recorded
+    assert any(e["type"] == "prompt" and e["title"] == "Refund asked" for e in events)
+
+
+async def _playbook_state(live, changed_since: float | None = None, error: bool = False) -> dict:
+    for _ in range(200):  # the server checks the file every second; polled, with a bound
+        status, book = await live.request("GET", "/api/playbook")
+        assert status == 200
+        if (changed_since is None or book["loaded_at"] > changed_since) and (not error or book["error"]):
+            return book
+        await asyncio.sleep(0.05)
+    raise AssertionError("the playbook was not picked up")
+
+
+async def test_a_running_server_uses_an_edited_playbook_and_keeps_it_while_an_edit_is_invalid(tmp_path):
+    book = team_playbook(tmp_path)
+    async with running_server(tmp_path / "data", playbook=book) as live:
+        first = await _playbook_state(live)
+        assert "refund_asked" in first["signals"] and first["error"] is None
+        edited = yaml.safe_load(book.read_text())
+        edited["prompts"]["escalation_request"]["title"] = "Offer a call-back"
+        book.write_text(yaml.safe_dump(edited))
+        await _playbook_state(live, changed_since=first["loaded_at"])
+        await play_call(live.url, ESCALATION, token=ADMIN, call_id="PB1", speed=0)
+        status, call = await live.request("GET", "/api/calls/PB1")
+        assert any(e["type"] == "prompt" and e["title"] == "Offer a call-back" for e in call["events"])  # the edit is in use
+        good = book.read_text()
+        book.write_text(good.replace("priority: 80", "priority: high"))
+        refused = await _playbook_state(live, error=True)
+        assert "priority" in refused["error"] and refused["prompts"]["escalation_request"]["title"] == "Offer a call-back"
+        await play_call(live.url, ESCALATION, token=ADMIN, call_id="PB2", speed=0)
+        status, call = await live.request("GET", "/api/calls/PB2")
+        assert any(e["type"] == "prompt" and e["title"] == "Offer a call-back" for e in call["events"])  # the old one stays
