@@ -156,3 +156,17 @@ async def test_a_running_server_uses_an_edited_playbook_and_keeps_it_while_an_ed
         await play_call(live.url, ESCALATION, token=ADMIN, call_id="PB2", speed=0)
         status, call = await live.request("GET", "/api/calls/PB2")
         assert any(e["type"] == "prompt" and e["title"] == "Offer a call-back" for e in call["events"])  # the old one stays
+
+
+async def test_try_a_sentence_says_what_would_fire_and_why(tmp_path):
+    async with running_server(tmp_path / "data", playbook=team_playbook(tmp_path)) as live:
+        status, result = await live.request("POST", "/api/playbook/try", body={"speaker": "customer", "text": "I want a refund or I'm off to Octopus"})
+        assert status == 200
+        fired = {s["label"]: s for s in result["signals"]}
+        assert fired["refund_asked"]["fires"] and fired["refund_asked"]["prompt"]["title"] == "Refund asked"
+        assert fired["competitor_mentioned"]["fires"] and fired["competitor_mentioned"]["prompt"] is None  # no prompt written for it
+        status, result = await live.request("POST", "/api/playbook/try", body={"speaker": "agent", "text": "Sorry, I shouldn't have said calm down."})
+        calm = next(s for s in result["signals"] if s["label"] == "dismissive_phrase")
+        assert not calm["fires"] and "veto" in calm["why_not"]
+        agent = await live.token("agent", "ana")
+        assert (await live.request("POST", "/api/playbook/try", token=agent, body={"speaker": "agent", "text": "hello"}))[0] == 403

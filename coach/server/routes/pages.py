@@ -31,3 +31,8 @@ async def board_page() -> FileResponse:
 @router.get("/qa")
 async def qa_page() -> FileResponse:
     return FileResponse(WEB_DIR / "qa.html")
+
+
+@router.get("/playbook")
+async def playbook_page() -> FileResponse:
+    return FileResponse(WEB_DIR / "playbook.html")
