@@ -8,7 +8,7 @@ job is awaited before more audio is pushed, so ``at`` is the same on any machine
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +27,7 @@ from coach.detect.risk import RiskMeter
 from coach.detect.sentiment import CallMood
 from coach.detect.text import TextAnalyzer
 from coach.detect.triggers import TriggerDetector
-from coach.detect.custom import CustomSignals
+from coach.detect.custom import CustomSignals, MeaningBank
 from coach.events import Event, SignalEvent, TranscriptEvent
 from coach.playbook import PromptPolicy
 from coach.textguard import MAX_TEXT_CHARS, bounded
@@ -47,6 +47,7 @@ class CallPipeline:
         policy: PromptPolicy | None = None,
         text: TextAnalyzer | None = None,
         due_offset: float = 0.0,
+        meaning: Sequence[MeaningBank] = (),
     ) -> None:
         self.layout = layout
         self.consumed = 0.0  # seconds of call audio taken in
@@ -63,6 +64,8 @@ class CallPipeline:
         self.triggers = TriggerDetector()
         # the team's own signals, from the playbook (coach/detect/custom.py)
         self.custom = CustomSignals(policy.playbook.custom_signals()) if policy is not None else None
+        self.meaning = tuple(meaning) if text is not None and self.custom is not None else ()  # its signals' examples, embedded
+        self._own = {bank.label for bank in self.meaning}
         self.risk = RiskMeter()
         self.policy = policy
         self.text = text  # sentiment and trigger similarity; None: phrase rules only
@@ -138,25 +141,34 @@ class CallPipeline:
             raise failure
 
     async def _read_whole(self, event: TranscriptEvent) -> None:
-        reading = await self.text.read(event.speaker, event.text)
-        if reading.matches:  # a label found here is not raised again by the final
-            self._signalled(self.triggers.on_transcript(replace(event, at=self.consumed), reading.matches))
+        reading = await self.text.read(event.speaker, event.text, self.meaning)
+        built_in, own = self._split(reading.matches)
+        if built_in:  # a label found here is not raised again by the final
+            self._signalled(self.triggers.on_transcript(replace(event, at=self.consumed), built_in))
+        if own and self.custom is not None:
+            self._signalled(self.custom.on_transcript(replace(event, at=self.consumed), own))
 
     async def _read_final(self, event: TranscriptEvent, before: asyncio.Task | None) -> None:
-        reading = await self.text.read(event.speaker, event.text)
+        reading = await self.text.read(event.speaker, event.text, self.meaning)
         if before is not None:
             await asyncio.wait({before})
-        dissatisfied = event.speaker == "customer" and self.triggers.raised_by(event, reading.matches)
+        built_in, _ = self._split(reading.matches)
+        dissatisfied = event.speaker == "customer" and self.triggers.raised_by(event, built_in)
         sentiment = None if reading.sentiment is None else self.mood.update(event.speaker, reading.sentiment, dissatisfied)
         self._final(replace(event, at=self.consumed, sentiment=sentiment), reading.matches)
+
+    def _split(self, matches) -> tuple[list, list]:
+        """Matches by meaning: of the built-in trigger heads, and of the playbook's own signals."""
+        return [m for m in matches if m.label not in self._own], [m for m in matches if m.label in self._own]
 
     def _final(self, event: TranscriptEvent, matches) -> None:
         self._emit(event)
         if self.timing:
             self.timing.heard(event.speaker, event.text, event.at)
-        self._signalled(self.triggers.on_transcript(event, matches))
+        built_in, own = self._split(matches)
+        self._signalled(self.triggers.on_transcript(event, built_in))
         if self.custom is not None:
-            self._signalled(self.custom.on_transcript(event))
+            self._signalled(self.custom.on_transcript(event, own))
         for risk in self.risk.on_sentiment(event):
             self._emit(risk)
 
@@ -226,7 +238,8 @@ async def analyze_recording(
             yield block
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad") as vad_executor:
-        pipeline = CallPipeline(layout, scheduler, settings, emit, vad_executor, policy=policy, text=text)
+        meaning = await text.banks(policy.playbook.meaning_inputs()) if text is not None and policy is not None else ()
+        pipeline = CallPipeline(layout, scheduler, settings, emit, vad_executor, policy=policy, text=text, meaning=meaning)
         await feed_in_lockstep(pipeline, blocks(), on_progress, frame_seconds)
     return pipeline.consumed
 

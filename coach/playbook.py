@@ -53,7 +53,18 @@ class SignalRule(BaseModel):
     speaker: Literal["agent", "customer", "any"]
     kind: Literal["said", "not_said"] = "said"
     phrases: list[str] = Field(default_factory=list, max_length=100)
+    examples: list[str] = Field(default_factory=list, max_length=100, description="lines that carry the signal, matched by meaning")
+    not_: list[str] = Field(default_factory=list, alias="not", max_length=100, description="near misses that must not fire")
+    threshold: float | None = Field(None, ge=0.3, le=0.95, description="similarity to the nearest example that fires (default: calibrated)")
     within: float | None = Field(None, gt=0, le=3600, description="not_said: seconds from the call's start")
+
+    @field_validator("examples", "not_")
+    @classmethod
+    def _lines(cls, lines: list[str]) -> list[str]:
+        for line in lines:
+            if not line.strip() or len(line) > 300:
+                raise ValueError(f"an example must be a line of 1-300 characters, not {line[:40]!r}")
+        return lines
 
     @field_validator("phrases")
     @classmethod
@@ -64,8 +75,12 @@ class SignalRule(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> "SignalRule":
-        if not self.phrases:
-            raise ValueError("a signal needs phrases")
+        if not self.phrases and not self.examples:
+            raise ValueError("a signal needs phrases or examples")
+        if self.not_ and not self.examples:
+            raise ValueError("not examples need examples to be the near misses of")
+        if self.kind == "not_said" and (self.examples or not self.phrases):
+            raise ValueError("a not_said signal is written with phrases only")
         if self.kind == "not_said" and self.within is None:
             raise ValueError("a not_said signal needs within: the seconds from the call's start by which it must be said")
         if self.kind == "said" and self.within is not None:
@@ -105,6 +120,10 @@ class Playbook(BaseModel):
 
     def custom_signals(self) -> list[CustomSignal]:
         return [rule.compiled(label) for label, rule in self.signals.items()]
+
+    def meaning_inputs(self) -> list[tuple[str, str, list[str], list[str], float | None]]:
+        """``(label, speaker, examples, not examples, threshold)`` of the signals written with examples."""
+        return [(label, r.speaker, r.examples, r.not_, r.threshold) for label, r in self.signals.items() if r.examples]
 
 
 def load_playbook(path: Path = DEFAULT_PLAYBOOK) -> Playbook:

@@ -106,6 +106,9 @@ def team_playbook(tmp_path: Path) -> Path:
         "refund_asked": {"speaker": "customer", "phrases": ["refund*", "money back"]},
         "competitor_mentioned": {"speaker": "customer", "phrases": ["octopus", "british gas"]},
         "no_disclosure": {"speaker": "agent", "kind": "not_said", "phrases": ["call is recorded"], "within": 5},
+        "double_payment": {"speaker": "customer", "examples": ["I've been charged twice for an order and I want my money back.",
+                                                               "You charged me two times for the same purchase, I need it returned."],
+                           "not": ["I paid my bill twice this year."]},  # by meaning only
     }
     book["prompts"]["refund_asked"] = {"kind": "deescalate", "title": "Refund asked", "text": "Confirm the order first.", "priority": 40, "cooldown": 60}
     out = tmp_path / "team-playbook.yaml"
@@ -123,6 +126,7 @@ def test_a_teams_signal_fires_in_coach_analyze_on_speech_and_another_stays_quiet
     signals = {e["label"]: e for e in events if e["type"] == "signal"}
     assert signals["refund_asked"]["speaker"] == "customer" and "refund" in signals["refund_asked"]["evidence"]
     assert "competitor_mentioned" not in signals
+    assert signals["double_payment"]["speaker"] == "customer" and "charged twice" in signals["double_payment"]["evidence"]  # by meaning
     assert signals["no_disclosure"]["at"] >= 5.0  # the agent never said the call is recorded
     assert any(e["type"] == "prompt" and e["title"] == "Refund asked" for e in events)
 
@@ -170,3 +174,25 @@ async def test_try_a_sentence_says_what_would_fire_and_why(tmp_path):
         assert not calm["fires"] and "veto" in calm["why_not"]
         agent = await live.token("agent", "ana")
         assert (await live.request("POST", "/api/playbook/try", token=agent, body={"speaker": "agent", "text": "hello"}))[0] == 403
+
+
+def test_examples_fire_by_nearness_unless_a_near_miss_is_nearer():
+    from coach.detect.custom import match_meaning, meaning_banks
+
+    axes = {"exit fee": [1, 0, 0], "late fee": [0, 1, 0], "weather": [0, 0, 1]}
+
+    def embed(texts):
+        import numpy as np
+
+        return np.array([axes[t] for t in texts], np.float32)
+
+    [bank] = meaning_banks([("fee_asked", "customer", ["exit fee"], ["late fee"], 0.5)], embed)
+    import numpy as np
+
+    near_exit = np.array([[0.8, 0.6, 0.0]], np.float32)  # 0.8 to the example, 0.6 to the near miss
+    near_late = np.array([[0.6, 0.8, 0.0]], np.float32)
+    [m] = match_meaning([bank], "customer", ["what would it cost to leave"], near_exit)
+    assert (m.label, m.exemplar, round(m.score, 2)) == ("fee_asked", "exit fee", 0.8)
+    assert match_meaning([bank], "customer", ["why the late charge"], near_late) == []  # nearer the near miss
+    assert match_meaning([bank], "agent", ["what would it cost to leave"], near_exit) == []  # not this signal's speaker
+    assert match_meaning([bank], "customer", ["nice day"], np.array([[0.3, 0.0, 0.95]], np.float32)) == []  # below the threshold

@@ -225,7 +225,7 @@ class WordsSay:
         self.read_at: list[str] = []
         self.positive = False  # True: every line reads +0.5 (a polite line)
 
-    async def read(self, speaker: str, text: str) -> TextReading:
+    async def read(self, speaker: str, text: str, banks=()) -> TextReading:
         self.read_at.append(text)
         await asyncio.sleep(0)  # yield, as a real executor hop does
         from coach.detect.exemplars import ExemplarMatch

@@ -31,7 +31,8 @@ async function load() {
     const prompt = book.prompts[label];
     const mine = own[label];
     const f = byLabel[label] || {};
-    const whose = mine ? `${mine.speaker}${mine.kind === "not_said" ? `, not said in ${mine.within} s` : ""}: ${mine.phrases.join(", ")}` : "built in";
+    const written = [...(mine?.phrases || []), ...((mine?.examples || []).length ? [`${mine.examples.length} examples`] : [])];
+    const whose = mine ? `${mine.speaker}${mine.kind === "not_said" ? `, not said in ${mine.within} s` : ""}: ${written.join(", ")}` : "built in";
     return el("tr", { "data-label": label },
       el("th", { scope: "row" }, humanise(label)),
       el("td", {}, whose),

@@ -6,6 +6,12 @@ any one word (``cheaper * elsewhere``). Phrases are not regular expressions: a t
 one that backtracks. Each phrase is matched by scanning the words of a transcript once per starting
 word, with at most ``MAX_WORDS`` words compared each time.
 
+A signal may also have ``examples`` (and ``not`` examples): lines that carry it, and near misses
+that do not. A sentence fires the signal when it is at least ``threshold`` similar (cosine of the
+text encoder's sentence embeddings) to its nearest example, and nearer to that than to any ``not``
+example. No training: the examples are embedded when the playbook is loaded. The default threshold
+was calibrated on the project's own labelled lines (``benchmarks/custom_bench.py``).
+
 Two kinds:
 - ``said`` (the default): the signal fires when one of its phrases is heard from its speaker.
 - ``not_said``: a compliance check. The signal fires when the call reaches ``within`` seconds and
@@ -14,15 +20,19 @@ Two kinds:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
+
+from coach.detect.exemplars import ExemplarMatch
 from coach.events import SignalEvent, TranscriptEvent
 
 MAX_WORDS = 8  # words in one phrase
 MAX_WORD = 40  # characters in one word
 PHRASE_SCORE = 0.8
 WILD = "*"
+MEANING_THRESHOLD = 0.44  # cosine similarity to the nearest example, calibrated: benchmarks/custom_bench.py, docs/benchmarks.md
 
 
 class UnsafePhrase(ValueError):
@@ -106,6 +116,49 @@ class CustomSignal:
         return next((p for p in self.phrases if p.find(heard) is not None), None)
 
 
+@dataclass(frozen=True)
+class MeaningBank:
+    """One signal's examples and near misses, embedded."""
+
+    label: str
+    speaker: str
+    examples: tuple[str, ...]
+    example_vectors: np.ndarray = field(repr=False)
+    not_vectors: np.ndarray = field(repr=False)
+    threshold: float = MEANING_THRESHOLD
+
+
+def meaning_banks(signals: Iterable[tuple[str, str, Sequence[str], Sequence[str], float | None]],
+                  embed: Callable[[list[str]], np.ndarray]) -> list[MeaningBank]:
+    """``(label, speaker, examples, not_examples, threshold)`` of each signal with examples -> its bank
+    (blocking: the encoder embeds every example once)."""
+    banks = []
+    for label, speaker, examples, nots, threshold in signals:
+        if examples:
+            banks.append(MeaningBank(label, speaker, tuple(examples), embed(list(examples)),
+                                     embed(list(nots)) if nots else np.zeros((0, 1), np.float32),
+                                     MEANING_THRESHOLD if threshold is None else threshold))
+    return banks
+
+
+def match_meaning(banks: Sequence[MeaningBank], speaker: str, sentences: list[str], vectors: np.ndarray) -> list[ExemplarMatch]:
+    """The banks a party's sentences (``vectors``: their unit-length embeddings) come close enough to:
+    the best sentence of each, with its nearest example as the evidence."""
+    out = []
+    for bank in banks:
+        if bank.speaker not in ("any", speaker) or not sentences:
+            continue
+        near = vectors @ bank.example_vectors.T  # sentences x examples
+        best = near.max(axis=1)
+        if bank.not_vectors.shape[0]:
+            best = np.where(best > (vectors @ bank.not_vectors.T).max(axis=1), best, -1.0)
+        i = int(best.argmax())
+        if best[i] >= bank.threshold:
+            j = int(near[i].argmax())
+            out.append(ExemplarMatch(bank.label, float(best[i]), sentences[i], bank.examples[j], float(best[i])))
+    return out
+
+
 class CustomSignals:
     """One call's custom signals: ``said`` ones on transcripts (interims too, once per utterance and
     label), ``not_said`` ones when their window closes."""
@@ -117,11 +170,16 @@ class CustomSignals:
         self._fired: dict[str, set[str]] = {}
         self._closed: set[str] = set()
 
-    def on_transcript(self, event: TranscriptEvent) -> list[SignalEvent]:
+    def on_transcript(self, event: TranscriptEvent, matches: Sequence[ExemplarMatch] = ()) -> list[SignalEvent]:
+        """Phrases heard in ``event``, and ``matches`` by meaning (of this call's banks) read off it."""
         if event.id in self._closed or not event.text:
             return []
         out: list[SignalEvent] = []
         fired = self._fired.setdefault(event.id, set())
+        for m in matches:
+            if m.label not in fired:
+                fired.add(m.label)
+                out.append(SignalEvent(event.at, m.label, event.speaker, event.start, event.end, round(m.score, 3), m.evidence))
         for signal in self.said:
             if signal.label in fired or not signal.hears(event.speaker):
                 continue

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from coach.detect.custom import MeaningBank, match_meaning, meaning_banks
 from coach.detect.exemplars import ExemplarIndex, ExemplarMatch, split_sentences
 from coach.errors import ModelError
 
@@ -39,15 +41,20 @@ class TextAnalyzer:
         self.index = index
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="text")
 
-    async def read(self, speaker: str, text: str) -> TextReading:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.read_now, speaker, text)
+    async def read(self, speaker: str, text: str, banks: Sequence[MeaningBank] = ()) -> TextReading:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.read_now, speaker, text, banks)
 
-    def read_now(self, speaker: str, text: str) -> TextReading:
-        """Blocking: sentiment of the whole segment, exemplar matches of each sentence."""
+    async def banks(self, signals) -> list[MeaningBank]:
+        """The playbook's own signals written with examples (``Playbook.meaning_inputs()``), embedded."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, meaning_banks, signals, self.encoder.embed)
+
+    def read_now(self, speaker: str, text: str, banks: Sequence[MeaningBank] = ()) -> TextReading:
+        """Blocking: sentiment of the whole segment, exemplar matches of each sentence, and the
+        sentences close to the examples of the playbook's own signals (``banks``)."""
         started = time.perf_counter()
         if not text.strip():
             return TextReading(None)
-        sentences = split_sentences(text) if self.index is not None else []
+        sentences = split_sentences(text) if (self.index is not None or banks) else []
         texts = [text] + [s for s in sentences if s != text]
         vectors = self.encoder.embed(texts) if (self.head is not None or sentences) else np.zeros((0, 0))
         sentiment = None
@@ -60,6 +67,8 @@ class TextAnalyzer:
             rows = [texts.index(s) for s in sentences]
             members = np.stack([vectors[rows] if e is self.encoder else e.embed(sentences) for e in self.trigger_encoders])
             matches = self.index.match(speaker, sentences, members)
+        if banks and sentences:
+            matches += match_meaning(banks, speaker, sentences, vectors[[texts.index(s) for s in sentences]])
         return TextReading(sentiment, matches, time.perf_counter() - started)
 
     def close(self) -> None:

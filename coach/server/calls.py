@@ -54,6 +54,8 @@ class CallServices:
     redaction: RedactionSettings = field(default_factory=RedactionSettings)
     # redaction's regular expressions run here, never on the event loop (None: a thread of its own per call)
     redact_executor: Executor | None = None
+    # the examples of the playbook's own signals, embedded by the text models (coach/detect/custom.py)
+    meaning: tuple = ()
     # cluster mode: a call's id -> the mirror of its log to the other nodes (coach/server/cluster.py)
     mirror: Callable[[str], Callable[[int, Message | None], None]] | None = None
 
@@ -109,7 +111,7 @@ class LiveCall:
         self.pipeline = CallPipeline(
             layout, services.scheduler, services.asr, self._emit, services.vad_executor,
             vad_factory=services.vad_factory, policy=PromptPolicy(services.playbook), text=services.text,
-            due_offset=self._started,
+            due_offset=self._started, meaning=services.meaning,
         )
         # events leave in the order the pipeline made them, each redacted off the event loop first
         self._outbox: asyncio.Queue[tuple[Message, Event | None] | None] = asyncio.Queue()

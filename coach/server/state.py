@@ -62,6 +62,8 @@ class PlaybookWatch:
                 for line in self.error.splitlines():
                     log.error("playbook not used, the one in use stays: %s", line)
                 continue
+            meaning = tuple(await self.services.text.banks(book.meaning_inputs())) if self.services.text is not None else ()
+            self.services.meaning = meaning
             self.active = self.services.playbook = book
             self.loaded_at, self.error = time.time(), None
             log.warning("playbook %s reloaded: %d signals of its own, %d prompts", self.path, len(book.signals), len(book.prompts))
@@ -117,6 +119,10 @@ async def serving(settings: Settings, playbook: Playbook, rate: RateLimiter, *, 
                                 redaction=settings.redaction, redact_executor=redact_executor)
         if vad_factory is not None:
             services.vad_factory = vad_factory
+        if text_models is not None:
+            services.meaning = tuple(await text_models.banks(playbook.meaning_inputs()))
+        elif playbook.meaning_inputs():
+            log.warning("the playbook's examples need the text models (COACH_TEXT__ENABLED): only its phrases are used")
         store_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         owned.callback(store_executor.shutdown, wait=True)
         database_url = server.database_url.get_secret_value() if server.database_url else None

@@ -29,7 +29,7 @@ async def active_playbook(server: State, who: Caller) -> dict:
     _leads(who)
     watch = server.playbook
     return {"path": str(watch.path), "loaded_at": round(watch.loaded_at, 3), "error": watch.error,
-            **watch.active.model_dump(mode="json", exclude_none=True)}
+            **watch.active.model_dump(mode="json", exclude_none=True, by_alias=True)}
 
 
 class Trial(BaseModel):
@@ -55,9 +55,15 @@ async def try_sentence(body: Trial, server: State, who: Caller) -> dict:
                           "why_not": "its veto matched (a taken-back or negated use)" if vetoed else None})
     text_models = server.registry.services.text
     if text_models is not None:
-        reading = await text_models.read(body.speaker, body.text)
+        reading = await text_models.read(body.speaker, body.text)  # the built-in heads alone
         for m in reading.matches:
             found.append({"label": m.label, "by": "meaning (trigger heads)", "evidence": m.evidence, "fires": True, "why_not": None})
+    if text_models is not None and server.registry.services.meaning:
+        reading = await text_models.read(body.speaker, body.text, server.registry.services.meaning)
+        own = {bank.label for bank in server.registry.services.meaning}
+        for m in reading.matches:
+            if m.label in own:
+                found.append({"label": m.label, "by": "playbook examples (meaning)", "evidence": m.evidence, "fires": True, "why_not": None})
     for signal in book.custom_signals():
         if signal.hears(body.speaker) and (phrase := signal.match(body.text)) is not None:
             found.append({"label": signal.label, "by": "playbook phrase" if signal.kind == "said" else "playbook phrase (counts as said in time)",
