@@ -101,6 +101,10 @@ class CallPipeline:
             if self.policy:
                 for cleared in self.policy.on_activity(self.consumed, agent.speaking):
                     self._emit(cleared)
+        elif self.policy:  # a mono call: a stop sign (of a playbook signal) comes down when the line goes quiet
+            speaking = any(party.endpointer.speaking for party in self.parties.values())
+            for cleared in self.policy.on_activity(self.consumed, speaking):
+                self._emit(cleared)
 
     def _signalled(self, signals: list[SignalEvent]) -> None:
         for signal in signals:
@@ -128,7 +132,10 @@ class CallPipeline:
                 self._signalled(self.custom.on_transcript(event))
             if event.whole and self.text is not None:
                 self.background.spawn(self._read_whole(event))
-        elif self.text is None or not event.text:
+            return
+        if self.custom is not None:
+            self.custom.heard_final(event)  # a compliance phrase counts from now, not once the text models have read it
+        if self.text is None or not event.text:
             self._final(event, [])
         else:  # the final goes out with its sentiment, read off the loop in the text model's executor
             self._reading = self.background.spawn(self._read_final(event, self._reading))

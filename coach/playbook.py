@@ -13,6 +13,7 @@ once the agent stops talking (a new, more urgent stop sign replaces it).
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 from pathlib import Path
 from typing import Literal
@@ -94,7 +95,7 @@ class SignalRule(BaseModel):
 class Playbook(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    signals: dict[str, SignalRule] = Field(default_factory=dict)
+    signals: dict[str, SignalRule] = Field(default_factory=dict, max_length=50)
     prompts: dict[str, PromptRule]
 
     @field_validator("signals")
@@ -126,11 +127,41 @@ class Playbook(BaseModel):
         return [(label, r.speaker, r.examples, r.not_, r.threshold) for label, r in self.signals.items() if r.examples]
 
 
+class DuplicateKey(ValueError):
+    pass
+
+
+def _unique_mapping(loader, node, deep=False):
+    keys = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in keys:
+            raise DuplicateKey(f"{key!r} is written twice (line {key_node.start_mark.line + 1}): the second would replace the first")
+        keys.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+@functools.cache
+def _unique_loader():
+    """A YAML SafeLoader that refuses a key written twice in one mapping."""
+    import yaml
+
+    class UniqueKeys(yaml.SafeLoader):
+        pass
+
+    UniqueKeys.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+    return UniqueKeys
+
+
 def load_playbook(path: Path = DEFAULT_PLAYBOOK) -> Playbook:
     import yaml
 
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_unique_loader())  # noqa: S506 (a SafeLoader)
+    except UnicodeDecodeError as exc:
+        raise PlaybookError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except DuplicateKey as exc:
+        raise PlaybookError(f"{path}: {exc}") from None
     except OSError as exc:
         raise PlaybookError(f"{path}: cannot read the playbook ({exc.strerror}); set COACH_PLAYBOOK to its path") from None
     except yaml.YAMLError as exc:

@@ -38,11 +38,14 @@ def test_phrases_match_whole_words_with_a_trailing_or_lone_wildcard():
     assert not hits("gas", "the gasket is broken")  # whole words only
     assert hits("cheaper * else*", "it's cheaper somewhere elsewhere") and not hits("cheaper * else*", "it's cheaper elsewhere")
     assert hits("husband passed away", "My husband passed away in May.")
+    assert hits("opt out", "I want to opt-out") and hits("opt-out", "can I opt out")  # a hyphen breaks words
+    assert hits("can't afford", "I can\u2019t afford it")  # a curly apostrophe is a straight one
 
 
 @pytest.mark.parametrize("phrase, why", [
     ("*", "would match any words"), ("* *", "would match any words"), ("(a+)+$", "is not a word"), ("ca*", "too many words"),
     ("a*b", "is not a word"), ("one two three four five six seven eight nine", "more than 8 words"), ("", "empty"),
+    ("opt ' out", "is not a word"),
 ])
 def test_unsafe_phrases_are_refused_with_the_reason(phrase, why):
     with pytest.raises(UnsafePhrase, match=why.replace("(", r"\(").replace("+", r"\+")):
@@ -67,7 +70,11 @@ def test_a_not_said_signal_fires_when_its_window_closes_and_not_when_the_phrase_
     late.on_transcript(final("agent", "Sorry, I should say this call is recorded.", 35.0, 38.0))  # said, but too late
     assert [s.label for s in late.tick(40.0)] == ["no_disclosure"]
     short = CustomSignals([rule])
-    assert [s.at for s in short.close(12.0)] == [12.0]  # a call that ended inside the window without it
+    assert short.close(12.0) == []  # a call that ended inside the window (the customer hung up) is not flagged
+    assert [s.at for s in CustomSignals([rule]).close(45.0)] == [45.0]  # one that went past it without the phrase is
+    raced = CustomSignals([rule])  # the final is made, and the window closes while the text models still read it
+    raced.heard_final(final("agent", "This call is recorded.", 27.0, 29.5))
+    assert raced.tick(31.0) == []
 
 
 def check(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
@@ -98,6 +105,16 @@ def test_playbook_check_refuses_each_problem_in_a_readable_line(tmp_path):
           refund_asked: {kind: deescalate, title: Refund, text: Check the order, priority: 50, cooldown: 60}
         """)
     assert ok_signals.returncode != 0 and "a prompt for unknown signal 'refund_asked'" in ok_signals.stderr
+    twice = check(tmp_path, """
+        signals:
+          competitor_mentioned: {speaker: customer, phrases: ["octopus"]}
+          competitor_mentioned: {speaker: customer, phrases: ["british gas"]}
+        prompts: {}
+        """)
+    assert twice.returncode != 0 and "'competitor_mentioned' is written twice" in twice.stderr
+    (tmp_path / "latin1.yaml").write_bytes("prompts: {}\n# caf\xe9\n".encode("latin-1"))
+    latin = subprocess.run([sys.executable, "-m", "coach", "playbook", "check", str(tmp_path / "latin1.yaml")], capture_output=True, text=True, cwd=ROOT)
+    assert latin.returncode != 0 and "not UTF-8" in latin.stderr and "Traceback" not in latin.stderr
 
 
 def team_playbook(tmp_path: Path) -> Path:

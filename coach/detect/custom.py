@@ -40,16 +40,17 @@ class UnsafePhrase(ValueError):
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words: runs of letters, digits, apostrophes and hyphens (one pass, no regex)."""
+    """Lower-case words: runs of letters, digits and apostrophes (a hyphen breaks words: "opt-out"
+    is "opt out"; a curly apostrophe is a straight one). One pass, no regex."""
     out, word = [], []
-    for ch in text.lower():
-        if ch.isalnum() or ch in "'-":
+    for ch in text.lower().replace("\u2019", "'"):
+        if ch.isalnum() or ch == "'":
             word.append(ch)
         elif word:
-            out.append("".join(word).strip("'-"))
+            out.append("".join(word).strip("'"))
             word = []
     if word:
-        out.append("".join(word).strip("'-"))
+        out.append("".join(word).strip("'"))
     return [w for w in out if w]
 
 
@@ -79,7 +80,7 @@ def compile_phrase(text: str) -> Phrase:
     """A phrase the matcher can use: a readable :class:`UnsafePhrase` if it is not one."""
     if not isinstance(text, str) or not text.strip():
         raise UnsafePhrase("an empty phrase")
-    raw = text.lower().split()
+    raw = text.lower().replace("\u2019", "'").replace("-", " ").split()
     if len(raw) > MAX_WORDS:
         raise UnsafePhrase(f"{text!r} has more than {MAX_WORDS} words")
     parts = []
@@ -90,11 +91,11 @@ def compile_phrase(text: str) -> Phrase:
             parts.append(WILD)
             continue
         stem, wild = (token[:-1], True) if token.endswith(WILD) else (token, False)
-        if WILD in stem or not stem or any(not (ch.isalnum() or ch in "'-") for ch in stem):
+        if WILD in stem or not stem.strip("'") or any(not (ch.isalnum() or ch == "'") for ch in stem):
             raise UnsafePhrase(f"{text!r}: {token!r} is not a word (letters, digits, ' and - only; * only at a word's end, or alone)")
-        if wild and len(stem.strip("'-")) < 3:
+        if wild and len(stem.strip("'")) < 3:
             raise UnsafePhrase(f"{text!r}: {token!r} would match too many words (three letters at least before the *)")
-        parts.append(stem.strip("'-") + (WILD if wild else ""))
+        parts.append(stem.strip("'") + (WILD if wild else ""))
     if all(part == WILD for part in parts):
         raise UnsafePhrase(f"{text!r} would match any words")
     return Phrase(text, tuple(parts))
@@ -109,10 +110,13 @@ class CustomSignal:
     within: float = 0.0  # not_said: seconds of the call by which a phrase must have been said
 
     def hears(self, speaker: str) -> bool:
-        return self.speaker in ("any", speaker)
+        """Whose words it reads: a mono call's one mixed party may be anyone."""
+        return self.speaker in ("any", speaker) or speaker == "mixed"
 
     def match(self, text: str) -> Phrase | None:
-        heard = words(text)
+        return self.match_words(words(text))
+
+    def match_words(self, heard: list[str]) -> Phrase | None:
         return next((p for p in self.phrases if p.find(heard) is not None), None)
 
 
@@ -170,12 +174,28 @@ class CustomSignals:
         self._fired: dict[str, set[str]] = {}
         self._closed: set[str] = set()
 
+    def heard_final(self, event: TranscriptEvent) -> None:
+        """A final, as soon as it is made (before the text models read it): a ``not_said`` phrase in
+        it, from speech that began inside the window, was said in time."""
+        if not event.final or not event.text or not self.pending:
+            return
+        heard = words(event.text)
+        for label, signal in list(self.pending.items()):
+            if signal.hears(event.speaker) and event.start <= signal.within and signal.match_words(heard) is not None:
+                del self.pending[label]
+
     def on_transcript(self, event: TranscriptEvent, matches: Sequence[ExemplarMatch] = ()) -> list[SignalEvent]:
         """Phrases heard in ``event``, and ``matches`` by meaning (of this call's banks) read off it."""
-        if event.id in self._closed or not event.text:
+        if event.id in self._closed:
+            return []
+        if not event.text:
+            if event.final:
+                self._fired.pop(event.id, None)
+                self._closed.add(event.id)
             return []
         out: list[SignalEvent] = []
         fired = self._fired.setdefault(event.id, set())
+        heard = words(event.text)
         for m in matches:
             if m.label not in fired:
                 fired.add(m.label)
@@ -183,25 +203,23 @@ class CustomSignals:
         for signal in self.said:
             if signal.label in fired or not signal.hears(event.speaker):
                 continue
-            phrase = signal.match(event.text)
+            phrase = signal.match_words(heard)
             if phrase is not None:
                 fired.add(signal.label)
                 out.append(SignalEvent(event.at, signal.label, event.speaker, event.start, event.end, PHRASE_SCORE,
                                        f"said: {phrase.text}"))
         if event.final:
-            for label, signal in list(self.pending.items()):
-                if signal.hears(event.speaker) and event.start <= signal.within and signal.match(event.text) is not None:
-                    del self.pending[label]  # said in time
+            self.heard_final(event)
             self._fired.pop(event.id, None)
             self._closed.add(event.id)
         return out
 
     def close(self, now: float) -> list[SignalEvent]:
-        """The call ended: a window still open closes now (a call shorter than the window that never
-        had its phrase said is flagged too)."""
-        return self.tick(float("inf"), None, at=now)
+        """The call ended, every final read: a window the call reached closes now. A call that ended
+        inside a window (a customer who hung up at 10 s) is not flagged for it."""
+        return self.tick(now, None)
 
-    def tick(self, now: float, waiting_since: float | None = None, at: float | None = None) -> list[SignalEvent]:
+    def tick(self, now: float, waiting_since: float | None = None) -> list[SignalEvent]:
         """``now``: call time reached. A window that has closed fires, unless speech that began in it
         still waits for its final (``waiting_since``: where the oldest such utterance began)."""
         out = []
@@ -210,7 +228,6 @@ class CustomSignals:
                 continue
             del self.pending[label]
             who = "the agent" if signal.speaker == "agent" else "the customer" if signal.speaker == "customer" else "anyone"
-            out.append(SignalEvent(now if at is None else at, label, signal.speaker if signal.speaker != "any" else "call", 0.0,
-                                   signal.within, PHRASE_SCORE,
+            out.append(SignalEvent(now, label, signal.speaker if signal.speaker != "any" else "call", 0.0, signal.within, PHRASE_SCORE,
                                    f"not said by {who} in the first {signal.within:g} s: {signal.phrases[0].text}"))
         return out

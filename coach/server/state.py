@@ -56,17 +56,24 @@ class PlaybookWatch:
                 continue
             self._stamp = stamp
             try:
-                book = await asyncio.to_thread(load_playbook, self.path)
+                await self._reload()
             except PlaybookError as exc:
                 self.error = str(exc)
                 for line in self.error.splitlines():
                     log.error("playbook not used, the one in use stays: %s", line)
-                continue
-            meaning = tuple(await self.services.text.banks(book.meaning_inputs())) if self.services.text is not None else ()
-            self.services.meaning = meaning
-            self.active = self.services.playbook = book
-            self.loaded_at, self.error = time.time(), None
-            log.warning("playbook %s reloaded: %d signals of its own, %d prompts", self.path, len(book.signals), len(book.prompts))
+            except Exception as exc:  # a failure of ours: the one in use stays, and the watch goes on
+                self.error = f"{self.path}: could not be loaded ({type(exc).__name__}: {exc})"
+                log.exception("playbook %s could not be loaded; the one in use stays", self.path)
+
+    async def _reload(self) -> None:
+        book = await asyncio.to_thread(load_playbook, self.path)
+        meaning = tuple(await self.services.text.banks(book.meaning_inputs())) if self.services.text is not None else ()
+        if book.meaning_inputs() and self.services.text is None:
+            log.warning("the playbook's examples need the text models (COACH_TEXT__ENABLED): only its phrases are used")
+        self.services.meaning = meaning
+        self.active = self.services.playbook = book
+        self.loaded_at, self.error = time.time(), None
+        log.warning("playbook %s reloaded: %d signals of its own, %d prompts", self.path, len(book.signals), len(book.prompts))
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

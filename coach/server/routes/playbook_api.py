@@ -53,17 +53,13 @@ async def try_sentence(body: Trial, server: State, who: Caller) -> dict:
             vetoed = rule.vetoed(body.text)
             found.append({"label": rule.label, "by": "built-in phrase rule", "evidence": match.group(0).strip(), "fires": not vetoed,
                           "why_not": "its veto matched (a taken-back or negated use)" if vetoed else None})
-    text_models = server.registry.services.text
-    if text_models is not None:
-        reading = await text_models.read(body.speaker, body.text)  # the built-in heads alone
+    text_models, meaning = server.registry.services.text, server.registry.services.meaning
+    if text_models is not None:  # one read: the built-in heads, and the playbook's own examples
+        reading = await text_models.read(body.speaker, body.text, meaning)
+        own = {bank.label for bank in meaning}
         for m in reading.matches:
-            found.append({"label": m.label, "by": "meaning (trigger heads)", "evidence": m.evidence, "fires": True, "why_not": None})
-    if text_models is not None and server.registry.services.meaning:
-        reading = await text_models.read(body.speaker, body.text, server.registry.services.meaning)
-        own = {bank.label for bank in server.registry.services.meaning}
-        for m in reading.matches:
-            if m.label in own:
-                found.append({"label": m.label, "by": "playbook examples (meaning)", "evidence": m.evidence, "fires": True, "why_not": None})
+            found.append({"label": m.label, "by": "playbook examples (meaning)" if m.label in own else "meaning (trigger heads)",
+                          "evidence": m.evidence, "fires": True, "why_not": None})
     for signal in book.custom_signals():
         if signal.hears(body.speaker) and (phrase := signal.match(body.text)) is not None:
             found.append({"label": signal.label, "by": "playbook phrase" if signal.kind == "said" else "playbook phrase (counts as said in time)",
