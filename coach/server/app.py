@@ -21,7 +21,7 @@ from coach.playbook import load_playbook
 from coach.server.guards import SECURITY_HEADERS, RateLimiter
 from coach.server.routes import calls_api, ops, pages, playbook_api, sockets, tokens_api
 from coach.server.routes.pages import WEB_DIR
-from coach.server.state import LOAD, serving
+from coach.server.state import LOAD, playbook_stamp, serving
 
 log = logging.getLogger("coach.server")
 
@@ -29,13 +29,14 @@ log = logging.getLogger("coach.server")
 def create_app(settings: Settings | None = None, *, transcriber: Any = None, text: Any = LOAD, vad_factory: Any = None) -> FastAPI:
     """The app. Tests pass stand-ins for the models (``transcriber``, ``text``, ``vad_factory``)."""
     settings = settings or Settings()
+    stamp = playbook_stamp(settings.playbook)  # before reading it: an edit from here on is picked up by the running server
     playbook = load_playbook(settings.playbook)  # a broken playbook stops the start, with its message
     limits = settings.server
     rate = RateLimiter(limits.connections_per_minute)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with serving(settings, playbook, rate, transcriber=transcriber, text=text, vad_factory=vad_factory) as state:
+        async with serving(settings, playbook, rate, transcriber=transcriber, text=text, vad_factory=vad_factory, playbook_stamp=stamp) as state:
             app.state.coach = state
             yield
 

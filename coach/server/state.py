@@ -42,11 +42,12 @@ class PlaybookWatch:
     call keeps the playbook it started with). An invalid edit is refused in one log line per
     problem, shown in ``/api/playbook``, and the playbook in use stays."""
 
-    def __init__(self, path: Path, playbook: Playbook, services: CallServices, every: float = 1.0) -> None:
+    def __init__(self, path: Path, playbook: Playbook, services: CallServices, stamp: tuple[int, int] | None, every: float = 1.0) -> None:
+        """``stamp``: the file's, taken just before ``playbook`` was read from it (an edit after that is picked up)."""
         self.path, self.active, self.services, self.every = Path(path), playbook, services, every
         self.loaded_at = time.time()
         self.error: str | None = None
-        self._stamp = _stamp(self.path)
+        self._stamp = stamp
 
     async def watching(self) -> None:
         while True:
@@ -74,6 +75,11 @@ class PlaybookWatch:
         self.active = self.services.playbook = book
         self.loaded_at, self.error = time.time(), None
         log.warning("playbook %s reloaded: %d signals of its own, %d prompts", self.path, len(book.signals), len(book.prompts))
+
+
+def playbook_stamp(path: Path) -> tuple[int, int] | None:
+    """The file's modification time and size: it changed when they did."""
+    return _stamp(Path(path))
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -104,7 +110,7 @@ class ServerState:
 
 @asynccontextmanager
 async def serving(settings: Settings, playbook: Playbook, rate: RateLimiter, *, transcriber: Any = None, text: Any = LOAD,
-                  vad_factory: Any = None) -> AsyncIterator[ServerState]:
+                  vad_factory: Any = None, playbook_stamp: tuple[int, int] | None = None) -> AsyncIterator[ServerState]:
     from coach.models import load_text_analyzer, load_transcriber
 
     loop = asyncio.get_running_loop()
@@ -142,7 +148,7 @@ async def serving(settings: Settings, playbook: Playbook, rate: RateLimiter, *, 
         )
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
         tokens = TokenStore(server.data_dir / "tokens.json", admin, table=store if store.shared else None)
-        watch = PlaybookWatch(settings.playbook, playbook, services)
+        watch = PlaybookWatch(settings.playbook, playbook, services, playbook_stamp)
         state = ServerState(settings, rate, store, store_executor, scheduler, registry, tokens, services.counters, watch)
         if server.redis_url is not None:
             registry.node_id = server.node_id or f"{socket.gethostname()}-{os.getpid()}"
