@@ -339,7 +339,7 @@ def send_audiohook(live, session, tally: Tally, log: ErrorLog, strict: bool) -> 
                 for frame in frames:
                     ws.send(frame)
                 while True:
-                    answer = json.loads(ws.recv(timeout=20))
+                    answer = json.loads(ws.recv(timeout=60))  # (a loaded CI box: one 20 s wait was seen once, not reproduced)
                     if answer.get("type") == "closed":
                         outcome = outcome if outcome.startswith("disconnect") else "closed"
                         break
