@@ -11,10 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from coach.detect.exemplars import DEFAULT_CALIBRATION, DEFAULT_EXEMPLARS, DEFAULT_TRAINING_LINES, DEFAULT_TRIGGERS, DEFAULT_UTTERANCES
-from coach.detect.sentiment import DEFAULT_HEAD
-from coach.detect.triggers import RULES
-from coach.playbook import DEFAULT_PLAYBOOK
+from coach import defaults
 
 
 def _default_models_dir() -> Path:
@@ -79,24 +76,24 @@ class TextSettings(BaseModel):
         "head", description="'head' (the project's trained head on the encoder), 'none', or any Hugging Face "
         "sequence-classification model name or folder"
     )
-    head: Path = Field(default_factory=lambda: DEFAULT_HEAD)
+    head: Path = Field(default_factory=lambda: defaults.SENTIMENT_HEAD)
     mood_carry: float = Field(0.5, ge=0, lt=1, description="how much of a party's mood so far carries into a segment's sentiment")
     similarity: bool = Field(True, description="trigger detection by meaning (exemplars), beside the phrase rules")
-    exemplars: Path = Field(default_factory=lambda: DEFAULT_EXEMPLARS)
-    triggers: Path = Field(default_factory=lambda: DEFAULT_TRIGGERS, description="the trigger heads `make train` writes")
+    exemplars: Path = Field(default_factory=lambda: defaults.EXEMPLARS)
+    triggers: Path = Field(default_factory=lambda: defaults.TRIGGER_HEADS, description="the trigger heads `make train` writes")
     utterances: list[Path] = Field(
-        default_factory=lambda: list(DEFAULT_UTTERANCES), description="labelled call lines (CSV speaker,mood,text) `make train` learns from"
+        default_factory=lambda: list(defaults.UTTERANCES), description="labelled call lines (CSV speaker,mood,text) `make train` learns from"
     )
     calibration: list[Path] = Field(
-        default_factory=lambda: list(DEFAULT_CALIBRATION),
+        default_factory=lambda: list(defaults.CALIBRATION),
         description="labelled single call lines (JSON lines) `make train` sets the trigger thresholds on",
     )
     training_lines: list[Path] = Field(
-        default_factory=lambda: list(DEFAULT_TRAINING_LINES),
+        default_factory=lambda: list(defaults.TRAINING_LINES),
         description="labelled call lines (JSON lines) whose lines of `training_labels` the trigger adapters learn from beside the exemplars (`none`: the lines of no label, as `none`)",
     )
     training_labels: list[str] = Field(
-        default_factory=lambda: [*sorted({rule.label for rule in RULES}), "none"],
+        default_factory=lambda: [*defaults.TRIGGER_LABELS, "none"],
         description="the labels `training_lines` teach (default: every trigger label, and `none`)",
     )
     threads: int = Field(1, ge=1)
@@ -192,7 +189,7 @@ class Settings(BaseSettings):
         return value
     server: ServerSettings = Field(default_factory=ServerSettings)
     models_dir: Path = Field(default_factory=_default_models_dir)
-    playbook: Path = Field(default_factory=lambda: DEFAULT_PLAYBOOK)
+    playbook: Path = Field(default_factory=lambda: defaults.PLAYBOOK)
     asr: AsrSettings = AsrSettings()
     text: TextSettings = TextSettings()
     redaction: RedactionSettings = RedactionSettings()

@@ -21,14 +21,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from coach.detect.custom import CustomSignal, compile_phrase
+from coach.defaults import PLAYBOOK, SIGNALS
 from coach.errors import CoachError
 from coach.events import PromptClearedEvent, PromptEvent, SignalEvent
 
-SIGNALS = (
-    "escalation_request", "churn_threat", "repeat_contact", "abuse", "legal_or_public_threat", "not_listening",
-    "no_manager_lie", "dismissive_phrase", "blame_language", "over_explaining", "interruption", "dead_air",
-)
-DEFAULT_PLAYBOOK = Path(__file__).resolve().parent.parent / "models" / "playbook.yaml"
+DEFAULT_PLAYBOOK = PLAYBOOK
 STOP_SIGN_LONGEST = 30.0  # seconds a stop sign stays if the agent never stops talking
 
 

@@ -78,3 +78,19 @@ def test_a_more_urgent_stop_sign_replaces_the_one_up():
     (first,) = policy.on_signals([signal("interruption", 10.0)])
     cleared, second = policy.on_signals([signal("not_listening", 11.0, "customer")])
     assert cleared.id == first.id and second.title == "Stop and check in"
+
+
+def test_the_settings_name_their_defaults_without_importing_a_detector():
+    """Defaults are data (coach/defaults.py): reading the settings pulls in no detector, and the
+    built-in trigger labels named there are those the phrase rules detect."""
+    import subprocess
+    import sys
+
+    from coach.defaults import TRIGGER_LABELS
+    from coach.detect.triggers import RULES
+
+    code = ("import sys, coach.config; print(sorted(m for m in sys.modules if m.startswith('coach.detect') or m in "
+            "('coach.models', 'coach.playbook', 'coach.asr.transcriber')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert set(TRIGGER_LABELS) == {rule.label for rule in RULES}

@@ -9,11 +9,14 @@ model's own executor, never on the event loop.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from coach.errors import ModelError
-from coach.models import TextModel
+
+if TYPE_CHECKING:
+    from coach.models import TextModel
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on up to 256 word pieces
 

@@ -30,18 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from coach.errors import ModelError
 
-MODELS = Path(__file__).resolve().parent.parent.parent / "models"
-DEFAULT_EXEMPLARS = MODELS / "exemplars.yaml"
-DEFAULT_TRIGGERS = MODELS / "heads" / "triggers.json"
-DEFAULT_UTTERANCES = (MODELS / "data" / "sentiment.csv", MODELS / "data" / "ordinary.csv")
-# Single call lines by writers who saw only the signal definitions (benchmarks/lines/tune*.jsonl):
-# the trigger thresholds are set on them; benchmarks/lines/heldout.jsonl is never trained or set on.
-DEFAULT_CALIBRATION = tuple(MODELS.parent / "benchmarks" / "lines" / f"{name}.jsonl" for name in ("tune", "tune2", "tune3", "ordinary"))
-# Whole scripted calls by writers who saw only the signal definitions (models/data/calls/*.jsonl, one
-# turn a line, in call order): the trigger adapters learn from every turn, a labelled turn as its label and
-# every other turn as `none` (a call is mostly turns that carry no trigger). benchmarks/lines/heldout-calls
-# holds other calls by the same writers that are never trained or set on.
-DEFAULT_TRAINING_LINES = tuple(sorted((MODELS / "data" / "calls").glob("*.jsonl")))
+from coach.defaults import EXEMPLARS as DEFAULT_EXEMPLARS  # noqa: E402 (the defaults are data: coach/defaults.py)
+from coach.defaults import TRIGGER_HEADS as DEFAULT_TRIGGERS  # noqa: E402
+
 BACKGROUND_MOODS = ("neutral", "positive")
 
 

@@ -15,14 +15,18 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from coach.detect.encoder import MAX_TOKENS, load_transformers
+from coach.defaults import SENTIMENT_HEAD
 from coach.errors import ModelError
-from coach.models import TextModel
 
-DEFAULT_HEAD = Path(__file__).resolve().parent.parent.parent / "models" / "heads" / "sentiment.json"
+if TYPE_CHECKING:
+    from coach.models import TextModel
+
+DEFAULT_HEAD = SENTIMENT_HEAD
 HEAD_CLASSES = ("negative", "neutral", "positive")
 
 _NEGATIVE = re.compile(r"neg|anger|angry|annoy|disgust|fear|sad|disappoint|frustrat|disapprov", re.I)
