@@ -25,7 +25,7 @@ from coach.config import Settings  # noqa: E402
 from coach.detect.exemplars import split_sentences  # noqa: E402
 from coach.detect.risk import RiskMeter  # noqa: E402
 from coach.detect.sentiment import CallMood  # noqa: E402
-from coach.detect.text import load_text_analyzer  # noqa: E402
+from coach.models import text_analyzer as load_text_analyzer  # noqa: E402
 from coach.detect.triggers import TriggerDetector  # noqa: E402
 from coach.events import SignalEvent, TranscriptEvent  # noqa: E402
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from coach.config import Settings  # noqa: E402
-from coach.detect.text import load_text_analyzer  # noqa: E402
+from coach.models import text_analyzer as load_text_analyzer  # noqa: E402
 from coach.detect.triggers import TriggerDetector  # noqa: E402
 from coach.events import TranscriptEvent  # noqa: E402
 from coach.train import auc  # noqa: E402

@@ -293,9 +293,39 @@ def load_transcriber(settings):
 
 def load_text_analyzer(settings):
     """The text models (sentiment, trigger similarity), or None when COACH_TEXT__ENABLED=false (blocking)."""
-    from coach.detect.text import load_text_analyzer as load
+    return text_analyzer(settings.text, settings.models_dir) if settings.text.enabled else None
 
-    return load(settings.text, settings.models_dir) if settings.text.enabled else None
+
+def text_analyzer(settings, models_dir: Path):
+    """Load the encoder, the sentiment model and the exemplar index that ``settings`` (TextSettings) name."""
+    from coach.detect import adapter as lowrank
+    from coach.detect.encoder import TextEncoder
+    from coach.detect.exemplars import ExemplarIndex, cached_embed, load_exemplars, load_heads
+    from coach.detect.sentiment import ClassifierSentiment, SentimentHead
+    from coach.detect.text import TextAnalyzer
+
+    plain = TextEncoder(resolve_text_model(settings.encoder, models_dir), settings.threads)
+    head = classifier = heads = None
+    adapters: dict[str, Path | None] = {}  # the adapter each head was trained through
+    if settings.sentiment == "head":
+        head = SentimentHead.load(settings.head, plain.dimensions)
+        adapters[str(settings.head)] = Path(settings.head).with_name(head.adapter) if head.adapter else None
+    elif settings.sentiment != "none":
+        classifier = ClassifierSentiment(resolve_text_model(settings.sentiment, models_dir), settings.threads)
+    members: list[Path | None] = []
+    if settings.similarity:
+        heads, members = load_heads(settings.triggers)
+        adapters[str(settings.triggers)] = members[0]
+    if len({adapter and lowrank.fingerprint(adapter) for adapter in adapters.values()}) > 1:
+        raise ModelError(f"{' and '.join(adapters)} were trained through different encoder adapters: run `make train`")
+    adapter = next((a for a in adapters.values() if a is not None), None)
+    encoder = plain.adapted(adapter) if adapter is not None else plain  # the tuned encoder both heads were trained on
+    trigger_encoders = [encoder] + [plain.adapted(a) if a is not None else plain for a in members[1:]]
+    index = None
+    if heads is not None:
+        embeds = [cached_embed(e.embed, e.name, models_dir / "text-cache") for e in trigger_encoders]
+        index = ExemplarIndex(load_exemplars(settings.exemplars), heads, embeds)
+    return TextAnalyzer(encoder, head, classifier, index, settings.mood_carry, trigger_encoders)
 
 
 async def load_models(settings):

@@ -94,3 +94,6 @@ def test_the_settings_name_their_defaults_without_importing_a_detector():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert set(TRIGGER_LABELS) == {rule.label for rule in RULES}
+    # and the detectors do not reach back into coach.models: the models module loads them, not the other way
+    code = "import sys, coach.detect.text, coach.detect.sentiment; print('coach.models' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -10,7 +10,7 @@ import yaml
 
 from coach.config import Settings, TextSettings
 from coach.detect.exemplars import DEFAULT_EXEMPLARS, adapter_path
-from coach.detect.text import load_text_analyzer
+from coach.models import text_analyzer as load_text_analyzer
 from coach.detect.triggers import TriggerDetector
 from coach.events import TranscriptEvent
 

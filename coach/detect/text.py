@@ -1,4 +1,5 @@
 """What a final segment says, read by the text models: its sentiment and the exemplars it is close to.
+(``coach.models.text_analyzer`` loads the models it is given.)
 
 One :class:`TextAnalyzer` is loaded per process and shared by every call. Its model calls run in
 its own single-thread executor (the models are small; one sentence costs ~10 ms here), so the
@@ -14,13 +15,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from coach.detect.custom import MeaningBank, match_meaning, meaning_banks
 from coach.detect.exemplars import ExemplarIndex, ExemplarMatch, split_sentences
-from coach.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -73,35 +72,3 @@ class TextAnalyzer:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-def load_text_analyzer(settings, models_dir: Path) -> TextAnalyzer:
-    """Load the encoder, the sentiment model and the exemplar index that ``settings`` (TextSettings) name."""
-    from coach.detect import adapter as lowrank
-    from coach.detect.encoder import TextEncoder
-    from coach.detect.exemplars import cached_embed, load_exemplars, load_heads
-    from coach.detect.sentiment import ClassifierSentiment, SentimentHead
-    from coach.models import resolve_text_model
-
-    plain = TextEncoder(resolve_text_model(settings.encoder, models_dir), settings.threads)
-    head = classifier = heads = None
-    adapters: dict[str, Path | None] = {}  # the adapter each head was trained through
-    if settings.sentiment == "head":
-        head = SentimentHead.load(settings.head, plain.dimensions)
-        adapters[str(settings.head)] = Path(settings.head).with_name(head.adapter) if head.adapter else None
-    elif settings.sentiment != "none":
-        classifier = ClassifierSentiment(resolve_text_model(settings.sentiment, models_dir), settings.threads)
-    members: list[Path | None] = []
-    if settings.similarity:
-        heads, members = load_heads(settings.triggers)
-        adapters[str(settings.triggers)] = members[0]
-    if len({adapter and lowrank.fingerprint(adapter) for adapter in adapters.values()}) > 1:
-        raise ModelError(f"{' and '.join(adapters)} were trained through different encoder adapters: run `make train`")
-    adapter = next((a for a in adapters.values() if a is not None), None)
-    encoder = plain.adapted(adapter) if adapter is not None else plain  # the tuned encoder both heads were trained on
-    trigger_encoders = [encoder] + [plain.adapted(a) if a is not None else plain for a in members[1:]]
-    index = None
-    if heads is not None:
-        embeds = [cached_embed(e.embed, e.name, models_dir / "text-cache") for e in trigger_encoders]
-        index = ExemplarIndex(load_exemplars(settings.exemplars), heads, embeds)
-    return TextAnalyzer(encoder, head, classifier, index, settings.mood_carry, trigger_encoders)
