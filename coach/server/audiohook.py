@@ -275,7 +275,7 @@ class AudioHookSession:
         if _uuid(headers.get("audiohook-organization-id")) is None or _uuid(headers.get("audiohook-session-id")) is None:
             first = _loose(frame)  # the refusal answers the open as it came, whatever its headers lacked
             self.session_id = first["id"] if _uuid(first.get("id")) else PROBE_ID
-            self.client_seq = first["seq"] if isinstance(first.get("seq"), int) and not isinstance(first.get("seq"), bool) else 0
+            self.client_seq = _seq(first.get("seq"))
             raise Refused("unauthorized", "the upgrade must carry Audiohook-Organization-Id and Audiohook-Session-Id (UUIDs)")
         message = self._envelope(frame)
         if message["type"] != "open":
@@ -502,8 +502,9 @@ class AudioHookSession:
         try:
             while True:
                 frame = await self._receive(None, deadline=deadline, late="no close after the disconnect")
-                if not answered and isinstance(frame, str) and _close_of(frame, self.session_id):
-                    self.client_seq = max(self.client_seq, _seq_of(frame))
+                message = _loose(frame) if isinstance(frame, str) and not answered else {}
+                if message.get("type") == "close" and message.get("id") == self.session_id:
+                    self.client_seq = max(self.client_seq, _seq(message.get("seq")))
                     await self._send("closed", {})
                     answered = True
         except Refused:  # it did not close in time
@@ -543,14 +544,9 @@ def _loose(frame: str) -> dict:
     return message if isinstance(message, dict) else {}
 
 
-def _close_of(frame: str, session_id: str) -> bool:
-    message = _loose(frame)
-    return message.get("type") == "close" and message.get("id") == session_id
-
-
-def _seq_of(frame: str) -> int:
-    seq = _loose(frame).get("seq")
-    return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0 else 0
+def _seq(value: object) -> int:
+    """A message's ``seq`` as sent, if it is a positive integer (else 0)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def sign(headers: dict[str, str], target: str, authority: str, secret: str, now: float | None = None) -> dict[str, str]:

@@ -137,6 +137,11 @@ class Cluster:
         while self._outbox:
             await asyncio.sleep(0.05)  # the publisher empties the outbox; waited for with a deadline
 
+    @property
+    def waiting(self) -> int:
+        """Messages not yet sent to Redis."""
+        return len(self._outbox)
+
     # ---- out: what this node publishes ----
     def mirror_call(self, call_id: str):
         """The mirror of one call's log (``coach.bus.CallLog``): its messages, then its end, to its stream."""

@@ -88,7 +88,7 @@ class ServiceCollector:
         if cluster is not None:
             yield GaugeMetricFamily("coach_cluster_redis_up", "Whether this node reaches Redis now (1) or its messages wait for it (0)",
                                     value=float(cluster.away is None))
-            yield GaugeMetricFamily("coach_cluster_outbox", "Messages waiting to be sent to Redis", value=len(cluster._outbox))
+            yield GaugeMetricFamily("coach_cluster_outbox", "Messages waiting to be sent to Redis", value=cluster.waiting)
             yield CounterMetricFamily("coach_cluster_published", "Messages sent to Redis for the other nodes", value=cluster.counters.published)
             yield CounterMetricFamily("coach_cluster_dropped", "Messages dropped from a full outbox while Redis was away (the database has them)",
                                       value=cluster.counters.dropped)

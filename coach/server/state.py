@@ -52,7 +52,7 @@ class PlaybookWatch:
     async def watching(self) -> None:
         while True:
             await asyncio.sleep(self.every)  # the file's check period
-            stamp = await asyncio.to_thread(_stamp, self.path)
+            stamp = await asyncio.to_thread(playbook_stamp, self.path)
             if stamp == self._stamp:
                 continue
             self._stamp = stamp
@@ -79,12 +79,8 @@ class PlaybookWatch:
 
 def playbook_stamp(path: Path) -> tuple[int, int] | None:
     """The file's modification time and size: it changed when they did."""
-    return _stamp(Path(path))
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
     try:
-        info = path.stat()
+        info = Path(path).stat()
     except OSError:
         return None
     return info.st_mtime_ns, info.st_size
