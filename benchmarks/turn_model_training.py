@@ -310,7 +310,7 @@ def rule_verdicts(turns: list[Turn], labels: list[str]) -> tuple[np.ndarray, np.
         for rule in RULES:
             if rule.label in index and rule.speaker == t.speaker:
                 ruled[k, index[rule.label]] |= rule.find(text) is not None
-                vetoed[k, index[rule.label]] |= rule.vetoed(text)
+                vetoed[k, index[rule.label]] |= rule.vetoed(text) is not None
     return ruled, vetoed
 
 

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     playbook_commands = playbook.add_subparsers(dest="playbook_command", required=True, metavar="ACTION")
     check = playbook_commands.add_parser("check", help="validate the playbook")
     check.add_argument("path", nargs="?", type=Path, help="playbook YAML (default: the configured one)")
+    check.add_argument("--rules", action="store_true", help="also list every built-in rule id it may switch off, and whether it is on")
 
     models = commands.add_parser("models", help="provision and verify the speech model", description="Resolve the "
         "speech model (assembling and verifying the offline default if needed) and say where it is.")
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "models":
             return run_models(settings)
         if args.command == "playbook":
-            return run_playbook_check(args.path or settings.playbook)
+            return run_playbook_check(args.path or settings.playbook, args.rules)
         if args.command == "train":
             return run_train(settings)
         if args.command == "serve":
@@ -122,13 +123,18 @@ def load_settings() -> Settings:
         raise CoachError(f"invalid setting {name}: {first['msg']}") from None
 
 
-def run_playbook_check(path: Path) -> int:
-    from coach.playbook import load_playbook
+def run_playbook_check(path: Path, rules: bool = False) -> int:
+    from coach.playbook import built_in_rule_ids, load_playbook
 
     book = load_playbook(path)
     kinds = sorted({rule.kind for rule in book.prompts.values()})
     counts = ", ".join(f"{sum(r.kind == k for r in book.prompts.values())} {k}" for k in kinds)
-    print(f"{path}: OK, {len(book.prompts)} prompts ({counts})")
+    own = f", {len(book.signals)} signals of its own" if book.signals else ""
+    off = f", {len(book.switched_off)} built-in rules switched off" if book.switched_off else ""
+    print(f"{path}: OK, {len(book.prompts)} prompts ({counts}){own}{off}")
+    if rules:
+        for rule_id in built_in_rule_ids():
+            print(f"  {'off' if rule_id in book.switched_off else 'on ':<4}{rule_id}")
     return 0
 
 

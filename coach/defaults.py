@@ -11,6 +11,7 @@ from pathlib import Path
 MODELS = Path(__file__).resolve().parent.parent / "models"
 PLAYBOOK = MODELS / "playbook.yaml"
 EXEMPLARS = MODELS / "exemplars.yaml"
+RULES = MODELS / "rules.yaml"  # the built-in phrase rules, with their ids and test lines
 TRIGGER_HEADS = MODELS / "heads" / "triggers.json"
 SENTIMENT_HEAD = MODELS / "heads" / "sentiment.json"
 UTTERANCES = (MODELS / "data" / "sentiment.csv", MODELS / "data" / "ordinary.csv")
@@ -31,3 +32,5 @@ SIGNALS = (
 )
 TRIGGER_LABELS = ("abuse", "blame_language", "churn_threat", "dismissive_phrase", "escalation_request", "legal_or_public_threat",
                   "no_manager_lie", "not_listening", "repeat_contact")
+# the timing cues' rule ids (coach/detect/timing.py): a playbook may switch one off like a pattern
+TIMING_RULES = ("over_explaining.timing", "interruption.timing", "dead_air.timing")

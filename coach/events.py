@@ -59,12 +59,19 @@ class SignalEvent:
     end: float
     score: float
     evidence: str
+    # what fired it: a built-in pattern ("churn_threat.exit_fee", models/rules.yaml), a label's trigger
+    # heads ("churn_threat.meaning"), a timing cue ("dead_air.timing"), or a team's own signal
+    # ("competitor_mentioned.phrase"); QA's precision is reported per rule, and a playbook can switch
+    # one off
+    rule: str | None = None
 
     type: Literal["signal"] = "signal"
 
     def to_dict(self) -> dict[str, Any]:
         out = _wire(self)
         out["score"] = round(out["score"], 3)
+        if out["rule"] is None:
+            out.pop("rule")
         return out
 
 

@@ -61,7 +61,10 @@ class CallPipeline:
         }
         # timing cues need to know who is who: not on a mono (mixed) recording
         self.timing = TimingDetector() if {"agent", "customer"} <= self.parties.keys() else None
-        self.triggers = TriggerDetector()
+        # built-in rules the playbook switched off: patterns are left out of the detector; a label's
+        # meaning, a timing cue or a team's own piece is dropped as it fires
+        self.off = policy.playbook.off() if policy is not None else frozenset()
+        self.triggers = TriggerDetector(self.off)
         # the team's own signals, from the playbook (coach/detect/custom.py)
         self.custom = CustomSignals(policy.playbook.custom_signals()) if policy is not None else None
         self.meaning = tuple(meaning) if text is not None and self.custom is not None else ()  # its signals' examples, embedded
@@ -107,6 +110,8 @@ class CallPipeline:
                 self._emit(cleared)
 
     def _signalled(self, signals: list[SignalEvent]) -> None:
+        if self.off:
+            signals = [s for s in signals if s.rule not in self.off]
         for signal in signals:
             self._emit(signal)
         if self.policy and signals:

@@ -2,7 +2,8 @@
 
 A team edits the playbook: for each signal, the prompt's kind (``stop_sign`` or ``deescalate``),
 title, text, priority and cooldown; and under ``signals:``, signals of its own, from phrases, with
-no code (``coach/detect/custom.py``). ``coach playbook check`` validates it with readable errors; a
+no code (``coach/detect/custom.py``); under ``switched_off:``, the ids of built-in rules that misfire
+for the team (a pattern of ``models/rules.yaml``, ``<label>.meaning``, or a timing cue). ``coach playbook check`` validates it with readable errors; a
 running server picks up an edited playbook and keeps the old one while the new one is invalid.
 
 The policy keeps the sidebar calm: a prompt is not shown again within its cooldown, signals that
@@ -21,7 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from coach.detect.custom import CustomSignal, compile_phrase
-from coach.defaults import PLAYBOOK, SIGNALS
+from coach.defaults import PLAYBOOK, SIGNALS, TIMING_RULES
 from coach.errors import CoachError
 from coach.events import PromptClearedEvent, PromptEvent, SignalEvent
 
@@ -94,6 +95,22 @@ class Playbook(BaseModel):
 
     signals: dict[str, SignalRule] = Field(default_factory=dict, max_length=50)
     prompts: dict[str, PromptRule]
+    switched_off: list[str] = Field(default_factory=list, max_length=500,
+                                    description="built-in rules this team does without: churn_threat.exit_fee, churn_threat.meaning, dead_air.timing")
+
+    @field_validator("switched_off")
+    @classmethod
+    def _known_rules(cls, ids: list[str]) -> list[str]:
+        known = built_in_rule_ids()
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            hints = []
+            for rule_id in unknown[:5]:
+                near = difflib.get_close_matches(str(rule_id), known, n=1)
+                hints.append(f"{rule_id!r}" + (f" (did you mean {near[0]}?)" if near else ""))
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise ValueError(f"unknown rule {', '.join(hints)}{more}: `coach playbook check --rules` lists them")
+        return ids
 
     @field_validator("signals")
     @classmethod
@@ -116,12 +133,24 @@ class Playbook(BaseModel):
                 raise ValueError(f"a prompt for unknown signal {label!r}{hint}")
         return self
 
+    def off(self) -> frozenset[str]:
+        """The ids of the built-in rules switched off."""
+        return frozenset(self.switched_off)
+
     def custom_signals(self) -> list[CustomSignal]:
         return [rule.compiled(label) for label, rule in self.signals.items()]
 
     def meaning_inputs(self) -> list[tuple[str, str, list[str], list[str], float | None]]:
         """``(label, speaker, examples, not examples, threshold)`` of the signals written with examples."""
         return [(label, r.speaker, r.examples, r.not_, r.threshold) for label, r in self.signals.items() if r.examples]
+
+
+def built_in_rule_ids() -> list[str]:
+    """Every id a playbook may switch off: the built-in patterns and vetoes, each trigger label's
+    meaning, and the timing cues."""
+    from coach.detect.triggers import built_in
+
+    return [*built_in().ids(), *TIMING_RULES]
 
 
 class DuplicateKey(ValueError):

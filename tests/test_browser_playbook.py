@@ -1,5 +1,6 @@
 """The playbook page (/playbook) in real headless Chromium: the signals in use with their prompts
-and QA precision, and a sentence tried against the playbook. The screenshot is kept in
+and QA precision, the built-in rules with theirs and whether they are on, and a sentence tried
+against the playbook. The screenshot is kept in
 ``test-artifacts/browser/playbook.png``."""
 
 import pytest
@@ -25,6 +26,10 @@ async def test_the_playbook_page_shows_signals_with_precision_and_tries_a_senten
         await page.wait_for_selector("#signals tr[data-label=refund_asked]", timeout=WAIT_MS)
         assert "customer: refund*, money back" in await page.inner_text("#signals tr[data-label=refund_asked]")
         assert await page.inner_text("#signals tr[data-label=escalation_request] .precision") == "100%"  # QA's verdict
+        # the same verdict on the rule that raised the flag, and a rule the playbook switched off
+        assert await page.inner_text(f'#rules tr[data-rule="{flag["rule"]}"] .precision') == "100%"
+        assert "switched off" in await page.inner_text('#rules tr[data-rule="churn_threat.exit_fee"]')
+        assert (await page.inner_text("#rules tr:first-child th")) == flag["rule"]  # reviewed rules come first
         await page.select_option("#speaker", "customer")
         await page.fill("#sentence", "I'd like my money back, honestly")
         await page.click("#try button")

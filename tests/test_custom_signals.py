@@ -128,6 +128,7 @@ def team_playbook(tmp_path: Path) -> Path:
                            "not": ["I paid my bill twice this year."]},  # by meaning only
     }
     book["prompts"]["refund_asked"] = {"kind": "deescalate", "title": "Refund asked", "text": "Confirm the order first.", "priority": 40, "cooldown": 60}
+    book["switched_off"] = ["churn_threat.exit_fee"]
     out = tmp_path / "team-playbook.yaml"
     out.write_text(yaml.safe_dump(book))
     return out
@@ -177,6 +178,15 @@ async def test_a_running_server_uses_an_edited_playbook_and_keeps_it_while_an_ed
         await play_call(live.url, ESCALATION, token=ADMIN, call_id="PB2", speed=0)
         status, call = await live.request("GET", "/api/calls/PB2")
         assert any(e["type"] == "prompt" and e["title"] == "Offer a call-back" for e in call["events"])  # the old one stays
+        # the flag names the rule that raised it; a team that switches that rule off no longer gets it
+        flag = next(e for e in call["events"] if e["type"] == "signal" and e["label"] == "escalation_request")
+        assert flag["rule"].startswith("escalation_request.")
+        edited["switched_off"] = [flag["rule"]]
+        book.write_text(yaml.safe_dump(edited))
+        assert flag["rule"] in (await _playbook_state(live, changed_since=refused["loaded_at"]))["switched_off"]
+        await play_call(live.url, ESCALATION, token=ADMIN, call_id="PB3", speed=0)
+        status, call = await live.request("GET", "/api/calls/PB3")
+        assert [e for e in call["events"] if e["type"] == "signal" and e["label"] == "escalation_request"] == []
 
 
 async def test_try_a_sentence_says_what_would_fire_and_why(tmp_path):
@@ -188,7 +198,11 @@ async def test_try_a_sentence_says_what_would_fire_and_why(tmp_path):
         assert fired["competitor_mentioned"]["fires"] and fired["competitor_mentioned"]["prompt"] is None  # no prompt written for it
         status, result = await live.request("POST", "/api/playbook/try", body={"speaker": "agent", "text": "Sorry, I shouldn't have said calm down."})
         calm = next(s for s in result["signals"] if s["label"] == "dismissive_phrase")
-        assert not calm["fires"] and "veto" in calm["why_not"]
+        assert not calm["fires"] and "veto dismissive_phrase.sorry_for_calm_down" in calm["why_not"] and calm["rule"] == "dismissive_phrase.calm_down"
+        # a built-in pattern this playbook switched off says so
+        status, result = await live.request("POST", "/api/playbook/try", body={"speaker": "customer", "text": "What's the exit fee on this plan?"})
+        fee = next(s for s in result["signals"] if s["rule"] == "churn_threat.exit_fee")
+        assert not fee["fires"] and fee["why_not"] == "switched off in this playbook" and fee["prompt"] is None
         agent = await live.token("agent", "ana")
         assert (await live.request("POST", "/api/playbook/try", token=agent, body={"speaker": "agent", "text": "hello"}))[0] == 403
 

@@ -274,3 +274,24 @@ async def test_audio_counts_as_analysed_only_once_the_utterances_before_it_have_
         transcriber.gate.set()
         scheduler.close()
     assert any(e.final and e.speaker == "agent" for e in events)
+
+
+async def test_a_timing_cue_the_playbook_switched_off_raises_nothing_and_the_signal_names_its_rule():
+    from coach.playbook import PromptPolicy, load_playbook
+
+    phrase = np.concatenate([tone(300, 4.7), silence(0.3)])
+    agent = np.concatenate([silence(3.0), np.tile(phrase, 7), silence(1.0)])  # 35 s of talk: past the 30 s monologue
+    customer = np.concatenate([tone(600, 2.0), silence(agent.size / 16000 - 2.0)])
+    wire = {}
+    for off in ([], ["over_explaining.timing"]):
+        events = []
+        scheduler = AsrScheduler(ToneTranscriber(), workers=2)
+        book = load_playbook().model_copy(update={"switched_off": off})
+        with ThreadPoolExecutor(1) as vad_executor:
+            pipeline = CallPipeline(CallLayout.stereo(), scheduler, AsrSettings(interims=False), events.append,
+                                    vad_executor, EnergyVad, policy=PromptPolicy(book))
+            await feed_in_lockstep(pipeline, blocks_of(stereo(agent, customer)))
+        scheduler.close()
+        wire[bool(off)] = [e.to_dict() for e in events]
+    assert [e["rule"] for e in wire[False] if e["type"] == "signal"] == ["over_explaining.timing"]
+    assert [e for e in wire[True] if e["type"] in ("signal", "prompt")] == []

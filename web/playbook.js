@@ -1,6 +1,6 @@
 // /playbook?token=T (lead, qa or admin): the playbook in use (and why an edit of its file was
 // refused), a sentence tried against it ("would this fire, and why?"), and each signal's precision
-// from QA's verdicts. Everything from the server is written with textContent.
+// from QA's verdicts, and the same for each built-in rule, with whether the playbook switched it off. Everything from the server is written with textContent.
 import { authHeaders, el, humanise } from "/static/common.js";
 
 const notice = document.getElementById("notice");
@@ -43,6 +43,20 @@ async function load() {
       el("td", { class: "precision" }, f.precision == null ? "-" : `${Math.round(f.precision * 100)}%`));
   });
   document.getElementById("signals").replaceChildren(...rows);
+  const byRule = Object.fromEntries(figures.flatMap((f) => f.rules || []).map((r) => [r.rule, r]));
+  const rank = (rule) => { const f = byRule[rule.id]; return f?.precision ?? (f?.flags ? 2 : 3); };
+  const rules = [...book.built_in].sort((a, b) => rank(a) - rank(b) || a.id.localeCompare(b.id));
+  document.getElementById("rules").replaceChildren(...rules.map((rule) => {
+    const f = byRule[rule.id] || {};
+    return el("tr", { "data-rule": rule.id, class: rule.on ? "" : "off" },
+      el("th", { scope: "row" }, rule.id),
+      el("td", {}, rule.kind),
+      el("td", {}, rule.on ? "on" : "switched off"),
+      el("td", {}, rule.example || rule.note || ""),
+      el("td", {}, String(f.flags ?? 0)),
+      el("td", {}, String(f.reviewed ?? 0)),
+      el("td", { class: "precision" }, f.precision == null ? "-" : `${Math.round(f.precision * 100)}%`));
+  }));
 }
 
 document.getElementById("try").addEventListener("submit", async (event) => {
@@ -53,7 +67,7 @@ document.getElementById("try").addEventListener("submit", async (event) => {
     const result = await api("/api/playbook/try", { method: "POST", body: JSON.stringify(body) });
     const items = result.signals.map((s) => el("li", { class: s.fires ? "fires" : "quiet", "data-label": s.label },
       el("strong", {}, `${humanise(s.label)}: ${s.fires ? "fires" : "stays quiet"}`),
-      ` (${s.by}) because of “${s.evidence}”`,
+      ` (${s.by}${s.rule ? `, ${s.rule}` : ""}) because of “${s.evidence}”`,
       s.prompt ? ` → shows “${s.prompt.title}”` : "",
       s.why_not ? `; ${s.why_not}` : ""));
     verdict.replaceChildren(...(items.length ? items : [el("li", { class: "quiet" }, "Nothing would fire.")]));

@@ -199,7 +199,8 @@ class CustomSignals:
         for m in matches:
             if m.label not in fired:
                 fired.add(m.label)
-                out.append(SignalEvent(event.at, m.label, event.speaker, event.start, event.end, round(m.score, 3), m.evidence))
+                out.append(SignalEvent(event.at, m.label, event.speaker, event.start, event.end, round(m.score, 3), m.evidence,
+                                       f"{m.label}.examples"))
         for signal in self.said:
             if signal.label in fired or not signal.hears(event.speaker):
                 continue
@@ -207,7 +208,7 @@ class CustomSignals:
             if phrase is not None:
                 fired.add(signal.label)
                 out.append(SignalEvent(event.at, signal.label, event.speaker, event.start, event.end, PHRASE_SCORE,
-                                       f"said: {phrase.text}"))
+                                       f"said: {phrase.text}", f"{signal.label}.phrase"))
         if event.final:
             self.heard_final(event)
             self._fired.pop(event.id, None)
@@ -229,5 +230,5 @@ class CustomSignals:
             del self.pending[label]
             who = "the agent" if signal.speaker == "agent" else "the customer" if signal.speaker == "customer" else "anyone"
             out.append(SignalEvent(now, label, signal.speaker if signal.speaker != "any" else "call", 0.0, signal.within, PHRASE_SCORE,
-                                   f"not said by {who} in the first {signal.within:g} s: {signal.phrases[0].text}"))
+                                   f"not said by {who} in the first {signal.within:g} s: {signal.phrases[0].text}", f"{label}.not_said"))
         return out

@@ -88,7 +88,7 @@ class TimingDetector:
             return []
         self._floor_flagged = True
         return [SignalEvent(now, "over_explaining", "agent", self._floor_start, now, min(1.0, held / (2 * self.s.monologue) + 0.5),
-                            f"agent has talked for {held:.0f} s without the customer speaking")]
+                            f"agent has talked for {held:.0f} s without the customer speaking", "over_explaining.timing")]
 
     def _interruption(self, now: float, agent: PartyActivity, customer: PartyActivity) -> list[SignalEvent]:
         start = agent.utterance_start
@@ -106,7 +106,7 @@ class TimingDetector:
             return []
         self._interrupt_checked = start
         return [SignalEvent(now, "interruption", "agent", start, now, min(1.0, 0.5 + overlap / 4),
-                            f"agent started talking over the customer ({overlap:.1f} s of overlap)")]
+                            f"agent started talking over the customer ({overlap:.1f} s of overlap)", "interruption.timing")]
 
     def _dead_air(self, now: float, agent: PartyActivity, customer: PartyActivity) -> list[SignalEvent]:
         if agent.speaking or customer.speaking:
@@ -121,4 +121,4 @@ class TimingDetector:
         self._silence_flagged_at = last_voice
         if now <= self._hold_until:
             return []  # the agent said they were putting the customer on hold
-        return [SignalEvent(now, "dead_air", "call", since, now, 0.9, f"nobody has spoken for {now - since:.0f} s")]
+        return [SignalEvent(now, "dead_air", "call", since, now, 0.9, f"nobody has spoken for {now - since:.0f} s", "dead_air.timing")]
