@@ -477,7 +477,8 @@ function flagItem(flag) {
   el("p", { class: "flag-why" },
     el("span", { class: "why-label", text: evidence ? "Heard " : "" }),
     evidence ? el("q", { class: "evidence", text: evidence }) : el("span", { class: "evidence", "data-none": "true", text: "No words quoted (detected from the timing of the call)" }),
-    el("span", { class: "flag-when", text: ` · ${clock(flag.start)}–${clock(flag.end)}, flagged at ${clock(signal.at)}` })),
+    el("span", { class: "flag-when", text: ` · ${clock(flag.start)}–${clock(flag.end)}, flagged at ${clock(signal.at)}` }),
+    signal.rule ? el("span", { class: "flag-rule", title: "The rule that raised this flag: coach report gives QA's precision per rule, and a playbook can switch it off", text: ` · rule ${signal.rule}` }) : null),
   promptShown(prompt),
   reviewForm(flag),
   el("ul", { class: "reviews", "aria-label": "Reviews" }));

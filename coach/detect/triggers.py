@@ -57,6 +57,7 @@ class Pattern:
     fires: tuple[str, ...]  # a pattern: lines it fires on; a veto: lines a pattern matches that it silences
     quiet: tuple[str, ...]  # a pattern: lines its label stays quiet on
     note: str = ""
+    misfires: tuple[str, ...] = ()  # near misses it is known to fire on: why a team might switch it off
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def load_rules(path: Path = RULES_FILE) -> RuleBook:
 
 def _pattern(path: Path, label: str, speaker: str, veto: bool, item, words: dict[str, str]) -> Pattern:
     lines_key = "silences" if veto else "fires"
-    known = {"id", "note", "match", lines_key} | (set() if veto else {"quiet"})
+    known = {"id", "note", "match", lines_key} | (set() if veto else {"quiet", "misfires"})
     if not isinstance(item, dict) or set(item) - known or not _SLUG.fullmatch(str(item.get("id", ""))):
         raise RulesError(f"{path}: {label}: each of its {'vetoes' if veto else 'patterns'} has an id "
                          f"(lower-case letters, digits, _) and {', '.join(sorted(known - {'id'}))}")
@@ -177,7 +178,8 @@ def _pattern(path: Path, label: str, speaker: str, veto: bool, item, words: dict
     if nests := backtracking_nests(regex):
         raise RulesError(f"{where}: could backtrack without end on hostile text ({nests[0]})")
     return Pattern(f"{label}.{item['id']}", label, speaker, veto, regex, _lines(item.get(lines_key, []), f"{where}: {lines_key}"),
-                   () if veto else _lines(item.get("quiet", []), f"{where}: quiet"), str(item.get("note", "")))
+                   () if veto else _lines(item.get("quiet", []), f"{where}: quiet"), str(item.get("note", "")),
+                   () if veto else _lines(item.get("misfires", []), f"{where}: misfires"))
 
 
 @functools.cache

@@ -38,7 +38,8 @@ def _built_in_rules(off: frozenset[str]) -> list[dict]:
     """Every built-in rule a playbook may switch off, whether it is on, and an example line of each."""
     book = built_in()
     out = [{"id": p.id, "label": p.label, "speaker": p.speaker, "kind": "veto" if p.veto else "pattern",
-            "on": p.id not in off, "example": p.fires[0] if p.fires else None, "note": p.note or None} for p in book.patterns]
+            "on": p.id not in off, "example": p.fires[0] if p.fires else None, "misfires_on": p.misfires[0] if p.misfires else None,
+            "note": p.note or None} for p in book.patterns]
     out += [{"id": f"{label}.{MEANING}", "label": label, "speaker": speaker, "kind": "meaning", "on": f"{label}.{MEANING}" not in off,
              "example": None, "note": "the trigger heads: lines like the label's, by meaning"} for label, speaker in book.labels]
     out += [{"id": rule_id, "label": rule_id.split(".")[0], "speaker": "call" if rule_id.startswith("dead_air") else "agent",
