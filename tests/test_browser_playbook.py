@@ -30,6 +30,10 @@ async def test_the_playbook_page_shows_signals_with_precision_and_tries_a_senten
         assert await page.inner_text(f'#rules tr[data-rule="{flag["rule"]}"] .precision') == "100%"
         assert "switched off" in await page.inner_text('#rules tr[data-rule="churn_threat.exit_fee"]')
         assert (await page.inner_text("#rules tr:first-child th")) == flag["rule"]  # reviewed rules come first
+        assert not await page.is_visible('#rules tr[data-rule="abuse.name_calling"]')  # nothing to act on: on request
+        await page.check("#all-rules")
+        assert await page.is_visible('#rules tr[data-rule="abuse.name_calling"]')
+        await page.uncheck("#all-rules")
         await page.select_option("#speaker", "customer")
         await page.fill("#sentence", "I'd like my money back, honestly")
         await page.click("#try button")

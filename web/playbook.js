@@ -48,7 +48,8 @@ async function load() {
   const rules = [...book.built_in].sort((a, b) => rank(a) - rank(b) || a.id.localeCompare(b.id));
   document.getElementById("rules").replaceChildren(...rules.map((rule) => {
     const f = byRule[rule.id] || {};
-    return el("tr", { "data-rule": rule.id, class: rule.on ? "" : "off" },
+    const quiet = rule.on && !f.flags;  // nothing to act on: shown on request
+    return el("tr", { "data-rule": rule.id, class: rule.on ? "" : "off", ...(quiet ? { "data-quiet": "true" } : {}) },
       el("th", { scope: "row" }, rule.id),
       el("td", {}, rule.kind),
       el("td", {}, rule.on ? "on" : "switched off"),
@@ -57,7 +58,16 @@ async function load() {
       el("td", {}, String(f.reviewed ?? 0)),
       el("td", { class: "precision" }, f.precision == null ? "-" : `${Math.round(f.precision * 100)}%`));
   }));
+  document.getElementById("rule-count").textContent = String(rules.length);
+  showRules();
 }
+
+function showRules() {
+  const all = document.getElementById("all-rules").checked;
+  for (const row of document.querySelectorAll("#rules tr[data-quiet]")) row.hidden = !all;
+}
+
+document.getElementById("all-rules").addEventListener("change", showRules);
 
 document.getElementById("try").addEventListener("submit", async (event) => {
   event.preventDefault();
