@@ -124,9 +124,12 @@ def load_settings() -> Settings:
 
 
 def run_playbook_check(path: Path, rules: bool = False) -> int:
-    from coach.playbook import built_in_rule_ids, load_playbook
+    from coach.playbook import built_in_rule_ids, load_playbook, retired_rule_ids
 
     book = load_playbook(path)
+    for rule_id in book.switched_off:
+        if (why := retired_rule_ids().get(rule_id)) is not None:
+            print(f"{path}: note: switched_off {rule_id} was retired and does nothing now: {why}", file=sys.stderr)
     kinds = sorted({rule.kind for rule in book.prompts.values()})
     counts = ", ".join(f"{sum(r.kind == k for r in book.prompts.values())} {k}" for k in kinds)
     own = f", {len(book.signals)} signals of its own" if book.signals else ""

@@ -62,7 +62,7 @@ class SignalEvent:
     # what fired it: a built-in pattern ("churn_threat.exit_fee", models/rules.yaml), a label's trigger
     # heads ("churn_threat.meaning"), a timing cue ("dead_air.timing"), or a team's own signal
     # ("competitor_mentioned.phrase"); QA's precision is reported per rule, and a playbook can switch
-    # one off
+    # a built-in one off
     rule: str | None = None
 
     type: Literal["signal"] = "signal"

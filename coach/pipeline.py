@@ -61,8 +61,8 @@ class CallPipeline:
         }
         # timing cues need to know who is who: not on a mono (mixed) recording
         self.timing = TimingDetector() if {"agent", "customer"} <= self.parties.keys() else None
-        # built-in rules the playbook switched off: patterns are left out of the detector; a label's
-        # meaning, a timing cue or a team's own piece is dropped as it fires
+        # built-in rules the playbook switched off: patterns and vetoes are left out of the detector,
+        # which also drops a label's meaning; a timing cue is dropped here as it fires
         self.off = policy.playbook.off() if policy is not None else frozenset()
         self.triggers = TriggerDetector(self.off)
         # the team's own signals, from the playbook (coach/detect/custom.py)

@@ -102,7 +102,7 @@ class Playbook(BaseModel):
     @classmethod
     def _known_rules(cls, ids: list[str]) -> list[str]:
         known = built_in_rule_ids()
-        unknown = [i for i in ids if i not in known]
+        unknown = [i for i in ids if i not in known and i not in retired_rule_ids()]  # a retired id is taken, and does nothing
         if unknown:
             hints = []
             for rule_id in unknown[:5]:
@@ -153,6 +153,13 @@ def built_in_rule_ids() -> list[str]:
     return [*built_in().ids(), *TIMING_RULES]
 
 
+def retired_rule_ids() -> dict[str, str]:
+    """Ids of built-in patterns taken out of the rules file, and why: a playbook written before still loads."""
+    from coach.detect.triggers import built_in
+
+    return built_in().retired
+
+
 class DuplicateKey(ValueError):
     pass
 
@@ -195,10 +202,14 @@ def load_playbook(path: Path = DEFAULT_PLAYBOOK) -> Playbook:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise PlaybookError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     try:
-        return Playbook.model_validate(data)
+        book = Playbook.model_validate(data)
     except ValidationError as exc:
         problems = [f"{'.'.join(map(str, e['loc'])) or 'playbook'}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
         raise PlaybookError("\n".join(f"{path}: {problem}" for problem in problems)) from None  # one line each
+    from coach.detect.triggers import built_in
+
+    built_in().rules(book.off())  # compiled here, off the event loop, not by the first call that uses it
+    return book
 
 
 class PromptPolicy:

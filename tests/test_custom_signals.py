@@ -227,3 +227,15 @@ def test_examples_fire_by_nearness_unless_a_near_miss_is_nearer():
     assert match_meaning([bank], "customer", ["why the late charge"], near_late) == []  # nearer the near miss
     assert match_meaning([bank], "agent", ["what would it cost to leave"], near_exit) == []  # not this signal's speaker
     assert match_meaning([bank], "customer", ["nice day"], np.array([[0.3, 0.0, 0.95]], np.float32)) == []  # below the threshold
+
+
+async def test_try_says_a_line_fires_because_the_veto_that_kept_it_quiet_is_switched_off(tmp_path):
+    book = yaml.safe_load(DEFAULT_PLAYBOOK.read_text())
+    book["switched_off"] = ["dismissive_phrase.sorry_for_calm_down"]
+    path = tmp_path / "playbook.yaml"
+    path.write_text(yaml.safe_dump(book))
+    async with running_server(tmp_path / "data", playbook=path) as live:
+        status, result = await live.request("POST", "/api/playbook/try", body={"speaker": "agent", "text": "Sorry, I shouldn't have said calm down."})
+        calm = next(s for s in result["signals"] if s["label"] == "dismissive_phrase")
+        assert calm["fires"] and calm["rule"] == "dismissive_phrase.calm_down" and "switched off" in calm["why_not"]
+        assert calm["prompt"]["title"] == book["prompts"]["dismissive_phrase"]["title"]

@@ -95,6 +95,7 @@ def _rules_file(tmp_path, match: str, extra: str = "") -> object:
     (r"(?:\w+\s?)*$", "could backtrack without end"),
     (r"\b(idiot)\b", "captures nothing"),
     (r"\b(?:idiot\b", "not a valid expression"),
+    (r"\b{IDIOT}\b", "{IDIOT} is not one of the words"),
 ])
 def test_a_rules_file_with_an_unsafe_pattern_is_refused_in_one_line(tmp_path, match, why):
     with pytest.raises(RulesError, match=why) as refused:
@@ -110,10 +111,30 @@ def test_a_rules_file_with_an_id_written_twice_is_refused(tmp_path):
 
 def test_the_rules_as_data_find_what_the_joined_expression_finds():
     """Each label is one pass of named alternatives: on a line that two patterns match, the first in
-    the text wins, as it did before the rules were data."""
-    signal = fired("customer", "I want to speak to a manager, this is the third time I've called.")
-    assert signal["escalation_request"].rule == "escalation_request.ask_for_senior"
-    assert signal["repeat_contact"].rule == "repeat_contact.nth_time"
+    the text wins (not the first in the file), as it did before the rules were data."""
+    line = "I've called twice already, and this is the third time."
+    assert BOOK.patterns.index(next(p for p in PATTERNS if p.id == "repeat_contact.nth_time")) < \
+        BOOK.patterns.index(next(p for p in PATTERNS if p.id == "repeat_contact.already_called"))
+    assert fired("customer", line)["repeat_contact"].rule == "repeat_contact.already_called"
+    assert fired("customer", line, off={"repeat_contact.already_called"})["repeat_contact"].rule == "repeat_contact.nth_time"
+
+
+def test_an_id_once_shipped_stays_or_is_retired_and_a_playbook_switching_a_retired_one_off_still_loads(tmp_path):
+    from pathlib import Path
+
+    import yaml
+
+    from coach.playbook import DEFAULT_PLAYBOOK, load_playbook
+
+    shipped = [line for line in (Path(__file__).parent / "rule_ids.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert set(shipped) - set(BOOK.ids()) - set(BOOK.retired) == set()  # a team's switched_off: keeps loading
+    assert set(BOOK.retired) & set(BOOK.ids()) == set()
+    book = yaml.safe_load(DEFAULT_PLAYBOOK.read_text())
+    book["switched_off"] = ["churn_threat.take_my_business_elsewhere"]
+    path = tmp_path / "playbook.yaml"
+    path.write_text(yaml.safe_dump(book))
+    assert load_playbook(path).switched_off == ["churn_threat.take_my_business_elsewhere"]
+    assert "churn_threat" in fired("customer", "I'll be taking my business elsewhere.", off=set(book["switched_off"]))
 
 
 def test_a_playbook_refuses_an_unknown_rule_with_the_nearest_id(tmp_path):

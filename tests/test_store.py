@@ -109,17 +109,20 @@ def test_report_gives_flag_precision_from_reviews_prompts_per_call_and_risk_band
 
 def test_report_gives_qas_precision_per_rule_so_a_team_knows_which_to_switch_off(store_at, tmp_path):
     store = store_at(tmp_path)
-    store.begin(CallRecord("R", "ana", "live", "live", time.time()))
-    rules = ["churn_threat.exit_fee", "churn_threat.exit_fee", "churn_threat.im_cancelling", "churn_threat.meaning", None]
-    events = [{**signal_event(3.0 + i, "churn_threat"), **({"rule": rule} if rule else {})} for i, rule in enumerate(rules)]
-    store.append("R", events, None, {"labels": ["churn_threat"]})
-    store.end("R", {})
+    calls = {"R": ["churn_threat.exit_fee", "churn_threat.exit_fee", "churn_threat.im_cancelling", "churn_threat.meaning", None],
+             "S": ["churn_threat.im_cancelling", "churn_threat.im_cancelling"]}  # the same seqs, other rules: joined by call and seq
+    for call_id, rules in calls.items():
+        store.begin(CallRecord(call_id, "ana", "live", "live", time.time()))
+        events = [{**signal_event(3.0 + i, "churn_threat"), **({"rule": rule} if rule else {})} for i, rule in enumerate(rules)]
+        store.append(call_id, events, None, {"labels": ["churn_threat"]})
+        store.end(call_id, {})
     for seq, verdict in ((0, "wrong"), (1, "wrong"), (2, "right"), (3, "right"), (4, "right")):
         store.add_review(Review(f"r{seq}", "R", seq, "churn_threat", verdict, None, "qa", 1.0))
+    store.add_review(Review("s0", "S", 0, "churn_threat", "right", None, "qa", 1.0))
     report = build_report(store)
-    assert [(f.label, f.flags, f.precision) for f in report.labels] == [("churn_threat", 5, 0.6)]
+    assert [(f.label, f.flags, f.reviewed, f.precision) for f in report.labels] == [("churn_threat", 7, 6, 4 / 6)]
     by_rule = {f.rule: (f.flags, f.reviewed, f.precision) for f in report.rules}
-    assert by_rule == {"churn_threat.exit_fee": (2, 2, 0.0), "churn_threat.im_cancelling": (1, 1, 1.0),
+    assert by_rule == {"churn_threat.exit_fee": (2, 2, 0.0), "churn_threat.im_cancelling": (3, 2, 1.0),
                        "churn_threat.meaning": (1, 1, 1.0), "-": (1, 1, 1.0)}  # "-": flagged before rules had ids
     assert report.rules[0].rule == "churn_threat.exit_fee"  # the one misfiring comes first
     text = format_report(report)

@@ -53,7 +53,7 @@ async function load() {
       el("th", { scope: "row" }, rule.id),
       el("td", {}, rule.kind),
       el("td", {}, rule.on ? "on" : "switched off"),
-      el("td", {}, rule.example || rule.note || "", rule.misfires_on ? el("span", { class: "misfire" }, ` Known to misfire on: “${rule.misfires_on}”`) : ""),
+      el("td", {}, rule.example || (rule.silences ? `Keeps quiet: “${rule.silences}”` : "") || rule.note || "", rule.misfires_on ? el("span", { class: "misfire" }, ` Known to misfire on: “${rule.misfires_on}”`) : ""),
       el("td", {}, String(f.flags ?? 0)),
       el("td", {}, String(f.reviewed ?? 0)),
       el("td", { class: "precision" }, f.precision == null ? "-" : `${Math.round(f.precision * 100)}%`));

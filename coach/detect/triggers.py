@@ -102,6 +102,8 @@ class RuleBook:
 
     patterns: tuple[Pattern, ...]
     labels: tuple[tuple[str, str], ...]  # (label, speaker), in file order
+    # ids of patterns taken out of the file, and why: a playbook that switched one off still loads
+    retired: dict[str, str] = field(default_factory=dict, compare=False)
     _compiled: dict = field(default_factory=dict, compare=False, repr=False)
 
     def ids(self) -> list[str]:
@@ -109,9 +111,13 @@ class RuleBook:
         return [p.id for p in self.patterns] + [f"{label}.{MEANING}" for label, _ in self.labels]
 
     def rules(self, off: frozenset[str] = frozenset()) -> tuple[Rule, ...]:
-        """One :class:`Rule` a label, without the ids in ``off``; compiled once per set switched off."""
+        """One :class:`Rule` a label, without the patterns and vetoes in ``off``; compiled once per
+        set of them switched off (a handful of playbooks: the cache is small and bounded)."""
+        off = frozenset(off & {p.id for p in self.patterns})
         if (cached := self._compiled.get(off)) is not None:
             return cached
+        if len(self._compiled) >= 32:
+            self._compiled.clear()
         out = []
         for label, speaker in self.labels:
             mine = [p for p in self.patterns if p.label == label and p.id not in off]
@@ -135,9 +141,13 @@ def load_rules(path: Path = RULES_FILE) -> RuleBook:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise RulesError(f"{path}: cannot read the rules: {exc}") from None
-    if not isinstance(data, dict) or set(data) - {"words", "signals"} or not isinstance(data.get("signals"), dict):
-        raise RulesError(f"{path}: expected `words:` and `signals:` only")
-    words = data.get("words") or {}
+    if not isinstance(data, dict) or set(data) - {"words", "signals", "retired"} or not isinstance(data.get("signals"), dict):
+        raise RulesError(f"{path}: expected `words:`, `signals:` and `retired:` only")
+    words, retired = data.get("words") or {}, data.get("retired") or {}
+    if not isinstance(words, dict) or not all(isinstance(k, str) and k.isupper() and isinstance(v, str) for k, v in words.items()):
+        raise RulesError(f"{path}: words: NAME: expression, each NAME in capitals")
+    if not isinstance(retired, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in retired.items()):
+        raise RulesError(f"{path}: retired: id: why it was taken out")
     patterns: list[Pattern] = []
     labels: list[tuple[str, str]] = []
     for label, spec in data["signals"].items():
@@ -149,10 +159,15 @@ def load_rules(path: Path = RULES_FILE) -> RuleBook:
                 patterns.append(_pattern(path, label, spec["speaker"], key == "vetoes", item, words))
     seen: set[str] = set()
     for p in patterns:
-        if p.id in seen:
-            raise RulesError(f"{path}: {p.id} is written twice")
+        if p.id in seen or p.id in retired:
+            raise RulesError(f"{path}: {p.id} is written twice" if p.id in seen else f"{path}: {p.id} is retired: give the pattern a new id")
         seen.add(p.id)
-    return RuleBook(tuple(patterns), tuple(labels))
+    book = RuleBook(tuple(patterns), tuple(labels), dict(retired))
+    try:
+        book.rules()  # each label's patterns, joined: an expression that cannot be joined is refused here
+    except re.error as exc:
+        raise RulesError(f"{path}: a label's patterns cannot be joined into one expression ({exc})") from None
+    return book
 
 
 def _pattern(path: Path, label: str, speaker: str, veto: bool, item, words: dict[str, str]) -> Pattern:
@@ -169,6 +184,8 @@ def _pattern(path: Path, label: str, speaker: str, veto: bool, item, words: dict
     source = "|".join(alternatives)
     for name, value in words.items():
         source = source.replace("{" + name + "}", value)
+    if (left := re.search(r"\{[A-Z_]+\}", source)) is not None:
+        raise RulesError(f"{where}: {left.group(0)} is not one of the words ({', '.join(words) or 'none written'})")
     try:
         regex = re.compile(source, re.IGNORECASE)
     except re.error as exc:

@@ -38,7 +38,8 @@ def _built_in_rules(off: frozenset[str]) -> list[dict]:
     """Every built-in rule a playbook may switch off, whether it is on, and an example line of each."""
     book = built_in()
     out = [{"id": p.id, "label": p.label, "speaker": p.speaker, "kind": "veto" if p.veto else "pattern",
-            "on": p.id not in off, "example": p.fires[0] if p.fires else None, "misfires_on": p.misfires[0] if p.misfires else None,
+            "on": p.id not in off, "example": p.fires[0] if p.fires and not p.veto else None,
+            "silences": p.fires[0] if p.fires and p.veto else None, "misfires_on": p.misfires[0] if p.misfires else None,
             "note": p.note or None} for p in book.patterns]
     out += [{"id": f"{label}.{MEANING}", "label": label, "speaker": speaker, "kind": "meaning", "on": f"{label}.{MEANING}" not in off,
              "example": None, "note": "the trigger heads: lines like the label's, by meaning"} for label, speaker in book.labels]
@@ -61,13 +62,19 @@ async def try_sentence(body: Trial, server: State, who: Caller) -> dict:
     book = server.playbook.active
     off = book.off()
     found = []
-    for rule in TriggerDetector(off).rules:
+    everything = {rule.label: rule for rule in built_in().rules()}  # nothing switched off
+    detector = TriggerDetector(off)
+    vetoing = {rule.label: rule for rule in detector.rules}
+    for rule in detector.rules:
         if rule.speaker != body.speaker or (hit := rule.search(body.text)) is None:
             continue
         match, rule_id = hit
         veto = rule.vetoed(body.text)
+        why = None if veto is None else f"its veto {veto} matched (a taken-back or negated use)"
+        if veto is None and (silenced := everything[rule.label].vetoed(body.text)) is not None:
+            why = f"fires because its veto {silenced} is switched off in this playbook"
         found.append({"label": rule.label, "by": "built-in phrase rule", "rule": rule_id, "evidence": match.group(0).strip(),
-                      "fires": veto is None, "why_not": None if veto is None else f"its veto {veto} matched (a taken-back or negated use)"})
+                      "fires": veto is None, "why_not": why})
     patterns = {p.id: p for p in built_in().patterns}
     for rule_id in sorted(off):  # what a pattern switched off would have said
         pattern = patterns.get(rule_id)
@@ -80,14 +87,16 @@ async def try_sentence(body: Trial, server: State, who: Caller) -> dict:
         own = {bank.label for bank in meaning}
         for m in reading.matches:
             rule_id = f"{m.label}.examples" if m.label in own else f"{m.label}.{MEANING}"
+            veto = None if m.label in own or m.label not in vetoing else vetoing[m.label].vetoed(body.text)
+            why = "switched off in this playbook" if rule_id in off else None if veto is None else f"its veto {veto} matched"
             found.append({"label": m.label, "by": "playbook examples (meaning)" if m.label in own else "meaning (trigger heads)",
-                          "rule": rule_id, "evidence": m.evidence, "fires": rule_id not in off,
-                          "why_not": "switched off in this playbook" if rule_id in off else None})
+                          "rule": rule_id, "evidence": m.evidence, "fires": why is None, "why_not": why})
     for signal in book.custom_signals():
         if signal.hears(body.speaker) and (phrase := signal.match(body.text)) is not None:
-            found.append({"label": signal.label, "by": "playbook phrase" if signal.kind == "said" else "playbook phrase (counts as said in time)",
-                          "rule": f"{signal.label}.phrase", "evidence": phrase.text, "fires": signal.kind == "said", "why_not": None if signal.kind == "said" else
-                          f"a not_said signal: saying it within {signal.within:g} s keeps it quiet"})
+            said = signal.kind == "said"
+            found.append({"label": signal.label, "by": "playbook phrase" if said else "playbook phrase (counts as said in time)",
+                          "rule": f"{signal.label}.{'phrase' if said else 'not_said'}", "evidence": phrase.text, "fires": said,
+                          "why_not": None if said else f"a not_said signal: saying it within {signal.within:g} s keeps it quiet"})
     for item in found:
         rule = book.prompts.get(item["label"])
         item["prompt"] = None if rule is None or not item["fires"] else {"kind": rule.kind, "title": rule.title}
