@@ -111,21 +111,13 @@ def format_report(report: Report) -> str:
     lines = [f"calls: {report.calls} ({', '.join(f'{n} {s}' for s, n in sorted(report.states.items())) or 'none'}), "
              f"flagged: {report.flagged}", ""]
     lines.append("flag precision by label (from QA reviews; lowest first: tune these)")
-    lines.append(f"  {'label':<24} {'flags':>6} {'reviewed':>9} {'right':>6} {'wrong':>6} {'precision':>10}")
-    for f in report.labels:
-        precision = "-" if f.precision is None else f"{f.precision:.2f}"
-        lines.append(f"  {f.label:<24} {f.flags:>6} {f.reviewed:>9} {f.right:>6} {f.wrong:>6} {precision:>10}")
+    lines += _table("label", [f.label for f in report.labels], report.labels)
     if not report.labels:
         lines.append("  (no flags yet)")
     lines.append("")
     if report.rules:
         lines.append("flag precision by rule (lowest first: a playbook's switched_off: takes one out)")
-        names = [f.rule if f.rule != NO_RULE else f"{f.label} (no rule id)" for f in report.rules]
-        width = max(24, *map(len, names))
-        lines.append(f"  {'rule':<{width}} {'flags':>6} {'reviewed':>9} {'right':>6} {'wrong':>6} {'precision':>10}")
-        for name, f in zip(names, report.rules):
-            precision = "-" if f.precision is None else f"{f.precision:.2f}"
-            lines.append(f"  {name:<{width}} {f.flags:>6} {f.reviewed:>9} {f.right:>6} {f.wrong:>6} {precision:>10}")
+        lines += _table("rule", [f.rule if f.rule != NO_RULE else f"{f.label} (no rule id)" for f in report.rules], report.rules)
         lines.append("")
     if report.prompts_per_call:
         p = report.prompts_per_call
@@ -133,3 +125,13 @@ def format_report(report: Report) -> str:
         lines.append(f"prompts per call: mean {p['mean']}, median {p['median']}, max {p['max']} ({kinds or 'none'})")
     lines.append("calls by highest risk: " + ", ".join(f"{name} {n}" for name, n in report.risk_bands.items()))
     return "\n".join(lines)
+
+
+def _table(column: str, names: list[str], figures: list[LabelFigures]) -> list[str]:
+    """A precision table's lines: its header, then one row per label or rule."""
+    width = max(24, *map(len, names)) if names else 24
+    rows = [f"  {column:<{width}} {'flags':>6} {'reviewed':>9} {'right':>6} {'wrong':>6} {'precision':>10}"]
+    for name, f in zip(names, figures):
+        precision = "-" if f.precision is None else f"{f.precision:.2f}"
+        rows.append(f"  {name:<{width}} {f.flags:>6} {f.reviewed:>9} {f.right:>6} {f.wrong:>6} {precision:>10}")
+    return rows

@@ -77,10 +77,6 @@ class Rule:
     veto: re.Pattern[str] | None = None
     vetoes: tuple[Pattern, ...] = ()
 
-    @property
-    def ids(self) -> tuple[str, ...]:
-        return tuple(p.id for p in self.patterns)
-
     def vetoed(self, text: str) -> str | None:
         """The id of the veto that silences this label on ``text``, if one does."""
         if self.veto is None or (match := self.veto.search(text)) is None:
@@ -127,10 +123,15 @@ class RuleBook:
         """Every id a playbook may switch off: the patterns, the vetoes, and each label's meaning."""
         return [p.id for p in self.patterns] + [f"{label}.{MEANING}" for label, _ in self.labels]
 
+    @functools.cached_property
+    def _switchable(self) -> frozenset[str]:
+        """The ids that change the compiled rules: patterns and vetoes."""
+        return frozenset(p.id for p in self.patterns)
+
     def rules(self, off: frozenset[str] = frozenset()) -> tuple[Rule, ...]:
         """One :class:`Rule` a label, without the patterns and vetoes in ``off``; compiled once per
         set of them switched off (a handful of playbooks: the cache is small and bounded)."""
-        off = frozenset(off & {p.id for p in self.patterns})
+        off = frozenset(off & self._switchable)
         if (cached := self._compiled.get(off)) is not None:
             return cached
         if len(self._compiled) >= 32:
